@@ -1,0 +1,29 @@
+"""Model calls for the generation pipeline: backends, the call cache, prompt()+parse() calls and the runner.
+
+* ``base``: the request/response records, the ``Backend`` protocol and ``make_backend(spec)``.
+* ``call``: ``ModelCall`` (one model call = ``request()`` + ``parse()``), ``run_calls`` (the concurrent runner).
+* ``cache``: ``CallCache``, the SQLite cache of model answers (a rerun resumes for free).
+* ``json_parse``: ``parse_json`` tolerant extraction of a JSON value from model text.
+* Backends: ``openai_backend`` (any OpenAI-compatible server), ``transformers_backend`` (in-process),
+  ``scripted_backend`` (canned answers and injected failures, for tests).
+"""
+
+from generation.llm.base import Backend, BackendError, ChatRequest, ChatResponse, Usage, make_backend
+from generation.llm.cache import CallCache
+from generation.llm.call import CallResult, ModelCall, ParseError, Progress, run_calls, run_calls_sync
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "CallCache",
+    "CallResult",
+    "ChatRequest",
+    "ChatResponse",
+    "ModelCall",
+    "ParseError",
+    "Progress",
+    "Usage",
+    "make_backend",
+    "run_calls",
+    "run_calls_sync",
+]

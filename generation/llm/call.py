@@ -1,0 +1,265 @@
+"""One model call = ``request()`` + ``parse()`` (bespoke-curator style), and the runner that maps a call
+over many items concurrently with caching, parse retries and per-item error capture.
+
+A pipeline step subclasses ``ModelCall``::
+
+    class SceneCall(ModelCall[Photo, Scene]):
+        name = "scene"
+        template_version = "scene-v1"
+
+        def request(self, item):
+            return ChatRequest(messages=(...,), json_schema=SCENE_SCHEMA)
+
+        def parse(self, item, response):
+            data = parse_json(response.text)      # raises ParseError on bad JSON
+            return Scene(...)
+
+    results = run_calls_sync(SceneCall(), photos, backend, cache=CallCache("run/cache.sqlite"), concurrency=16)
+
+``run_calls`` never raises for one item's failure: a ``BackendError`` (after the backend's own retries),
+a ``ParseError`` after ``max_parse_retries`` extra attempts, or any exception from ``request()``/``parse()``
+becomes ``CallResult(output=None, error="...")`` in the item's position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
+
+from generation.llm.base import Backend, BackendError, ChatRequest, ChatResponse, Usage
+from generation.llm.cache import CallCache
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class ParseError(ValueError):
+    """``parse()`` could not read the model's answer. The runner retries the call (bounded), then records
+    the item as rejected with this message as the reason."""
+
+
+class ModelCall(ABC, Generic[In, Out]):
+    """A model call: ``request(item)`` builds the chat request, ``parse(item, response)`` reads the answer.
+
+    ``name`` and ``template_version`` enter the cache key: bump ``template_version`` whenever the prompt
+    changes so that old answers are not reused.
+    """
+
+    name: str = ""
+    template_version: str = ""
+    max_parse_retries: int = 2  # extra attempts after a ParseError, each with a new seed
+    retry_temperature: float = 0.7  # a greedy (temperature 0) request is retried at this temperature
+
+    @abstractmethod
+    def request(self, item: In) -> ChatRequest: ...
+
+    @abstractmethod
+    def parse(self, item: In, response: ChatResponse) -> Out: ...
+
+    def retry_request(self, request: ChatRequest, attempt: int) -> ChatRequest:
+        """The request for retry number ``attempt`` (1, 2, ...) after a parse failure: a new seed, and a
+        non-zero temperature if the first was greedy (a greedy retry would repeat the same answer)."""
+        seed = (request.seed or 0) + attempt
+        temperature = request.temperature if request.temperature > 0 else self.retry_temperature
+        return replace(request, seed=seed, temperature=temperature)
+
+
+@dataclass
+class CallResult(Generic[In, Out]):
+    item: In
+    output: Out | None
+    error: str | None
+    usage: Usage  # tokens spent by live model calls for this item in this run (cache hits cost nothing)
+    cached: bool  # the accepted answer came from the cache
+    attempts: int  # answers parsed (a cache hit counts as one)
+    model_calls: int = 0  # live backend calls made for this item
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class RunSummary:
+    done: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    cached: int = 0
+    model_calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    def add(self, result: CallResult) -> None:
+        self.done += 1
+        self.accepted += result.ok
+        self.rejected += not result.ok
+        self.cached += result.cached
+        self.model_calls += result.model_calls
+        self.usage = self.usage + result.usage
+
+    @classmethod
+    def of(cls, results: Iterable[CallResult]) -> RunSummary:
+        summary = cls()
+        for result in results:
+            summary.add(result)
+        return summary
+
+
+class Progress:
+    """A tqdm bar showing done / accepted / rejected / cached counts and token totals.
+
+    ``Progress(total, desc="scene")``; pass ``disable=True`` (or run without a terminal) to keep only the
+    counts in ``.summary``.
+    """
+
+    def __init__(self, total: int | None = None, desc: str = "", *, disable: bool | None = None, **tqdm_kwargs):
+        from tqdm.auto import tqdm
+
+        self.summary = RunSummary()
+        self._bar = tqdm(total=total, desc=desc, disable=disable, mininterval=0.5, unit="call", **tqdm_kwargs)
+
+    def update(self, result: CallResult) -> None:
+        self.summary.add(result)
+        s = self.summary
+        self._bar.set_postfix_str(
+            f"ok={s.accepted} rej={s.rejected} cached={s.cached} "
+            f"tok={s.usage.prompt_tokens}+{s.usage.completion_tokens}",
+            refresh=False,
+        )
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if isinstance(error, (ParseError, BackendError)):
+        return f"{type(error).__name__}: {text}"
+    return f"{type(error).__name__}: {text}"
+
+
+async def _run_one(call: ModelCall, item, backend: Backend, cache: CallCache | None) -> CallResult:
+    usage = Usage()
+    attempts = 0
+    model_calls = 0
+    try:
+        request = call.request(item)
+    except Exception as error:  # a bad item must not kill the run
+        return CallResult(item, None, f"request() failed: {_describe(error)}", usage, False, 0, 0)
+
+    key = None
+    if cache is not None:
+        key = cache.key(
+            model=backend.model, call_name=call.name, template_version=call.template_version, request=request
+        )
+        hit = cache.get(key)
+        if hit is not None:
+            attempts += 1
+            try:
+                return CallResult(item, call.parse(item, hit), None, usage, True, attempts, 0)
+            except ParseError:
+                pass  # the parser got stricter since this answer was cached: ask the model again
+            except Exception as error:
+                return CallResult(item, None, f"parse() failed: {_describe(error)}", usage, True, attempts, 0)
+
+    last_error = "no attempt made"
+    for attempt in range(call.max_parse_retries + 1):
+        live_request = request if attempt == 0 else call.retry_request(request, attempt)
+        try:
+            response = await backend.chat(live_request)
+        except BackendError as error:
+            return CallResult(item, None, _describe(error), usage, False, attempts, model_calls + 1)
+        except Exception as error:
+            return CallResult(
+                item, None, f"backend failed: {_describe(error)}", usage, False, attempts, model_calls + 1
+            )
+        model_calls += 1
+        attempts += 1
+        usage = usage + response.usage
+        try:
+            output = call.parse(item, response)
+        except ParseError as error:
+            last_error = _describe(error)
+            continue
+        except Exception as error:
+            return CallResult(item, None, f"parse() failed: {_describe(error)}", usage, False, attempts, model_calls)
+        if cache is not None:
+            # Stored under the first request's key, so a rerun is served this accepted answer directly.
+            cache.put(key, response, call_name=call.name, model=backend.model)
+        return CallResult(item, output, None, usage, False, attempts, model_calls)
+    return CallResult(
+        item, None, f"{last_error} (after {attempts} attempts)", usage, False, attempts, model_calls
+    )
+
+
+async def run_calls(
+    call: ModelCall[In, Out],
+    items: Sequence[In] | Iterable[In],
+    backend: Backend,
+    *,
+    cache: CallCache | None,
+    concurrency: int,
+    progress: Progress | None = None,
+    on_result: Callable[[int, CallResult[In, Out]], None] | None = None,
+) -> list[CallResult[In, Out]]:
+    """Run ``call`` on every item with at most ``concurrency`` calls in flight; results in input order.
+
+    ``on_result(index, result)`` is called as each item finishes (e.g. to append it to a JSONL file).
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if not call.name or not call.template_version:
+        raise ValueError(
+            f"{type(call).__name__} must set 'name' and 'template_version' (both are part of the cache key)"
+        )
+    items = list(items)
+    results: list[CallResult | None] = [None] * len(items)
+    next_index = iter(range(len(items)))
+
+    async def worker() -> None:
+        for index in next_index:
+            result = await _run_one(call, items[index], backend, cache)
+            results[index] = result
+            if progress is not None:
+                progress.update(result)
+            if on_result is not None:
+                on_result(index, result)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, max(len(items), 1)))))
+    return results  # type: ignore[return-value]
+
+
+def run_calls_sync(
+    call: ModelCall[In, Out],
+    items: Sequence[In] | Iterable[In],
+    backend: Backend,
+    *,
+    cache: CallCache | None,
+    concurrency: int,
+    progress: Progress | None = None,
+    on_result: Callable[[int, CallResult[In, Out]], None] | None = None,
+    close_backend: bool = False,
+) -> list[CallResult[In, Out]]:
+    """``asyncio.run`` wrapper of ``run_calls`` for synchronous code (not from inside a running loop).
+    With ``close_backend=True`` the backend is closed in the same loop (needed for HTTP clients, which are
+    bound to the loop that created their connections)."""
+
+    async def main():
+        try:
+            return await run_calls(
+                call, items, backend, cache=cache, concurrency=concurrency, progress=progress, on_result=on_result
+            )
+        finally:
+            if close_backend:
+                await backend.aclose()
+
+    return asyncio.run(main())

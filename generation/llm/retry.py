@@ -1,0 +1,90 @@
+"""The retry policy shared by backends: exponential backoff with full jitter, honouring ``Retry-After``.
+
+A backend's single attempt raises ``TransientError`` for what is worth retrying (HTTP 429 / 5xx, timeouts,
+connection errors) and ``BackendError`` for what is not (e.g. 400, 401). ``with_retries`` runs the attempt
+until it succeeds or ``max_retries`` retries are spent, then raises ``BackendError`` with the last reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+from generation.llm.base import BackendError
+
+T = TypeVar("T")
+
+
+class TransientError(Exception):
+    """A failure worth retrying; ``retry_after`` (seconds) comes from the server when it said so."""
+
+    def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(reason)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; ``None`` if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 5
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0  # cap on any single wait, Retry-After included
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.base_delay_s < 0 or self.max_delay_s < 0:
+            raise ValueError("retry delays must be >= 0")
+
+    def delay(self, retry: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based): the server's ``Retry-After`` when given,
+        else full jitter ``uniform(0, base * 2**retry)``; always capped at ``max_delay_s``."""
+        if retry_after is not None:
+            return min(self.max_delay_s, retry_after)
+        ceiling = min(self.max_delay_s, self.base_delay_s * (2**retry))
+        return (rng or random).uniform(0.0, ceiling)
+
+
+async def with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    what: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run ``attempt()`` until it returns, retrying ``TransientError`` up to ``policy.max_retries`` times."""
+    for retry in range(policy.max_retries + 1):
+        try:
+            return await attempt()
+        except TransientError as error:
+            if retry == policy.max_retries:
+                raise BackendError(
+                    f"{what}: gave up after {retry + 1} attempts; last error: {error}",
+                    status=error.status,
+                    attempts=retry + 1,
+                ) from None
+            await sleep(policy.delay(retry, error.retry_after))
+    raise AssertionError("unreachable")
