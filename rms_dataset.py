@@ -144,6 +144,12 @@ def response_id_for(pair_id: str, label: str, response: str) -> str:
     return sha256_hex(f"{pair_id}\n{label}\n{normalise_text(response)}")[:16]
 
 
+def split_for_image(image_id: str, test_fraction: float = 0.25) -> str:
+    """Deterministic split by image: every pair of one photo lands in the same split."""
+    bucket = int(sha256_hex(f"split:{image_id}")[:8], 16) / 0xFFFFFFFF
+    return "test" if bucket < test_fraction else "train"
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Release layout helpers (shared by the builder, the release writer and the validator).
 # ----------------------------------------------------------------------------------------------------------
@@ -163,6 +169,140 @@ def find_shards(root: str, config: str) -> dict[str, list[str]]:
         if match:
             by_split.setdefault(match["split"], []).append(path)
     return by_split
+
+
+CARD_FILE = "README.md"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a release: where (file, row, field) and what to do about it."""
+
+    file: str
+    message: str
+    row: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f", row {self.row}"
+        if self.field is not None:
+            where += f", field '{self.field}'"
+        return f"{where}: {self.message}"
+
+
+class ReleaseError(ValueError):
+    """A release that cannot be loaded; the message lists every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("invalid RMS release:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+def read_card_metadata(root: str) -> dict:
+    """The YAML front matter of a release's README.md (empty dict when there is none)."""
+    import yaml
+
+    with open(os.path.join(root, CARD_FILE), encoding="utf-8") as handle:
+        text = handle.read()
+    if not text.startswith("---"):
+        return {}
+    end = text.find("\n---", 3)
+    if end < 0:
+        raise ValueError(f"{os.path.join(root, CARD_FILE)}: YAML front matter is not closed with '---'")
+    return yaml.safe_load(text[3:end]) or {}
+
+
+def card_data_files(metadata: dict) -> dict[str, dict[str, list[str]]]:
+    """config -> split -> relative shard paths, as the card's `configs:` declares them."""
+    declared: dict[str, dict[str, list[str]]] = {}
+    for entry in metadata.get("configs") or []:
+        files = entry.get("data_files") or []
+        if isinstance(files, (str, dict)):
+            files = [files]
+        splits: dict[str, list[str]] = {}
+        for item in files:
+            split, paths = ("train", item) if isinstance(item, str) else (item.get("split", "train"), item.get("path"))
+            splits.setdefault(split, []).extend([paths] if isinstance(paths, str) else list(paths or []))
+        declared[entry.get("config_name", "default")] = splits
+    return declared
+
+
+def check_layout(root: str) -> list[Problem]:
+    """Cheap structural checks: card present, every config declared, declared shards exist and read as
+    parquet with exactly the schema's features. Run before loading so that a broken release fails with
+    a message naming the file instead of deep inside `datasets`."""
+    import pyarrow.parquet as pq
+
+    card = os.path.join(root, CARD_FILE)
+    if not os.path.isdir(root):
+        return [Problem(root, "not a directory; pass a release directory or a Hub dataset repo id")]
+    if not os.path.exists(card):
+        return [Problem(card, "missing: a release needs its dataset card with a YAML `configs:` section")]
+    try:
+        declared = card_data_files(read_card_metadata(root))
+    except Exception as error:  # yaml errors carry line numbers; keep them
+        return [Problem(card, f"cannot parse the YAML front matter: {error}")]
+    problems = []
+    for config in CONFIG_NAMES:
+        if config not in declared:
+            problems.append(Problem(card, f"config '{config}' is not declared in `configs:`", field="configs"))
+            continue
+        named = set()
+        for split, paths in declared[config].items():
+            for relative in paths:
+                path = os.path.join(root, relative)
+                named.add(os.path.normpath(path))
+                if not os.path.exists(path):
+                    problems.append(
+                        Problem(card, f"names shard '{relative}' (config {config}, split {split}) which does not exist")
+                    )
+                    continue
+                problems.extend(_check_shard_schema(pq, path, config))
+        for split, paths in find_shards(root, config).items():
+            for path in paths:
+                if os.path.normpath(path) not in named:
+                    problems.append(Problem(path, f"shard is not named in {CARD_FILE}'s configs; re-render the card"))
+    return problems
+
+
+def _check_shard_schema(pq, path: str, config: str) -> list[Problem]:
+    try:
+        schema = pq.read_schema(path)
+        pq.ParquetFile(path).metadata  # footer readable: catches truncation
+    except Exception as error:
+        return [Problem(path, f"cannot read as parquet ({error}); the shard is truncated or corrupt: re-generate it")]
+    try:
+        features = datasets.Features.from_arrow_schema(schema)
+    except Exception as error:
+        return [Problem(path, f"cannot read the features from the parquet schema: {error}")]
+    expected = FEATURES[config]
+    problems = []
+    for name in expected:
+        if name not in features:
+            problems.append(Problem(path, f"missing column (config {config} expects it)", field=name))
+        elif features[name] != expected[name]:
+            problems.append(Problem(path, f"has type {features[name]}, the schema says {expected[name]}", field=name))
+    for name in features:
+        if name not in expected:
+            problems.append(Problem(path, f"unexpected column not in the {config} schema", field=name))
+    return problems
+
+
+def load(release: str, config: str = PAIRS, split: str | None = None, revision: str | None = None, **kwargs):
+    """`datasets.load_dataset` for an RMS release, after checking a local release's layout.
+
+    For a local directory a broken release raises `ReleaseError` naming each bad file; a Hub repo id is
+    passed straight to `load_dataset` (with `revision`, e.g. "v1.0.0").
+    """
+    if config not in CONFIG_NAMES:
+        raise ValueError(f"unknown config {config!r}; RMS configs are {', '.join(CONFIG_NAMES)}")
+    if os.path.isdir(release):
+        problems = check_layout(release)
+        if problems:
+            raise ReleaseError(problems)
+    return datasets.load_dataset(release, config, split=split, revision=revision, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -215,7 +355,9 @@ class RMS(datasets.GeneratorBasedBuilder):
         )
 
     def _release_root(self) -> str:
-        release = self.config.release or self.config.data_dir or os.path.dirname(os.path.abspath(__file__))
+        release = self.config.release or self.config.data_dir or getattr(self, "base_path", None)
+        if not release:
+            raise ValueError("RMS builder: pass release=<release directory or Hub dataset repo id>")
         if os.path.isdir(release):
             return release
         from huggingface_hub import snapshot_download
@@ -229,6 +371,10 @@ class RMS(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         root = self._release_root()
+        if os.path.isdir(self.config.release or self.config.data_dir or ""):
+            problems = check_layout(root)
+            if problems:
+                raise ReleaseError(problems)
         shards = find_shards(root, self.config.name)
         if not shards:
             raise FileNotFoundError(
