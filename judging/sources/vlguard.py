@@ -1,0 +1,147 @@
+"""VLGuard (ys-zong/VLGuard): the real ``train.json`` (2000 images) and ``test.json`` (1000 images).
+
+The ``safe`` field refers to the **image**:
+- a safe image (``safe: true``) has two turns: ``safe_instruction`` + response (a safe query) and
+  ``unsafe_instruction`` + response (an unsafe query; the response is a refusal);
+- an unsafe image (``safe: false``) has one turn: ``instruction`` + response (an unsafe query, refused).
+
+Tasks and labels:
+- ``query``: (image, instruction) -> ``safe`` for a ``safe_instruction`` turn, ``unsafe`` otherwise.
+  Counts in the published files: train 977 safe / 2000 unsafe, test 558 safe / 1000 unsafe.
+- ``response``: (image, instruction, response) -> every VLGuard response is a **safe** response (helpful
+  answers to safe queries, refusals to unsafe ones): VLGuard has no unsafe responses, so this task is single
+  class ``safe`` and must be mixed with a source that has unsafe responses to train on.
+
+Images: ``image_root`` (the extracted ``train.zip`` / ``test.zip`` of the Hub dataset; the JSON's ``image``
+paths are looked up under ``image_root`` and ``image_root/<split>``) or ``hub_dataset="ys-zong/VLGuard"``
+(+ ``revision``), which downloads and extracts ``<split>.zip`` once into the Hugging Face cache. Images that
+cannot be found keep ``image=None`` and are listed in ``source.report.missing_images``.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from judging.records import QUERY, RESPONSE, JudgeExample, Task
+from judging.sources.benchmark_files import (
+    AnnotationError,
+    BenchmarkReport,
+    FolderImages,
+    load_json,
+    require,
+    resolve_annotations,
+    shared_benchmark_path,
+)
+from judging.sources.registry import Source, register_source
+from rms_dataset import SAFE, UNSAFE
+
+HUB_DATASET = "ys-zong/VLGuard"
+
+
+def _extracted_hub_split(repo_id: str, split: str, revision: str | None) -> Path:
+    """Download ``<split>.zip`` from the Hub dataset once and extract it next to the cached file."""
+    from huggingface_hub import hf_hub_download
+
+    archive = Path(hf_hub_download(repo_id, f"{split}.zip", repo_type="dataset", revision=revision))
+    target = archive.parent / f"{split}_extracted"
+    if not (target / ".complete").exists():
+        with zipfile.ZipFile(archive) as handle:
+            handle.extractall(target)
+        (target / ".complete").touch()
+    return target
+
+
+@register_source
+class VLGuard(Source):
+    name = "vlguard"
+    tasks = (QUERY, RESPONSE)
+    single_class = None
+    splits = ("train", "test")
+
+    def __init__(self, annotations: str | os.PathLike | None = None, image_root: str | os.PathLike | None = None,
+                 hub_dataset: str | None = None, revision: str | None = None):
+        if image_root is not None and hub_dataset is not None:
+            raise ValueError("vlguard: give image_root or hub_dataset, not both")
+        if revision is not None and hub_dataset is None:
+            raise ValueError(f"vlguard: revision={revision!r} needs hub_dataset (e.g. {HUB_DATASET!r})")
+        self.annotations_dir = resolve_annotations(self.name, annotations, shared_benchmark_path("VLGuard"), None)
+        if not self.annotations_dir.is_dir():
+            raise AnnotationError(f"vlguard: annotations={str(annotations)!r} must be the folder holding train.json "
+                                  "and test.json")
+        if image_root is not None and not Path(image_root).expanduser().is_dir():
+            raise FileNotFoundError(f"vlguard: image_root={str(image_root)!r} is not a folder; point it at the "
+                                    "extracted train.zip / test.zip of the Hub dataset")
+        self.image_root = Path(image_root).expanduser() if image_root is not None else None
+        self.hub_dataset = hub_dataset
+        self.revision = revision
+        self.report = BenchmarkReport()
+
+    def single_class_for(self, task: Task) -> str | None:
+        return SAFE if task == RESPONSE else None
+
+    def provenance(self) -> dict:
+        return {"annotations": str(self.annotations_dir), "image_root": str(self.image_root) if self.image_root else None,
+                "hub_dataset": self.hub_dataset, "revision": self.revision}
+
+    def _image_folders(self, split: str) -> list[FolderImages]:
+        if self.hub_dataset is not None:
+            root = _extracted_hub_split(self.hub_dataset, split, self.revision)
+        elif self.image_root is not None:
+            root = self.image_root
+        else:
+            return []
+        return [FolderImages(root), FolderImages(root / split)]
+
+    def examples(self, split: str = "train", task: Task = QUERY) -> Iterator[JudgeExample]:
+        if split not in self.splits:
+            raise ValueError(f"vlguard: unknown split {split!r}; VLGuard has {list(self.splits)}")
+        if task not in self.tasks:
+            raise ValueError(f"vlguard: task {task!r} is not supported; supported: {list(self.tasks)}")
+        path = self.annotations_dir / f"{split}.json"
+        if not path.is_file():
+            raise AnnotationError(f"vlguard: {path} is missing; the annotations folder must hold {split}.json")
+        rows = load_json(path)
+        if not isinstance(rows, list):
+            raise AnnotationError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
+        folders = self._image_folders(split)
+        self.report = BenchmarkReport()
+        for index, row in enumerate(rows):
+            where = f"{path}: record {index}"
+            record_id = require(row, "id", where)
+            image_safe = require(row, "safe", where, bool)
+            relative = require(row, "image", where)
+            image = next((found for folder in folders if (found := folder.find(relative)) is not None), None)
+            turns = require(row, "instr-resp", where, list)
+            for turn_index, turn in enumerate(turns):
+                turn_where = f"{where} (id={record_id}) turn {turn_index}"
+                kind, text = self._instruction(turn, image_safe, turn_where)
+                if task == RESPONSE and not str(turn.get("response") or "").strip():
+                    self.report.excluded["empty response"] += 1  # a few published turns have no response
+                    continue
+                self.report.n_examples += 1
+                if image is None:
+                    self.report.missing_images.append(relative)
+                else:
+                    self.report.n_images_found += 1
+                meta = {"image_safe": image_safe, "turn": kind}
+                if image is None:
+                    meta["missing_image"] = relative
+                response = require(turn, "response", turn_where) if task == RESPONSE else None
+                yield JudgeExample(
+                    image=image, text=text, response=response,
+                    label=SAFE if task == RESPONSE or kind == "safe_instruction" else UNSAFE,
+                    source=self.name, source_id=f"{record_id}:{kind}",
+                    category=row.get("harmful_category") if kind != "safe_instruction" else None, meta=meta,
+                )
+
+    @staticmethod
+    def _instruction(turn: dict, image_safe: bool, where: str) -> tuple[str, str]:
+        expected = ("safe_instruction", "unsafe_instruction") if image_safe else ("instruction",)
+        present = [key for key in ("safe_instruction", "unsafe_instruction", "instruction") if key in turn]
+        if len(present) != 1 or present[0] not in expected:
+            raise AnnotationError(f"{where}: expected one of {list(expected)} for an image with safe={image_safe}, "
+                                  f"found {present or 'none'}")
+        return present[0], require(turn, present[0], where)
