@@ -1,0 +1,83 @@
+"""A release loads with plain `load_dataset` (parquet + README configs) and with the builder class."""
+
+import io
+
+import datasets
+import pytest
+from PIL import Image
+
+import rms_dataset as rms
+from generation.release import write_release
+
+
+@pytest.mark.parametrize("config", rms.CONFIG_NAMES)
+def test_load_dataset_returns_every_field_with_pil_images(small_release, config):
+    loaded = datasets.load_dataset(str(small_release), config)
+    for split in loaded:
+        assert list(loaded[split].features) == list(rms.FEATURES[config])
+        row = loaded[split][0]
+        assert isinstance(row["image"], Image.Image)
+        assert all(row[name] not in (None, "") for name in rms.FEATURES[config])
+
+
+def test_responses_carry_their_label_and_point_at_pairs(small_release):
+    pair_ids = {row["id"] for split in datasets.load_dataset(str(small_release), "pairs").values() for row in split}
+    for config, label in rms.RESPONSE_CONFIGS.items():
+        for split in datasets.load_dataset(str(small_release), config).values():
+            assert set(split["label"]) == {label}
+            assert set(split["pair_id"]) <= pair_ids
+
+
+@pytest.mark.parametrize("config", rms.CONFIG_NAMES)
+def test_builder_yields_the_same_rows_as_load_dataset(small_release, tmp_path, config):
+    builder = rms.RMS(config_name=config, release=str(small_release), cache_dir=str(tmp_path / "cache"))
+    builder.download_and_prepare()
+    built = builder.as_dataset()
+    loaded = datasets.load_dataset(str(small_release), config)
+    assert set(built) == set(loaded)
+    for split in loaded:
+        key = lambda row: row["id"]  # noqa: E731
+        built_rows = sorted(built[split].cast_column("image", datasets.Image(decode=False)), key=key)
+        loaded_rows = sorted(loaded[split].cast_column("image", datasets.Image(decode=False)), key=key)
+        assert [r["id"] for r in built_rows] == [r["id"] for r in loaded_rows]
+        for ours, theirs in zip(built_rows, loaded_rows):
+            assert ours["image"]["bytes"] == theirs["image"]["bytes"]
+            assert {k: v for k, v in ours.items() if k != "image"} == {k: v for k, v in theirs.items() if k != "image"}
+
+
+def test_images_round_trip_byte_for_byte(small_release, shared_dir):
+    pairs = datasets.load_dataset(str(small_release), "pairs", split="train").cast_column(
+        "image", datasets.Image(decode=False)
+    )
+    row = pairs[0]
+    original = (shared_dir / "images" / row["image"]["path"]).read_bytes()
+    assert row["image"]["bytes"] == original
+    assert row["image_id"] == rms.image_id_for(original)
+    Image.open(io.BytesIO(row["image"]["bytes"])).load()
+
+
+def test_write_release_refuses_to_overwrite_and_keeps_the_old_release(small_release, tmp_path):
+    rows = {
+        config: {split: list(ds) for split, ds in datasets.load_dataset(str(small_release), config).cast_column(
+            "image", datasets.Image(decode=False)).items()}
+        for config in rms.CONFIG_NAMES
+    }
+    target = write_release(tmp_path / "r", rows)
+    before = {p.name: p.stat().st_mtime_ns for p in target.rglob("*.parquet")}
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        write_release(target, rows)
+    assert {p.name: p.stat().st_mtime_ns for p in target.rglob("*.parquet")} == before
+    write_release(target, rows, overwrite=True)
+    assert not list(tmp_path.glob(".r.*")), "staging and retired directories are cleaned up"
+
+
+def test_write_release_names_the_row_with_a_bad_field(tmp_path):
+    bad = {"pairs": {"train": [{"id": "x", "text": "hi"}]}, "safe_responses": {"train": [{}]}, "unsafe_responses": {"train": [{}]}}
+    with pytest.raises(ValueError, match=r"pairs/train row 0 \(id='x'\): missing fields \[.*'image'"):
+        write_release(tmp_path / "r", bad)
+    assert not (tmp_path / "r").exists()
+
+
+def test_write_release_refuses_an_empty_config(tmp_path):
+    with pytest.raises(ValueError, match="config 'pairs' has no rows"):
+        write_release(tmp_path / "r", {c: {"train": []} for c in rms.CONFIG_NAMES})
