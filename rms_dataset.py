@@ -312,7 +312,7 @@ def load(release: str, config: str = PAIRS, split: str | None = None, revision: 
 _CITATION = """\
 @inproceedings{qu2025rms,
   title     = {Self-adaptive Dataset Construction for Real-World Multimodal Safety Scenarios},
-  author    = {Qu, Jingen and others},
+  author    = {Qu and others},
   booktitle = {Findings of the Association for Computational Linguistics: EMNLP 2025},
   year      = {2025},
   eprint    = {2509.04403},
