@@ -1,0 +1,371 @@
+"""Publish a release directory to a Hugging Face Hub dataset repo as one commit, tagged vX.Y.Z.
+
+Steps: validate the release (refuse with every problem listed); check the version (semver X.Y.Z, no tag
+vX.Y.Z yet, greater than the latest v* tag) and that release.json names this version and repo; create the
+dataset repo if needed (--private, --gated); push every file of the release as ONE commit on main that
+also deletes the remote files the release no longer has (the repo then equals the release; the Hub's own
+.gitattributes is kept); tag that commit vX.Y.Z. Nothing is uploaded when a check fails.
+
+--dry-run prints the plan (repo, created or not, files added / unchanged / deleted with sizes, tag) and
+changes nothing. The token comes from HF_TOKEN or `hf auth login` (huggingface_hub.get_token()) and is
+never printed. --endpoint (or HF_ENDPOINT) points at another Hub, e.g. a local test server.
+
+Example: python -m generation publish releases/v1.0.0 --repo my-org/rms --version 1.0.0 --gated auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HUB_MANAGED_FILES = {".gitattributes"}  # created by the Hub with every repo; not part of a release
+SKIPPED_DIRS = {".git", ".cache", "__pycache__"}  # VCS and huggingface_hub local-dir metadata, never data
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+RELEASE_INFO = "release.json"
+
+
+class PublishError(Exception):
+    """A publish that must not happen; the message says why and what to do. Nothing was uploaded."""
+
+
+@dataclass(frozen=True)
+class Version:
+    major: int
+    minor: int
+    patch: int
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        match = SEMVER.match(text)
+        if not match:
+            hint = " (give it without the leading 'v')" if SEMVER.match(text.removeprefix("v")) else ""
+            raise PublishError(f"version {text!r} is not semantic versioning MAJOR.MINOR.PATCH, e.g. 1.0.0{hint}")
+        return cls(*(int(part) for part in match.groups()))
+
+    @property
+    def tag(self) -> str:
+        return f"v{self}"
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+    def __lt__(self, other: Version) -> bool:
+        return (self.major, self.minor, self.patch) < (other.major, other.minor, other.patch)
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path_in_repo: str
+    local_path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path_in_repo: str
+    size: int
+    git_oid: str
+    lfs_sha256: str | None
+
+    def same_content(self, local: LocalFile) -> bool:
+        data = local.local_path.read_bytes()
+        if self.lfs_sha256 is not None:
+            return hashlib.sha256(data).hexdigest() == self.lfs_sha256
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == self.git_oid
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    """What the Hub has: nothing (repo absent), or the head of main, its files, tags and settings."""
+
+    exists: bool
+    head: str | None = None
+    files: dict[str, RemoteFile] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    private: bool | None = None
+    gated: str | bool | None = None
+
+
+@dataclass(frozen=True)
+class PublishPlan:
+    repo_id: str
+    endpoint: str
+    version: Version
+    message: str
+    remote: RemoteState
+    private: bool
+    gated: str | None
+    add: list[LocalFile]
+    unchanged: list[LocalFile]
+    delete: list[RemoteFile]
+    latest_tag: str | None
+
+    @property
+    def create_repo(self) -> bool:
+        return not self.remote.exists
+
+    @property
+    def set_gated(self) -> bool:
+        return self.gated is not None and self.remote.gated != self.gated
+
+    @property
+    def make_private(self) -> bool:
+        return self.private and self.remote.exists and not self.remote.private
+
+    @property
+    def repo_url(self) -> str:
+        return f"{self.endpoint}/datasets/{self.repo_id}"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    commit_url: str
+    commit_oid: str
+    tag: str
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Local side
+# ----------------------------------------------------------------------------------------------------------
+
+
+def release_files(release: Path) -> dict[str, LocalFile]:
+    """Every regular file of the release directory, keyed by its POSIX path in the repo."""
+    files = {}
+    for path in sorted(release.rglob("*")):
+        relative = path.relative_to(release)
+        if path.is_file() and not SKIPPED_DIRS.intersection(relative.parts[:-1]):
+            files[relative.as_posix()] = LocalFile(relative.as_posix(), path, path.stat().st_size)
+    return files
+
+
+def validate(release: Path) -> None:
+    """Refuse an invalid release, listing every problem (file, row, field)."""
+    from generation.validate import validate_release
+
+    if not release.is_dir():
+        raise PublishError(f"{release}: not a directory; pass the release directory written by merge/build-sample")
+    problems = validate_release(str(release))
+    if problems:
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        raise PublishError(f"{release} is not a valid release ({len(problems)} problem(s)); nothing was uploaded:\n"
+                           f"{listing}\nFix them (python -m generation validate {release}) and publish again.")
+
+
+def check_release_info(release: Path, repo_id: str, version: Version) -> None:
+    """Refuse a release whose release.json (rendered into the card) names another version or repo."""
+    info_path = release / RELEASE_INFO
+    if not info_path.exists():
+        return
+    info = json.loads(info_path.read_text())
+    wrong = [(key, info.get(key), wanted) for key, wanted in (("version", str(version)), ("repo_id", repo_id))
+             if info.get(key) is not None and info.get(key) != wanted]
+    if wrong:
+        details = "; ".join(f"{key} is {have!r}, publishing as {want!r}" for key, have, want in wrong)
+        raise PublishError(
+            f"{info_path}: {details}. The dataset card shows these values, so they must match. Set them in "
+            f"{RELEASE_INFO} and re-render the card (generation.release.rerender_card('{release}')), or "
+            "rebuild the release with write_release(..., version=..., repo_id=...)."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Remote side
+# ----------------------------------------------------------------------------------------------------------
+
+
+def read_remote(api, repo_id: str) -> RemoteState:
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        info = api.dataset_info(repo_id)
+    except RepositoryNotFoundError:
+        return RemoteState(exists=False)
+    refs = api.list_repo_refs(repo_id, repo_type="dataset")
+    files = {}
+    for entry in api.list_repo_tree(repo_id, repo_type="dataset", revision=info.sha, recursive=True):
+        if hasattr(entry, "size"):  # RepoFile; RepoFolder has no size
+            files[entry.path] = RemoteFile(entry.path, entry.size, entry.blob_id,
+                                           entry.lfs.sha256 if entry.lfs else None)
+    return RemoteState(exists=True, head=info.sha, files=files, tags={t.name: t.target_commit for t in refs.tags},
+                       private=info.private, gated=info.gated)
+
+
+def latest_version_tag(tags: dict[str, str]) -> tuple[str, Version] | None:
+    versions = []
+    for name in tags:
+        try:
+            versions.append((name, Version.parse(name.removeprefix("v"))))
+        except PublishError:
+            continue  # tags that are not vX.Y.Z do not take part in ordering
+    return max(versions, key=lambda item: (item[1].major, item[1].minor, item[1].patch), default=None)
+
+
+def check_version(version: Version, remote: RemoteState) -> str | None:
+    """Refuse an existing or not-newer version; returns the latest existing version tag (or None)."""
+    if version.tag in remote.tags:
+        raise PublishError(f"tag {version.tag} already exists (commit {remote.tags[version.tag][:12]}); a published "
+                           "version is never changed. Publish a new version instead.")
+    latest = latest_version_tag(remote.tags)
+    if latest is not None and not latest[1] < version:
+        raise PublishError(f"version {version} is not greater than the latest existing tag {latest[0]}; "
+                           f"publish a version after {latest[1]}.")
+    return latest[0] if latest else None
+
+
+def plan_publish(api, release: Path, repo_id: str, version: Version, *, private: bool = False,
+                 gated: str | None = None, message: str | None = None) -> PublishPlan:
+    """Read-only: everything `execute` would do, after every check that can refuse."""
+    if not REPO_ID.match(repo_id):
+        raise PublishError(f"--repo {repo_id!r} is not ORG/NAME (letters, digits, '-', '_', '.')")
+    validate(release)
+    remote = read_remote(api, repo_id)
+    latest = check_version(version, remote)
+    check_release_info(release, repo_id, version)
+    local = release_files(release)
+    add, unchanged = [], []
+    for path, local_file in local.items():
+        remote_file = remote.files.get(path)
+        (unchanged if remote_file and remote_file.same_content(local_file) else add).append(local_file)
+    delete = [f for p, f in sorted(remote.files.items()) if p not in local and p not in HUB_MANAGED_FILES]
+    return PublishPlan(repo_id=repo_id, endpoint=api.endpoint.rstrip("/"), version=version,
+                       message=message or f"Release {version.tag}", remote=remote, private=private, gated=gated,
+                       add=add, unchanged=unchanged, delete=delete, latest_tag=latest)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def render_plan(plan: PublishPlan) -> str:
+    if plan.create_repo:
+        repo = f"{plan.repo_url} (will be CREATED, {'private' if plan.private else 'public'})"
+    else:
+        repo = f"{plan.repo_url} (exists, main at {plan.remote.head[:12]})"
+    lines = [f"repo:    {repo}"]
+    if plan.make_private:
+        lines.append("setting: visibility public -> private")
+    if plan.set_gated:
+        lines.append(f"setting: gated {plan.remote.gated!r} -> {plan.gated!r}")
+    lines.append(f"tag:     {plan.version.tag} (latest existing version tag: {plan.latest_tag or 'none'})")
+    lines.append(f"commit:  {plan.message!r} on main: {len(plan.add)} to upload, {len(plan.unchanged)} unchanged, "
+                 f"{len(plan.delete)} to delete")
+    lines += [f"  + {_size(f.size):>9}  {f.path_in_repo}" for f in plan.add]
+    lines += [f"  = {_size(f.size):>9}  {f.path_in_repo}" for f in plan.unchanged]
+    lines += [f"  - {_size(f.size):>9}  {f.path_in_repo}" for f in plan.delete]
+    return "\n".join(lines)
+
+
+def _apply_gating(api, plan: PublishPlan) -> None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        api.update_repo_settings(plan.repo_id, repo_type="dataset", gated=plan.gated)
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        print(f"warning: {plan.endpoint} did not accept gated={plan.gated!r} (HTTP {status}); the dataset is NOT "
+              f"gated. Set access requests by hand in the repo settings: {plan.repo_url}/settings",
+              file=sys.stderr)
+
+
+def execute(api, plan: PublishPlan, release: Path) -> PublishResult:
+    """Create the repo if needed, apply settings, push one commit, tag it. Refuses if main moved since the plan."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    if plan.create_repo:
+        api.create_repo(plan.repo_id, repo_type="dataset", private=plan.private, exist_ok=False)
+        parent = api.dataset_info(plan.repo_id).sha
+    else:
+        parent = plan.remote.head
+    if plan.make_private:
+        api.update_repo_settings(plan.repo_id, repo_type="dataset", private=True)
+    if plan.set_gated:
+        _apply_gating(api, plan)
+    operations = [CommitOperationAdd(f.path_in_repo, str(f.local_path)) for f in plan.add + plan.unchanged]
+    operations += [CommitOperationDelete(f.path_in_repo) for f in plan.delete]
+    commit = api.create_commit(plan.repo_id, operations, commit_message=plan.message, repo_type="dataset",
+                               parent_commit=parent,
+                               commit_description=f"RMS release {plan.version} published from {release.name}")
+    api.create_tag(plan.repo_id, tag=plan.version.tag, revision=commit.oid, repo_type="dataset",
+                   tag_message=plan.message)
+    return PublishResult(commit_url=commit.commit_url, commit_oid=commit.oid, tag=plan.version.tag)
+
+
+def hub_api(endpoint: str | None):
+    """An HfApi with the user's token from the usual sources (HF_TOKEN, `hf auth login`); never printed."""
+    from huggingface_hub import HfApi, get_token
+
+    return HfApi(endpoint=endpoint, token=get_token())
+
+
+def publish(release: str | Path, repo_id: str, version: str, *, private: bool = False, gated: str | None = None,
+            dry_run: bool = False, endpoint: str | None = None, message: str | None = None,
+            out=None) -> PublishResult | None:
+    """Plan, print the plan, and (unless `dry_run`) execute it. Raises PublishError before any upload."""
+    out = out or sys.stdout
+    release = Path(release)
+    api = hub_api(endpoint)
+    if not dry_run and api.token is None:
+        raise PublishError("no Hugging Face token found: set HF_TOKEN or run `hf auth login` "
+                           "(a token with write access to the target namespace)")
+    plan = plan_publish(api, release, repo_id, Version.parse(version), private=private, gated=gated,
+                        message=message)
+    print(("Dry run, nothing is changed. Plan:\n" if dry_run else "Publishing:\n") + render_plan(plan), file=out)
+    if dry_run:
+        return None
+    result = execute(api, plan, release)
+    print(f"commit:  {result.commit_url}", file=out)
+    print(f"tagged:  {result.tag}", file=out)
+    endpoint_note = "" if plan.endpoint == "https://huggingface.co" else f"  # with HF_ENDPOINT={plan.endpoint}"
+    print(f'load:    load_dataset("{repo_id}", "pairs", revision="{result.tag}"){endpoint_note}', file=out)
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("release", help="release directory (README.md + <config>/<split>-NNNNN-of-NNNNN.parquet)")
+    parser.add_argument("--repo", required=True, help="target dataset repo ORG/NAME (created if missing)")
+    parser.add_argument("--version", required=True, help="semantic version X.Y.Z; the commit is tagged vX.Y.Z")
+    parser.add_argument("--private", action="store_true", help="create the repo private (or make it private)")
+    parser.add_argument("--gated", choices=("auto", "manual"), default=None,
+                        help="require access requests (auto-approved or manual); the card's gating prompt is shown")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
+    parser.add_argument("--message", default=None, help="commit message (default: 'Release vX.Y.Z')")
+
+
+def _transport_error() -> type[Exception]:
+    """The HTTP client's connection-level error (huggingface_hub 2.x uses httpx2, 1.x uses httpx)."""
+    try:
+        from httpx2 import TransportError
+    except ImportError:
+        from httpx import TransportError
+    return TransportError
+
+
+def main(args: argparse.Namespace) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        publish(args.release, args.repo, args.version, private=args.private, gated=args.gated,
+                dry_run=args.dry_run, endpoint=args.endpoint, message=args.message)
+    except PublishError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except HfHubHTTPError as error:
+        print(f"error: the Hub refused the publish: {error}", file=sys.stderr)
+        return 1
+    except _transport_error() as error:
+        print(f"error: cannot reach the Hub at {args.endpoint or 'HF_ENDPOINT / huggingface.co'}: {error}. "
+              "If it dropped mid-way, run the same command again: unchanged files are skipped and the tag is added.", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,269 @@
+"""`python -m generation publish`: a release goes to a (local) Hub as one tagged commit and loads back unchanged.
+
+Every test talks to the Hub look-alike in tests/hub/server.py on 127.0.0.1 with the real huggingface_hub
+client; loading goes through `datasets.load_dataset` and the `rms_dataset.RMS` builder in a subprocess
+(both read HF_ENDPOINT at import time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi
+from huggingface_hub.errors import RepositoryNotFoundError
+from PIL import Image
+
+from generation.__main__ import main as cli
+from generation.publish import PublishError, Version, release_files
+from rms_dataset import CONFIG_NAMES, PAIRS
+from tests.publish.conftest import FAKE_TOKEN, REPO, REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+WRITES = ("POST", "PUT", "DELETE")
+
+
+def publish(hub, release: Path, version: str, *extra: str, repo: str = REPO) -> int:
+    return cli(["publish", str(release), "--repo", repo, "--version", version, "--endpoint", hub.url, *extra])
+
+
+def writes(hub) -> list[str]:
+    return [request for request in hub.requests if request.split()[0] in WRITES]
+
+
+def image_digest(data: bytes) -> dict:
+    with Image.open(io.BytesIO(data)) as image:
+        return {"bytes_sha256": hashlib.sha256(data).hexdigest(),
+                "pixels_sha256": hashlib.sha256(image.convert("RGB").tobytes()).hexdigest(), "size": image.size}
+
+
+def expected(rows: dict) -> dict:
+    """The built rows as the loader script prints them: every field, images replaced by digests."""
+    return {config: [{**{k: v for k, v in row.items() if k != "image"}, "image": image_digest(row["image"]["bytes"])}
+                     for row in rows[config]["train"]] for config in CONFIG_NAMES}
+
+
+LOADER = textwrap.dedent("""
+    import hashlib, io, json, sys
+    import datasets
+    from PIL import Image
+    import rms_dataset
+
+    repo, revision, cache = sys.argv[1], sys.argv[2], sys.argv[3]
+
+    def digest(image):
+        buffer = io.BytesIO()
+        assert image.__class__.__module__.startswith("PIL."), type(image)
+        return {"pixels_sha256": hashlib.sha256(image.convert("RGB").tobytes()).hexdigest(), "size": list(image.size)}
+
+    out = {"load_dataset": {}, "builder": {}}
+    for config in rms_dataset.CONFIG_NAMES:
+        split = datasets.load_dataset(repo, config, revision=revision, split="train")
+        raw = split.cast_column("image", datasets.Image(decode=False))
+        rows = []
+        for decoded, undecoded in zip(split, raw):
+            row = {k: v for k, v in decoded.items() if k != "image"}
+            row["image"] = digest(decoded["image"])
+            row["image"]["bytes_sha256"] = hashlib.sha256(undecoded["image"]["bytes"]).hexdigest()
+            rows.append(row)
+        out["load_dataset"][config] = rows
+    builder = rms_dataset.RMS(config_name=rms_dataset.PAIRS, release=repo, revision=revision, cache_dir=cache)
+    builder.download_and_prepare()
+    pairs = builder.as_dataset(split="train")
+    out["builder"] = [{"id": r["id"], "text": r["text"], "image": digest(r["image"])} for r in pairs]
+    print("RESULT" + json.dumps(out))
+""")
+
+
+def load_from_hub(hub, hf_env: dict, revision: str, tmp_path: Path) -> dict:
+    env = {**os.environ, **hf_env, "HF_ENDPOINT": hub.url, "PYTHONPATH": str(REPO_ROOT)}
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN"):
+        env.pop(key, None)
+    result = subprocess.run([sys.executable, "-c", LOADER, REPO, revision, str(tmp_path / f"builder-{revision}")],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
+    return json.loads(line.removeprefix("RESULT"))
+
+
+def normalise(rows: list[dict]) -> list[dict]:
+    """JSON round trip (tuples become lists), ordered by id (the writer orders shards its own way)."""
+    return sorted(json.loads(json.dumps(rows)), key=lambda row: row["id"])
+
+
+def assert_loads_as(loaded: dict, rows: dict) -> None:
+    want = expected(rows)
+    for config in CONFIG_NAMES:
+        assert normalise(loaded["load_dataset"][config]) == normalise(want[config]), config
+    assert normalise(loaded["builder"]) == normalise([{"id": r["id"], "text": r["text"],
+                                            "image": {k: v for k, v in r["image"].items() if k != "bytes_sha256"}}
+                                           for r in want[PAIRS]])
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_version_is_strict_semver():
+    assert str(Version.parse("1.10.0")) == "1.10.0" and Version.parse("1.10.0").tag == "v1.10.0"
+    assert Version.parse("1.9.9") < Version.parse("1.10.0")
+    for bad in ("1.0", "01.0.0", "1.0.0-rc1", "latest", ""):
+        with pytest.raises(PublishError, match="not semantic versioning"):
+            Version.parse(bad)
+    with pytest.raises(PublishError, match="without the leading 'v'"):
+        Version.parse("v1.0.0")
+
+
+def test_published_release_loads_back_exactly_and_old_versions_stay(hub, hf_env, release_v1, release_v2, tmp_path,
+                                                                    monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    (v1, rows_v1), (v2, rows_v2) = release_v1, release_v2
+
+    assert publish(hub, v1, "1.0.0") == 0
+    out = capsys.readouterr().out
+    assert f"{hub.url}/datasets/{REPO}/commit/" in out
+    assert f'load_dataset("{REPO}", "pairs", revision="v1.0.0")' in out
+
+    # The tagged commit is the release, file for file, plus the Hub's .gitattributes.
+    files_v1 = {path: f.local_path.read_bytes() for path, f in release_files(v1).items()}
+    assert {p: b for p, b in hub.snapshot(REPO, "v1.0.0").items() if p != ".gitattributes"} == files_v1
+    assert "taxonomy.json" in files_v1
+
+    assert publish(hub, v2, "1.1.0") == 0
+    files_v2 = {path: f.local_path.read_bytes() for path, f in release_files(v2).items()}
+    assert "taxonomy.json" not in files_v2
+    assert {p: b for p, b in hub.snapshot(REPO, "main").items() if p != ".gitattributes"} == files_v2
+    refs = hub.refs(REPO)
+    assert refs["tags"]["v1.1.0"] == refs["branches"]["main"] != refs["tags"]["v1.0.0"]
+    # v1.0.0 is untouched by the second publish: same snapshot as before.
+    assert {p: b for p, b in hub.snapshot(REPO, "v1.0.0").items() if p != ".gitattributes"} == files_v1
+
+    assert_loads_as(load_from_hub(hub, hf_env, "v1.0.0", tmp_path), rows_v1)
+    assert_loads_as(load_from_hub(hub, hf_env, "v1.1.0", tmp_path), rows_v2)
+
+
+def test_refusals_change_nothing_remotely(hub, hf_env, release_v1, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    v1, _ = release_v1
+    assert publish(hub, v1, "1.0.0") == 0
+    before, n_writes = hub.refs(REPO), len(writes(hub))
+    capsys.readouterr()
+
+    assert publish(hub, v1, "1.0.0") == 1
+    assert "tag v1.0.0 already exists" in capsys.readouterr().err
+    assert publish(hub, v1, "0.9.0") == 1
+    assert "not greater than the latest existing tag v1.0.0" in capsys.readouterr().err
+    assert publish(hub, v1, "1.0") == 1
+    assert "not semantic versioning" in capsys.readouterr().err
+    # A newer version whose release.json (and so its card) still says 1.0.0 is refused too.
+    assert publish(hub, v1, "1.0.1") == 1
+    err = capsys.readouterr().err
+    assert "release.json" in err and "version is '1.0.0', publishing as '1.0.1'" in err
+
+    assert hub.refs(REPO) == before
+    assert len(writes(hub)) == n_writes
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(hub, hf_env, release_v1, release_v2, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    (v1, _), (v2, _) = release_v1, release_v2
+
+    assert publish(hub, v1, "1.0.0", "--dry-run", "--private", "--gated", "auto") == 0
+    plan = capsys.readouterr().out
+    assert "Dry run" in plan and "will be CREATED, private" in plan and "gated None -> 'auto'" in plan
+    assert "tag:     v1.0.0 (latest existing version tag: none)" in plan
+    for path, local in release_files(v1).items():
+        assert any(line.startswith("  + ") and line.endswith(path) for line in plan.splitlines()), path
+    assert writes(hub) == []
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(endpoint=hub.url, token=FAKE_TOKEN).dataset_info(REPO)
+
+    assert publish(hub, v1, "1.0.0") == 0
+    before, n_writes = hub.refs(REPO), len(writes(hub))
+    capsys.readouterr()
+    assert publish(hub, v2, "1.1.0", "--dry-run") == 0
+    plan = capsys.readouterr().out
+    assert "(exists, main at" in plan and "latest existing version tag: v1.0.0" in plan
+    lines = plan.splitlines()
+    assert any(line.startswith("  - ") and line.endswith("taxonomy.json") for line in lines)
+    assert any(line.startswith("  + ") and line.endswith("pairs/train-00000-of-00001.parquet") for line in lines)
+    assert hub.refs(REPO) == before and len(writes(hub)) == n_writes
+
+
+def test_invalid_release_is_refused_before_any_request(hub, hf_env, release_v1, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    broken = Path(shutil.copytree(release_v1[0], tmp_path / "broken"))
+    (broken / "safe_responses" / "train-00000-of-00001.parquet").write_bytes(b"not parquet at all")
+
+    assert publish(hub, broken, "1.0.0") == 1
+    err = capsys.readouterr().err
+    assert "is not a valid release" in err and "safe_responses/train-00000-of-00001.parquet" in err
+    assert hub.requests == []
+
+
+def test_token_never_leaks(hub, hf_env, release_v1, release_v2, tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    caplog.set_level(logging.DEBUG)
+    for name in ("huggingface_hub", "httpx", "httpx2", "datasets"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    (v1, _), (v2, _) = release_v1, release_v2
+
+    assert publish(hub, v1, "1.0.0", "--gated", "manual") == 0
+    assert publish(hub, v1, "1.0.0") == 1  # an error path too
+    assert publish(hub, v2, "1.1.0", "--dry-run") == 0
+    assert publish(hub, v2, "1.1.0", "--endpoint", "http://127.0.0.1:9") == 1  # unreachable server
+
+    captured = capsys.readouterr()
+    assert "commit:" in captured.out and caplog.records  # something was produced and logged
+    for text in (captured.out, captured.err, caplog.text):
+        assert FAKE_TOKEN not in text
+    for root in (v1, v2, hub.store.root, Path(hf_env["HF_HOME"])):
+        for path in Path(root).rglob("*"):
+            if path.is_file():
+                assert FAKE_TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_gating_and_privacy(hub, hf_env, release_v1, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    assert publish(hub, release_v1[0], "1.0.0", "--private", "--gated", "auto") == 0
+    info = HfApi(endpoint=hub.url, token=FAKE_TOKEN).dataset_info(REPO)
+    assert info.private is True and info.gated == "auto"
+    with pytest.raises(RepositoryNotFoundError):  # private: invisible without the token
+        HfApi(endpoint=hub.url, token=False).dataset_info(REPO)
+
+
+def test_server_without_gating_gets_a_warning_and_the_publish_still_happens(tmp_path, hf_env, release_v1,
+                                                                             monkeypatch, capsys):
+    from tests.hub.server import HubServer
+    from tests.publish.conftest import ORG, USER
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    with HubServer(tmp_path / "hub", tokens={FAKE_TOKEN: USER}, orgs={USER: [ORG]}, supports_gating=False) as hub:
+        assert publish(hub, release_v1[0], "1.0.0", "--gated", "auto") == 0
+        captured = capsys.readouterr()
+        assert "did not accept gated='auto'" in captured.err and "NOT gated" in captured.err
+        assert "v1.0.0" in hub.refs(REPO)["tags"]
+
+
+def test_missing_token_is_a_clear_error(hub, hf_env, release_v1, capsys):
+    assert publish(hub, release_v1[0], "1.0.0") == 1
+    assert "no Hugging Face token found" in capsys.readouterr().err
+    assert hub.requests == []
+
+
+def test_token_from_the_login_file_is_used(hub, hf_env, release_v1):
+    from huggingface_hub import constants
+
+    Path(constants.HF_TOKEN_PATH).parent.mkdir(parents=True, exist_ok=True)
+    Path(constants.HF_TOKEN_PATH).write_text(FAKE_TOKEN)
+    assert publish(hub, release_v1[0], "1.0.0") == 0
+    assert "v1.0.0" in hub.refs(REPO)["tags"]
