@@ -1,0 +1,54 @@
+"""The committed sample release: real photos with licences, curated pairs, and exactly what sample/ renders."""
+
+import hashlib
+
+import datasets
+from PIL import Image
+
+import rms_dataset as rms
+from generation.sample import build_sample
+from generation.validate import validate_release
+
+
+def test_the_sample_release_validates(sample_release):
+    assert validate_release(str(sample_release)) == []
+
+
+def test_the_sample_has_real_licensed_photos_and_enough_curated_pairs(sample_release):
+    pairs = datasets.concatenate_datasets(list(datasets.load_dataset(str(sample_release), "pairs").values()))
+    assert len(pairs) >= 40
+    assert len(set(pairs["image_id"])) >= 20
+    assert set(pairs["generator"]) == {rms.CURATED}
+    assert all(license.strip() for license in pairs["image_license"])
+    assert all(url.startswith("http") for url in pairs["image_attribution"])
+    categories = set(pairs["risk_category"])
+    assert {"self_harm", "falls", "fire_and_burns", "drowning", "electrical", "privacy", "traffic"} <= categories
+    for row in pairs.select(range(5)):
+        assert isinstance(row["image"], Image.Image)
+        assert row["safe_twin_text"] != row["text"]
+        assert row["verification"]["pair"] == rms.UNSAFE and row["verification"]["text_alone"] == rms.SAFE
+
+
+def test_every_pair_has_one_safe_and_one_unsafe_response(sample_release):
+    for split in ("train", "test"):
+        pair_ids = sorted(datasets.load_dataset(str(sample_release), "pairs", split=split)["id"])
+        for config in rms.RESPONSE_CONFIGS:
+            responses = datasets.load_dataset(str(sample_release), config, split=split)
+            assert sorted(responses["pair_id"]) == pair_ids
+
+
+def test_no_photo_is_in_two_splits(sample_release):
+    loaded = datasets.load_dataset(str(sample_release), "pairs")
+    assert not set(loaded["train"]["image_id"]) & set(loaded["test"]["image_id"])
+
+
+def test_the_committed_release_is_exactly_what_sample_renders(sample_release, tmp_path):
+    rebuilt = build_sample(tmp_path / "rebuilt")
+
+    def digest(root):
+        return {
+            str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file()
+        }
+
+    assert digest(rebuilt) == digest(sample_release), "re-run `python -m generation build-sample` and commit"
