@@ -1,0 +1,44 @@
+"""Versioned prompt templates. Each `<name>.yaml` holds `version`, `system` and `user` (Jinja2 templates);
+`load_prompt(name)` returns a `Prompt` that renders chat messages. The version enters the call cache key, so
+editing a prompt without bumping its version would reuse stale answers: bump it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import yaml
+
+PROMPT_DIR = Path(__file__).resolve().parent
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    version: str
+    system: str
+    user: str
+    max_tokens: int
+
+    @property
+    def cache_version(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+    def render(self, **variables) -> tuple[str, str]:
+        """(system text, user text) with the variables filled in."""
+        return _ENV.from_string(self.system).render(**variables).strip(), _ENV.from_string(self.user).render(**variables).strip()
+
+
+@lru_cache(maxsize=None)
+def load_prompt(name: str, directory: str | None = None) -> Prompt:
+    path = Path(directory or PROMPT_DIR) / f"{name}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"prompt template {path} not found (available: {sorted(p.stem for p in path.parent.glob('*.yaml'))})")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    missing = [key for key in ("version", "system", "user") if key not in data]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {missing}; a prompt file needs version, system and user")
+    return Prompt(name, str(data["version"]), data["system"], data["user"], int(data.get("max_tokens", 256)))

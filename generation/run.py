@@ -1,0 +1,89 @@
+"""Run the generation pipeline on one config: ingest -> screen -> scene -> risks -> query -> verify ->
+respond, each step checkpointed under --out (a rerun resumes; a killed run loses nothing), then dedup,
+split and write the release to OUT/release (validated).
+
+  python -m generation run generation/configs/sample_smollm2.yaml --out runs/sample
+  python -m generation run CONFIG --shard 3/16 --out runs/v2/shard-03   # one slice; join with `merge`
+
+With --shard I/N only the I-th of N deterministic slices of the input is processed (by hash of each input
+file's bytes) and its outcome is left in OUT/shard/ for `python -m generation merge`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from generation.steps.config import RunConfig
+from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
+from generation.steps.process import ShardProcessor, write_shard_outcome
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="run YAML (see generation/configs/)")
+    parser.add_argument("--out", required=True, help="run directory (checkpoints, images, shard outcome, release/)")
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N", help="process slice I of N (default 0/1)")
+    parser.add_argument("--base-release", default=None, metavar="DIR_OR_REPO",
+                        help="previous release: its rows are kept; new images and queries are deduplicated against it")
+    parser.add_argument("--max-images", type=int, default=None, help="override the config's max_images")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), base_release: str | None = None,
+        backends=None, show_progress: bool | None = None) -> dict:
+    """Process `shard` of the input into `out`; for an unsharded run also write and validate `out/release`.
+    Returns the report (funnel, counts, problems)."""
+    out = Path(out)
+    base = load_base_release(base_release)
+    processor = ShardProcessor(config, out, shard, known_hashes=base.hashes, backends=backends, show_progress=show_progress)
+    outcome = processor.run()
+    write_shard_outcome(out, outcome, shard, config)
+    usage = {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens,
+             "model_calls": outcome.model_calls, "cached_calls": outcome.cached_calls}
+    if shard[1] > 1:
+        return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage}
+    _, report = finalize([read_shard(out)], out / "release", config, base=base)
+    report["usage"] = usage
+    return report
+
+
+def print_report(report: dict) -> None:
+    print(format_funnel(report) if "images_in" in report else json.dumps(report["funnel"]))
+    if "release" in report:
+        print(f"release: {report['release']}  pairs: {report['pairs']} (new: {report['new_pairs']})  "
+              f"images in: {report['images_in']}, with pairs: {report['images_released']}, rejected: {report['images_rejected']}")
+        if report["pairs"] == 0:
+            print("NOTE: no pair passed verification; the release is valid but empty. See rejects.jsonl for why "
+                  "(a small model rarely writes queries the verifier accepts).")
+        for problem in report["problems"]:
+            print(f"PROBLEM: {problem}")
+    if "usage" in report:
+        u = report["usage"]
+        print(f"tokens: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion; "
+              f"{u['model_calls']} model calls, {u['cached_calls']} answers from the cache")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        config = RunConfig.from_yaml(args.config)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.max_images is not None:
+        config.max_images = args.max_images
+    report = run(config, args.out, shard=args.shard, base_release=args.base_release,
+                 show_progress=False if args.no_progress else None)
+    print_report(report)
+    return 1 if report.get("problems") else 0

@@ -1,0 +1,321 @@
+"""Step 1, ingest: photos (+ provenance) in, normalised JPEGs + rejects-with-reasons out. Never raises on
+bad input: every input file ends up either as an `ImageRecord` or as a `Reject` naming the file and why.
+
+Inputs (the run config's `input:` section):
+* ``kind: folder``: a folder of images with a ``MANIFEST.csv`` (columns ``file``, ``license``, a source as
+  ``source`` or ``source_repo``/``source_path``/``commit``, optional ``attribution_url`` and ``description``).
+* ``kind: manifest``: a CSV or JSONL file with one row per image: ``file`` (or ``path``, relative to the
+  manifest), ``source``, ``license``, optional ``attribution_url``, ``description``.
+* ``kind: dataset``: a `datasets` image column: a Hub id or a local dataset directory (``path``), ``split``,
+  ``image_column``, and either ``source``/``license`` (fixed values) or ``source_column``/``license_column``.
+
+Normalisation: EXIF orientation applied, RGB (CMYK converted, 16-bit scaled to 8-bit, palette/alpha
+composited on white), longest side bounded (``max_side``, default 1024), re-encoded as JPEG without
+metadata. Animated images keep their FIRST frame (that is the frame the screen step judges and the release
+ships; a note records it). Rejected with a reason: zero-byte, non-image, corrupt or truncated files,
+decompression bombs (more than ``max_pixels`` pixels), images smaller than ``min_side``, missing
+provenance, exact duplicates (same normalised bytes) and near duplicates (64-bit dHash within
+``near_duplicate_distance`` bits of an image already kept).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from rms_dataset import image_id_for
+
+from .records import INGEST, ImageRecord, Reject
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    max_side: int = 1024
+    min_side: int = 32
+    max_pixels: int = 40_000_000
+    jpeg_quality: int = 90
+    near_duplicate_distance: int = 4
+
+
+@dataclass(frozen=True)
+class RawImage:
+    """One input before normalisation: where it came from, its bytes (or None if unreadable)."""
+
+    name: str
+    data: bytes | None
+    source: str
+    license: str
+    attribution: str = ""
+    description: str = ""
+    error: str = ""  # set when the input could not even be read
+
+
+@dataclass
+class IngestResult:
+    images: list[tuple[ImageRecord, bytes]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class ImageRejected(Exception):
+    """Raised by `normalise_image` with the reason an input is unusable."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------------------------
+
+
+def normalise_image(data: bytes, options: IngestOptions = IngestOptions()) -> tuple[bytes, Image.Image, list[str]]:
+    """Return (JPEG bytes, the RGB image, notes on what was changed) or raise ImageRejected."""
+    if not data:
+        raise ImageRejected("zero-byte file")
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > options.max_pixels:
+                raise ImageRejected(
+                    f"decompression bomb: {width}x{height} = {width * height} pixels exceeds max_pixels={options.max_pixels}"
+                )
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                image.seek(0)
+                notes.append(f"animated: kept first of {frames} frames")
+            image.load()
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageRejected(f"decompression bomb: {error}") from None
+    except UnidentifiedImageError:
+        raise ImageRejected("not an image (PIL cannot identify the file format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageRejected(f"corrupt or truncated image: {error}") from None
+
+    try:
+        transposed = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block: keep pixels as stored
+        transposed, notes = image, notes + ["unreadable EXIF ignored"]
+    if _orientation(image) not in (None, 1):
+        notes.append(f"exif_transpose (orientation {_orientation(image)})")
+    rgb = _to_rgb(transposed, notes)
+    if min(rgb.size) < options.min_side:
+        raise ImageRejected(f"too small: {rgb.size[0]}x{rgb.size[1]} (min_side={options.min_side})")
+    if max(rgb.size) > options.max_side:
+        rgb.thumbnail((options.max_side, options.max_side), Image.Resampling.LANCZOS)
+        notes.append(f"resized to {rgb.size[0]}x{rgb.size[1]}")
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=options.jpeg_quality, optimize=True)
+    return buffer.getvalue(), rgb, notes
+
+
+def _orientation(image: Image.Image) -> int | None:
+    try:
+        return image.getexif().get(0x0112)
+    except Exception:
+        return None
+
+
+def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy()
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") else max(float(array.max()), 1.0)
+        scaled = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
+        notes.append(f"{mode} scaled to 8-bit")
+        return Image.fromarray(scaled, mode="L").convert("RGB")
+    if mode == "P" and "transparency" in image.info or mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        notes.append(f"{mode} with alpha composited on white")
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    notes.append(f"{mode}->RGB")
+    return image.convert("RGB")
+
+
+def dhash(image: Image.Image, size: int = 8) -> int:
+    """64-bit difference hash: grey (size+1)x size thumbnail, one bit per horizontal gradient sign."""
+    grey = np.asarray(image.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS), dtype=np.int16)
+    bits = (grey[:, 1:] > grey[:, :-1]).flatten()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------------
+
+
+def read_inputs(spec: dict[str, Any]) -> Iterator[RawImage]:
+    kind = spec.get("kind", "folder")
+    if kind == "folder":
+        yield from _read_folder(Path(spec["path"]), spec.get("manifest", "MANIFEST.csv"))
+    elif kind == "manifest":
+        path = Path(spec["path"])
+        yield from _read_rows(_manifest_rows(path), path.parent, str(path))
+    elif kind == "dataset":
+        yield from _read_dataset(spec)
+    else:
+        raise ValueError(f"input.kind must be folder, manifest or dataset, got {kind!r}")
+
+
+def _manifest_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: manifest not found (every image needs source + license provenance)")
+    if path.suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as error:
+                    raise ValueError(f"{path}:{number}: not valid JSON ({error}); fix or remove the line") from None
+        return rows
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _provenance(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    source = (row.get("source") or "").strip()
+    if not source and row.get("source_repo"):
+        source = f"{row['source_repo']}/{row.get('source_path', '')}"
+        if row.get("commit"):
+            source += f"@{row['commit']}"
+    attribution = (row.get("attribution_url") or row.get("attribution") or "").strip()
+    return source, (row.get("license") or "").strip(), attribution, (row.get("description") or "").strip()
+
+
+def _read_rows(rows: Iterable[dict[str, Any]], base: Path, where: str) -> Iterator[RawImage]:
+    for number, row in enumerate(rows, 2):
+        name = (row.get("file") or row.get("path") or "").strip()
+        source, license_, attribution, description = _provenance(row)
+        if not name:
+            yield RawImage(f"{where} row {number}", None, source, license_, error="manifest row has no 'file' column value")
+            continue
+        path = base / name
+        try:
+            data = path.read_bytes()
+            error = ""
+        except OSError as exc:
+            data, error = None, f"listed in {where} but cannot be read: {exc.strerror or exc}"
+        yield RawImage(name, data, source, license_, attribution, description, error)
+
+
+def _read_folder(folder: Path, manifest_name: str) -> Iterator[RawImage]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: input folder not found")
+    manifest = folder / manifest_name
+    rows = _manifest_rows(manifest) if manifest.exists() else []
+    listed = {(r.get("file") or r.get("path") or "").strip() for r in rows}
+    yield from _read_rows(rows, folder, str(manifest))
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != manifest_name and path.name not in listed and not path.name.startswith("."):
+            yield RawImage(path.name, path.read_bytes(), "", "", error="")
+
+
+def _read_dataset(spec: dict[str, Any]) -> Iterator[RawImage]:
+    import datasets
+
+    name, split, column = spec["path"], spec.get("split", "train"), spec.get("image_column", "image")
+    if Path(name).is_dir() and (Path(name) / "dataset_info.json").exists():
+        table = datasets.load_from_disk(name)
+        table = table[split] if isinstance(table, datasets.DatasetDict) else table
+    else:
+        table = datasets.load_dataset(name, split=split, revision=spec.get("revision"))
+    if column not in table.column_names:
+        raise KeyError(f"dataset {name}: no image column {column!r} (columns: {table.column_names}); set input.image_column")
+    table = table.cast_column(column, datasets.Image(decode=False))
+    for index, row in enumerate(table):
+        value = row[column] or {}
+        data = value.get("bytes")
+        if data is None and value.get("path"):
+            try:
+                data = Path(value["path"]).read_bytes()
+            except OSError:
+                data = None
+        source = row.get(spec["source_column"]) if spec.get("source_column") else spec.get("source", f"{name}[{split}]#{index}")
+        license_ = row.get(spec["license_column"]) if spec.get("license_column") else spec.get("license", "")
+        description = row.get(spec["description_column"], "") if spec.get("description_column") else ""
+        attribution = row.get(spec["attribution_column"], "") if spec.get("attribution_column") else ""
+        yield RawImage(f"{name}[{split}]#{index}", data, str(source or ""), str(license_ or ""), str(attribution or ""),
+                       str(description or ""), "" if data is not None else "dataset row has no image bytes")
+
+
+# --------------------------------------------------------------------------------------------------------
+# The step
+# --------------------------------------------------------------------------------------------------------
+
+
+class Ingestor:
+    """Normalises and deduplicates inputs one at a time (so a resumed run can `remember` what it kept).
+    `known_hashes` are (image_id, dhash) of images already released (a base release): exact and near
+    duplicates of those are rejected too."""
+
+    def __init__(self, options: IngestOptions = IngestOptions(), known_hashes: Iterable[tuple[str, int]] = ()):
+        self.options = options
+        self.kept_ids: dict[str, str] = {}
+        self.kept_hashes: list[tuple[int, str]] = []
+        for image_id, fingerprint in known_hashes:
+            self.kept_ids[image_id] = f"{image_id} in the base release"
+            self.kept_hashes.append((fingerprint, f"{image_id} in the base release"))
+
+    def remember(self, record: ImageRecord) -> None:
+        self.kept_ids[record.image_id] = record.filename
+        self.kept_hashes.append((int(record.dhash, 16), record.filename))
+
+    def add(self, raw: RawImage) -> tuple[ImageRecord, bytes] | Reject:
+        def reject(reason: str, image_id: str = "") -> Reject:
+            return Reject("image", INGEST, reason, raw.name, image_id)
+
+        if raw.error:
+            return reject(raw.error)
+        if not raw.source or not raw.license:
+            missing = " and ".join(n for n, v in (("source", raw.source), ("license", raw.license)) if not v)
+            return reject(f"missing provenance: no {missing}; add the file to the input's manifest with source and license")
+        try:
+            jpeg, rgb, notes = normalise_image(raw.data or b"", self.options)
+        except ImageRejected as error:
+            return reject(str(error))
+        except Exception as error:  # anything PIL throws that we did not foresee: still a reason, never a crash
+            return reject(f"unreadable image ({type(error).__name__}: {error})")
+        image_id = image_id_for(jpeg)
+        if image_id in self.kept_ids:
+            return reject(f"exact duplicate of {self.kept_ids[image_id]}", image_id)
+        fingerprint = dhash(rgb)
+        limit = self.options.near_duplicate_distance
+        near = next((owner for h, owner in self.kept_hashes if hamming(h, fingerprint) <= limit), None)
+        if near is not None:
+            return reject(f"near duplicate of {near} (dHash within {limit} bits)", image_id)
+        record = ImageRecord(image_id, raw.name, raw.source, raw.license, raw.attribution, raw.description,
+                             f"{fingerprint:016x}", rgb.size[0], rgb.size[1], tuple(notes))
+        self.remember(record)
+        return record, jpeg
+
+
+def ingest(raw_images: Iterable[RawImage], options: IngestOptions = IngestOptions(),
+           known_hashes: Iterable[tuple[str, int]] = ()) -> IngestResult:
+    """Ingest a batch in memory (the pipeline uses `Ingestor` directly, checkpointing each input)."""
+    ingestor, result = Ingestor(options, known_hashes), IngestResult()
+    for raw in raw_images:
+        outcome = ingestor.add(raw)
+        if isinstance(outcome, Reject):
+            result.rejects.append(outcome)
+        else:
+            result.images.append(outcome)
+    return result

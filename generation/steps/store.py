@@ -1,0 +1,77 @@
+"""Append-only JSONL checkpoints: one file per step, one line per finished item, fsync'd.
+
+A run killed at any point (even SIGKILL, mid-line) leaves at most one torn last line; reopening the store
+drops that line (it is re-done; its model calls come back from the call cache) and keeps everything else.
+A key that appears twice keeps its first value, so a resumed step never duplicates an item.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class StepStore:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._records: dict[str, Any] = {}
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        good_end = 0
+        for line_end in _line_ends(data):
+            line = data[good_end:line_end]
+            try:
+                entry = json.loads(line)
+                key, value = entry["key"], entry["value"]
+            except (ValueError, KeyError, TypeError):
+                break  # a torn write: everything from here on is dropped and redone
+            self._records.setdefault(key, value)
+            good_end = line_end + 1
+        if good_end != len(data):
+            with open(self.path, "r+b") as handle:
+                handle.truncate(good_end)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._records.get(key, default)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return iter(self._records.items())
+
+    def append_many(self, entries: list[tuple[str, Any]]) -> None:
+        """Append (key, value) pairs that are not stored yet; one write + fsync for the batch."""
+        fresh = [(k, v) for k, v in entries if k not in self._records]
+        if not fresh:
+            return
+        payload = "".join(json.dumps({"key": k, "value": v}, ensure_ascii=False, sort_keys=True) + "\n" for k, v in fresh)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        for key, value in fresh:
+            self._records.setdefault(key, value)
+
+    def append(self, key: str, value: Any) -> None:
+        self.append_many([(key, value)])
+
+
+def _line_ends(data: bytes) -> Iterator[int]:
+    start = 0
+    while True:
+        end = data.find(b"\n", start)
+        if end < 0:
+            return
+        yield end
+        start = end + 1
