@@ -8,7 +8,9 @@ Every item is **unsafe** (single class, scored with a detection rate).
 
 Options: ``subset`` = ``"safebench"`` (500, ``safebench.csv``, images ``data/images/SafeBench/``) or
 ``"tiny"`` (50, ``SafeBench-Tiny.csv``, images ``data/images/SafeBench-Tiny/``). Without ``image_root``,
-images are looked for in that folder next to the annotation file (the shared copy holds 10 Tiny images).
+images are looked for in that folder next to the annotation file: ``data/images/<subset>/`` beside the CSV
+(the shared copy, which holds 10 Tiny images) or ``../images/<subset>/`` (a FigStep checkout, CSVs in
+``data/question/``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,12 @@ class FigStep(BenchmarkSource):
         super().__init__(**options)
 
     def default_image_root(self) -> Path | None:
-        return self.annotations.parent / "data" / "images" / self.image_folder
+        """The images folder next to the CSV: ``data/images/<subset>/`` beside it (the shared copy) or
+        ``../images/<subset>/`` (the FigStep repo, where the CSVs are in ``data/question/``)."""
+        for root in (self.annotations.parent / "data" / "images", self.annotations.parent.parent / "images"):
+            if (root / self.image_folder).is_dir():
+                return root / self.image_folder
+        return None
 
     def _examples(self, task: Task) -> Iterator:
         for line, row in enumerate(read_csv(self.annotations, COLUMNS), start=2):

@@ -150,3 +150,14 @@ def test_hub_dataset_images_are_downloaded_at_the_revision_and_missing_ones_repo
         assert image.size == (8, 8)
     assert source.report.n_images_found == 1 and source.report.n_missing_images == 19
     assert all(path.startswith("/datasets/someone/salad/resolve/v1/") for _, path in seen)
+
+
+def test_figstep_finds_images_in_a_figstep_checkout_layout(tmp_path, benchmarks_dir):
+    questions = tmp_path / "FigStep" / "data" / "question"
+    questions.mkdir(parents=True)
+    (questions / "safebench.csv").write_text(
+        (benchmarks_dir / "FigStep_SafeBench" / "safebench.csv").read_text(encoding="utf-8"), encoding="utf-8")
+    write_image(tmp_path / "FigStep" / "data" / "images" / "SafeBench" / "query_ForbidQI_4_17_6.png")
+    source = get_source("figstep", annotations=questions)
+    found = [e.source_id for e in source.examples() if e.image is not None]
+    assert found == ["4_17"] and source.report.n_missing_images == 499
