@@ -247,11 +247,13 @@ def run_calls_sync(
     concurrency: int,
     progress: Progress | None = None,
     on_result: Callable[[int, CallResult[In, Out]], None] | None = None,
-    close_backend: bool = False,
+    close_backend: bool = True,
 ) -> list[CallResult[In, Out]]:
     """``asyncio.run`` wrapper of ``run_calls`` for synchronous code (not from inside a running loop).
-    With ``close_backend=True`` the backend is closed in the same loop (needed for HTTP clients, which are
-    bound to the loop that created their connections)."""
+
+    By default ``backend.aclose()`` runs before the loop ends: HTTP connections and batching tasks are
+    bound to the loop that made them. Every backend here reopens them lazily, so the same backend object
+    serves the next ``run_calls_sync`` (the next pipeline step) as well."""
 
     async def main():
         try:

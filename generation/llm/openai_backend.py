@@ -200,9 +200,17 @@ class OpenAIBackend:
         return await with_retries(lambda: self._attempt(request), self.policy, what=f"openai {self.model}")
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the HTTP connections. The backend stays usable: the next ``chat()`` opens a new client."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if self._loop is running and running is not None:
+            await client.aclose()
+        # else: the connections belong to a loop that has ended; they died with it.
 
     def __repr__(self) -> str:
         key = f"${self.api_key_env} set" if self._api_key else "no key"
