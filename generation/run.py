@@ -61,12 +61,13 @@ def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), 
 
 def print_report(report: dict) -> None:
     print(format_funnel(report) if "images_in" in report else json.dumps(report["funnel"]))
-    if "release" in report:
+    if "images_in" in report:
         print(f"release: {report['release']}  pairs: {report['pairs']} (new: {report['new_pairs']})  "
               f"images in: {report['images_in']}, with pairs: {report['images_released']}, rejected: {report['images_rejected']}")
         if report["pairs"] == 0:
-            print("NOTE: no pair passed verification; the release is valid but empty. See rejects.jsonl for why "
-                  "(a small model rarely writes queries the verifier accepts).")
+            print(f"NOTE: no pair passed verification, so no release was written (a release needs at least one row); "
+                  f"every reject and its reason is in {report['rejects_file']}. A small model rarely writes queries "
+                  "its verifier accepts: see docs/generation.md for the looser demo settings.")
         for problem in report["problems"]:
             print(f"PROBLEM: {problem}")
     if "usage" in report:

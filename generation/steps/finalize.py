@@ -98,8 +98,10 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
 
 
 def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig, *, base: BaseRelease | None = None,
-             overwrite: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Write the release; return (path, report) where the report holds the funnel and the problems found."""
+             overwrite: bool = True) -> tuple[Path | None, dict[str, Any]]:
+    """Write the release; return (path, report) where the report holds the funnel and the problems found.
+    With no pair at all no release can be written (a config needs a row): path is None and every reject is
+    written to `<release_dir>-rejects.jsonl` instead (named in the report)."""
     base = base or BaseRelease()
     rejects: list[Reject] = [r for shard in shards for r in shard.rejects]
     image_dir: dict[str, Path] = {}
@@ -161,16 +163,24 @@ def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig
     pipeline_config = {"run": config.to_dict(), "pipeline_version": rms.PIPELINE_VERSION,
                        "shards": [shard.summary.get("shard") for shard in shards],
                        "base_release": bool(base.rows)}
-    path = write_release(release_dir, rows, taxonomy=taxonomy_json, pipeline_config=pipeline_config,
-                         rejects=[r.to_json() for r in sorted(rejects, key=_reject_order)],
-                         pretty_name=config.pretty_name, version=config.version,
-                         extra_files={"taxonomy.png": taxonomy_chart(dict(pair_counts))}, overwrite=overwrite)
-    problems = validate_release(str(path))
     funnel = _funnel(shards, len(new_pairs), len(released))
-    report = {"release": str(path), "pairs": sum(len(v) for v in rows[rms.PAIRS].values()), "new_pairs": len(released),
+    report = {"release": None, "pairs": sum(len(v) for v in rows[rms.PAIRS].values()), "new_pairs": len(released),
               "images_in": funnel["ingest"][0], "images_released": len(released_images),
               "images_rejected": sum(1 for r in rejects if r.kind == "image"), "funnel": funnel,
-              "problems": [str(p) for p in problems], "categories": dict(pair_counts)}
+              "problems": [], "categories": dict(pair_counts)}
+    ordered_rejects = [r.to_json() for r in sorted(rejects, key=_reject_order)]
+    if report["pairs"] == 0:
+        # A release needs at least one row per config: write no release, but keep every reject with its reason.
+        path = Path(release_dir).with_name(Path(release_dir).name + "-rejects.jsonl")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects), encoding="utf-8")
+        report["rejects_file"] = str(path)
+        return None, report
+    path = write_release(release_dir, rows, taxonomy=taxonomy_json, pipeline_config=pipeline_config,
+                         rejects=ordered_rejects, pretty_name=config.pretty_name, version=config.version,
+                         extra_files={"taxonomy.png": taxonomy_chart(dict(pair_counts))}, overwrite=overwrite)
+    report["release"] = str(path)
+    report["problems"] = [str(p) for p in validate_release(str(path))]
     return path, report
 
 

@@ -1,7 +1,7 @@
 """Self-adaptive taxonomy: free-form risk labels from the generator, merged into categories.
 
-Labels are normalised (lower case, snake_case, filler words such as "risk"/"hazard" dropped, plural "s"
-stripped), then clustered: two labels join when their token sets overlap (Jaccard >= `token_overlap`) or
+Labels are normalised to lower-case snake_case; for comparison filler words such as "risk"/"hazard" are
+dropped and a plural "s" is stripped. Labels are then clustered: two labels join when their token sets overlap (Jaccard >= `token_overlap`) or
 their strings are close (difflib ratio >= `string_similarity`). A category is named after its most frequent
 alias. Building is order-independent (labels are processed by count, then name), so the taxonomy of a
 merged sharded run equals that of an unsharded run. No model call and no new dependency.
@@ -20,12 +20,19 @@ UNKNOWN = "other"
 
 
 def normalise_label(label: str) -> str:
+    """Display form: lower-case snake_case ("Fire and burns" -> "fire_and_burns")."""
+    return "_".join(re.sub(r"[^a-z0-9]+", " ", label.lower()).split()) or UNKNOWN
+
+
+def match_key(label: str) -> str:
+    """Comparison form: filler words dropped, plural s stripped ("fire_and_burns" -> "fire_burn")."""
     words = re.sub(r"[^a-z0-9]+", " ", label.lower()).split()
     kept = [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words if w not in FILLER]
     return "_".join(kept) or UNKNOWN
 
 
 def _similar(a: str, b: str, token_overlap: float, string_similarity: float) -> bool:
+    a, b = match_key(a), match_key(b)
     if a == b:
         return True
     ta, tb = set(a.split("_")), set(b.split("_"))
