@@ -74,10 +74,17 @@ class RemoteFile:
     lfs_sha256: str | None
 
     def same_content(self, local: LocalFile) -> bool:
-        data = local.local_path.read_bytes()
+        """LFS files compare by sha256 of the content, regular files by git blob sha1 (what the Hub reports)."""
+        if local.size != self.size:
+            return False
         if self.lfs_sha256 is not None:
-            return hashlib.sha256(data).hexdigest() == self.lfs_sha256
-        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == self.git_oid
+            digest, expected = hashlib.sha256(), self.lfs_sha256
+        else:
+            digest, expected = hashlib.sha1(b"blob %d\0" % local.size), self.git_oid
+        with local.local_path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest() == expected
 
 
 @dataclass(frozen=True)
@@ -281,6 +288,7 @@ def _apply_gating(api, plan: PublishPlan) -> None:
 def execute(api, plan: PublishPlan, release: Path) -> PublishResult:
     """Create the repo if needed, apply settings, push one commit, tag it. Refuses if main moved since the plan."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub.errors import HfHubHTTPError
 
     if plan.create_repo:
         api.create_repo(plan.repo_id, repo_type="dataset", private=plan.private, exist_ok=False)
@@ -296,8 +304,14 @@ def execute(api, plan: PublishPlan, release: Path) -> PublishResult:
     commit = api.create_commit(plan.repo_id, operations, commit_message=plan.message, repo_type="dataset",
                                parent_commit=parent,
                                commit_description=f"RMS release {plan.version} published from {release.name}")
-    api.create_tag(plan.repo_id, tag=plan.version.tag, revision=commit.oid, repo_type="dataset",
-                   tag_message=plan.message)
+    try:
+        api.create_tag(plan.repo_id, tag=plan.version.tag, revision=commit.oid, repo_type="dataset",
+                       tag_message=plan.message)
+    except HfHubHTTPError as error:
+        raise PublishError(
+            f"the release was committed ({commit.commit_url}) but tagging it {plan.version.tag} failed: {error}. "
+            "Run the same command again: the unchanged files are skipped and only the tag is created."
+        ) from error
     return PublishResult(commit_url=commit.commit_url, commit_oid=commit.oid, tag=plan.version.tag)
 
 
@@ -322,6 +336,8 @@ def publish(release: str | Path, repo_id: str, version: str, *, private: bool = 
                         message=message)
     print(("Dry run, nothing is changed. Plan:\n" if dry_run else "Publishing:\n") + render_plan(plan), file=out)
     if dry_run:
+        if api.token is None:
+            print("note: no token found, so a private repo would look absent; the real run needs one.", file=out)
         return None
     result = execute(api, plan, release)
     print(f"commit:  {result.commit_url}", file=out)

@@ -31,12 +31,13 @@ Endpoints (``{type}`` is ``models`` / ``datasets`` / ``spaces``; the file URLs h
 
 Auth: write endpoints need ``Authorization: Bearer <token>`` with a token given to :class:`HubServer`
 (401 otherwise); private repos are invisible (404 RepoNotFound) without one. Gating is stored and reported
-but does not restrict downloads. ``supports_gating=False`` makes the settings endpoint answer 404 for
+but does not restrict downloads. ``fail_next("tag")`` (or any repo API action) makes the next such call
+fail with a 500, to test recovery. ``supports_gating=False`` makes the settings endpoint answer 404 for
 ``gated``, like a server without that feature. Not served: pull requests, branches API, commit listing,
 deletion of repos, xet storage (run clients with ``HF_HUB_DISABLE_XET=1``; they then use LFS).
 
 Use it in-process (``with HubServer(root, tokens={"hf_x": "alice"}) as hub: hub.url``) or from a shell:
-``python tests/hub/server.py ROOT --port 8765 --token hf_x:alice``.
+``python tests/hub/server.py ROOT --port 8765 --token hf_x:alice --org alice:ORG``.
 """
 
 from __future__ import annotations
@@ -321,6 +322,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         parts = rest.split("/", 2)  # "", action, remainder
         action = parts[1] if len(parts) > 1 else ""
         remainder = parts[2] if len(parts) > 2 else ""
+        if action in self.server.hub.failures:
+            self.server.hub.failures.discard(action)
+            raise HubError(500, f"injected failure of '{action}' (HubServer.fail_next)")
         if method == "GET" and action == "":
             return self._repo_info(repo, "main")
         if method == "GET" and action == "revision":
@@ -590,6 +594,7 @@ class HubServer:
         self.orgs = {user: list(names) for user, names in (orgs or {}).items()}
         self.supports_gating = supports_gating
         self.requests: list[str] = []
+        self.failures: set[str] = set()
         self._http = _Server(("127.0.0.1", port), HubRequestHandler)
         self._http.hub = self
         self._thread: threading.Thread | None = None
@@ -616,6 +621,10 @@ class HubServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def fail_next(self, action: str) -> None:
+        """Answer the next repo API call `action` ("commit", "tag", "preupload", ...) with a 500, once."""
+        self.failures.add(action)
+
     def snapshot(self, repo_id: str, revision: str = "main", repo_type: str = "dataset") -> dict[str, bytes]:
         """The files of `repo_id` at `revision` as {path: bytes}: what a test compares against."""
         with self.store.lock:
@@ -635,9 +644,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--token", action="append", default=[], metavar="TOKEN:USER",
                         help="A token accepted for writes, and the user it belongs to (repeatable).")
+    parser.add_argument("--org", action="append", default=[], metavar="USER:ORG",
+                        help="Make USER a member of organisation ORG, allowed to create repos there (repeatable).")
     args = parser.parse_args(argv)
     tokens = dict(item.split(":", 1) for item in args.token)
-    with HubServer(args.root, tokens=tokens, port=args.port) as hub:
+    orgs: dict[str, list[str]] = {}
+    for item in args.org:
+        user, org = item.split(":", 1)
+        orgs.setdefault(user, []).append(org)
+    with HubServer(args.root, tokens=tokens, orgs=orgs, port=args.port) as hub:
         print(f"test hub serving {args.root} at {hub.url}; Ctrl-C to stop", flush=True)
         try:
             threading.Event().wait()

@@ -18,6 +18,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
@@ -25,7 +26,7 @@ from PIL import Image
 
 from generation.__main__ import main as cli
 from generation.publish import PublishError, Version, release_files
-from rms_dataset import CONFIG_NAMES, PAIRS
+from rms_dataset import CONFIG_NAMES, PAIRS, find_shards
 from tests.publish.conftest import FAKE_TOKEN, REPO, REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -49,8 +50,18 @@ def image_digest(data: bytes) -> dict:
 
 def expected(rows: dict) -> dict:
     """The built rows as the loader script prints them: every field, images replaced by digests."""
-    return {config: [{**{k: v for k, v in row.items() if k != "image"}, "image": image_digest(row["image"]["bytes"])}
-                     for row in rows[config]["train"]] for config in CONFIG_NAMES}
+    return {config: {split: [{**{k: v for k, v in row.items() if k != "image"},
+                              "image": image_digest(row["image"]["bytes"])} for row in split_rows]
+                     for split, split_rows in rows[config].items()} for config in CONFIG_NAMES}
+
+
+def rows_on_disk(release: Path) -> dict:
+    """rows[config][split] read straight from a release directory's shards."""
+    rows = {}
+    for config in CONFIG_NAMES:
+        rows[config] = {split: [row for path in paths for row in pq.read_table(path).to_pylist()]
+                        for split, paths in find_shards(str(release), config).items()}
+    return rows
 
 
 LOADER = textwrap.dedent("""
@@ -68,28 +79,29 @@ LOADER = textwrap.dedent("""
 
     out = {"load_dataset": {}, "builder": {}}
     for config in rms_dataset.CONFIG_NAMES:
-        split = datasets.load_dataset(repo, config, revision=revision, split="train")
-        raw = split.cast_column("image", datasets.Image(decode=False))
-        rows = []
-        for decoded, undecoded in zip(split, raw):
-            row = {k: v for k, v in decoded.items() if k != "image"}
-            row["image"] = digest(decoded["image"])
-            row["image"]["bytes_sha256"] = hashlib.sha256(undecoded["image"]["bytes"]).hexdigest()
-            rows.append(row)
-        out["load_dataset"][config] = rows
+        out["load_dataset"][config] = {}
+        for split_name, split in datasets.load_dataset(repo, config, revision=revision).items():
+            raw = split.cast_column("image", datasets.Image(decode=False))
+            rows = []
+            for decoded, undecoded in zip(split, raw):
+                row = {k: v for k, v in decoded.items() if k != "image"}
+                row["image"] = digest(decoded["image"])
+                row["image"]["bytes_sha256"] = hashlib.sha256(undecoded["image"]["bytes"]).hexdigest()
+                rows.append(row)
+            out["load_dataset"][config][split_name] = rows
     builder = rms_dataset.RMS(config_name=rms_dataset.PAIRS, release=repo, revision=revision, cache_dir=cache)
     builder.download_and_prepare()
-    pairs = builder.as_dataset(split="train")
-    out["builder"] = [{"id": r["id"], "text": r["text"], "image": digest(r["image"])} for r in pairs]
+    for split_name, pairs in builder.as_dataset().items():
+        out["builder"][split_name] = [{"id": r["id"], "text": r["text"], "image": digest(r["image"])} for r in pairs]
     print("RESULT" + json.dumps(out))
 """)
 
 
-def load_from_hub(hub, hf_env: dict, revision: str, tmp_path: Path) -> dict:
+def load_from_hub(hub, hf_env: dict, revision: str, tmp_path: Path, repo: str = REPO) -> dict:
     env = {**os.environ, **hf_env, "HF_ENDPOINT": hub.url, "PYTHONPATH": str(REPO_ROOT)}
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN"):
         env.pop(key, None)
-    result = subprocess.run([sys.executable, "-c", LOADER, REPO, revision, str(tmp_path / f"builder-{revision}")],
+    result = subprocess.run([sys.executable, "-c", LOADER, repo, revision, str(tmp_path / f"builder-{revision}")],
                             env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
@@ -104,10 +116,14 @@ def normalise(rows: list[dict]) -> list[dict]:
 def assert_loads_as(loaded: dict, rows: dict) -> None:
     want = expected(rows)
     for config in CONFIG_NAMES:
-        assert normalise(loaded["load_dataset"][config]) == normalise(want[config]), config
-    assert normalise(loaded["builder"]) == normalise([{"id": r["id"], "text": r["text"],
-                                            "image": {k: v for k, v in r["image"].items() if k != "bytes_sha256"}}
-                                           for r in want[PAIRS]])
+        assert sorted(loaded["load_dataset"][config]) == sorted(want[config]), config
+        for split in want[config]:
+            assert normalise(loaded["load_dataset"][config][split]) == normalise(want[config][split]), (config, split)
+    assert sorted(loaded["builder"]) == sorted(want[PAIRS])
+    for split, pairs in want[PAIRS].items():
+        assert normalise(loaded["builder"][split]) == normalise(
+            [{"id": r["id"], "text": r["text"], "image": {k: v for k, v in r["image"].items() if k != "bytes_sha256"}}
+             for r in pairs])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -171,6 +187,39 @@ def test_refusals_change_nothing_remotely(hub, hf_env, release_v1, monkeypatch, 
 
     assert hub.refs(REPO) == before
     assert len(writes(hub)) == n_writes
+
+
+def test_a_failed_tag_is_completed_by_running_the_same_command_again(hub, hf_env, release_v1, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    hub.fail_next("tag")
+    assert publish(hub, release_v1[0], "1.0.0") == 1
+    err = capsys.readouterr().err
+    assert "was committed" in err and "tagging it v1.0.0 failed" in err and "Run the same command again" in err
+    head = hub.refs(REPO)["branches"]["main"]
+    assert hub.refs(REPO)["tags"] == {}
+
+    assert publish(hub, release_v1[0], "1.0.0") == 0
+    assert "6 unchanged" in capsys.readouterr().out
+    assert hub.refs(REPO) == {"branches": {"main": head}, "tags": {"v1.0.0": head}}  # no second commit
+
+
+def test_a_commit_landing_between_plan_and_push_is_refused(hub, hf_env, release_v1, release_v2, monkeypatch):
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from generation.publish import execute, hub_api, plan_publish
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    assert publish(hub, release_v1[0], "1.0.0") == 0
+    api = hub_api(hub.url)
+    plan = plan_publish(api, release_v2[0], REPO, Version.parse("1.1.0"))
+    api.create_commit(REPO, [CommitOperationAdd("NOTES.md", b"someone else's change")], commit_message="other",
+                      repo_type="dataset")
+    moved = hub.refs(REPO)
+    with pytest.raises(HfHubHTTPError) as error:
+        execute(api, plan, release_v2[0])
+    assert error.value.response.status_code == 409
+    assert hub.refs(REPO) == moved  # neither the commit nor the tag happened
 
 
 def test_dry_run_prints_the_plan_and_touches_nothing(hub, hf_env, release_v1, release_v2, monkeypatch, capsys):
@@ -267,3 +316,17 @@ def test_token_from_the_login_file_is_used(hub, hf_env, release_v1):
     Path(constants.HF_TOKEN_PATH).write_text(FAKE_TOKEN)
     assert publish(hub, release_v1[0], "1.0.0") == 0
     assert "v1.0.0" in hub.refs(REPO)["tags"]
+
+
+def test_the_committed_sample_release_publishes_and_loads_back(tmp_path, hf_env, sample_release, monkeypatch,
+                                                              capsys):
+    from tests.hub.server import HubServer
+    from tests.publish.conftest import USER
+
+    info = json.loads((sample_release / "release.json").read_text())
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    owner = info["repo_id"].split("/")[0]
+    with HubServer(tmp_path / "hub", tokens={FAKE_TOKEN: USER}, orgs={USER: [owner]}) as hub:
+        assert publish(hub, sample_release, info["version"], repo=info["repo_id"]) == 0
+        loaded = load_from_hub(hub, hf_env, f"v{info['version']}", tmp_path, repo=info["repo_id"])
+    assert_loads_as(loaded, rows_on_disk(sample_release))
