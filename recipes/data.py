@@ -1,0 +1,169 @@
+"""Training data for a recipe: read the sources, mix, balance, cap, and turn examples into trl rows.
+
+Steps (each a small function, in this order): `collect` each source (with its per-source cap) ->
+`balance` labels -> `cap` to ``max_train_samples`` -> keep ``train_fraction`` -> shuffle with the recipe's
+seed. `to_sft_rows` then writes trl's conversational prompt-completion format (prompt = system + user turn
+from `judging.format`, completion = the judge's answer), so trl's collator puts the loss on the answer only.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from judging.format import prompt_messages, target_text
+from judging.records import JudgeExample
+from judging.sources import get_source
+from recipes.config import DataConfig, RecipeError, SourceSpec
+from rms_dataset import SAFE, UNSAFE
+
+
+@dataclass
+class SourceStats:
+    """What one source contributed: provenance (path / repo + revision) and counts per label."""
+
+    name: str
+    split: str
+    provenance: dict[str, Any]
+    read: dict[str, int]  # label -> examples read
+    used: dict[str, int] = field(default_factory=dict)  # label -> examples in the final training set
+    missing_images: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainingData:
+    examples: list[JudgeExample]
+    sources: list[SourceStats]
+
+    @property
+    def label_counts(self) -> dict[str, int]:
+        return dict(Counter(example.label for example in self.examples))
+
+
+def _read_source(spec: SourceSpec, task: str, seed: int) -> tuple[list[JudgeExample], SourceStats]:
+    try:
+        source = get_source(spec.name, **spec.options)
+    except KeyError as error:
+        raise RecipeError(f"data.sources: {error.args[0]}") from error
+    except TypeError as error:
+        raise RecipeError(f"data.sources[{spec.name}].options: {error}") from error
+    if task not in source.tasks:
+        raise RecipeError(f"data.sources: {spec.name!r} has no {task!r} task (it has {list(source.tasks)})")
+    if spec.split not in source.splits:
+        raise RecipeError(f"data.sources: {spec.name!r} has no split {spec.split!r} (it has {list(source.splits)})")
+    examples = list(source.examples(spec.split, task))
+    read = dict(Counter(example.label for example in examples))
+    if spec.max_samples is not None and len(examples) > spec.max_samples:
+        examples = random.Random(seed).sample(examples, spec.max_samples)
+    report = getattr(source, "report", None)
+    provenance = source.provenance() if hasattr(source, "provenance") else {}
+    missing = [f"{example.source_id}: {example.meta.get('missing_image', '?')}" for example in examples
+               if example.image is None]
+    stats = SourceStats(spec.name, spec.split, provenance, read, missing_images=missing)
+    if report is not None and getattr(report, "excluded", None):
+        stats.provenance = {**provenance, "excluded": dict(report.excluded)}
+    return examples, stats
+
+
+def balance(examples: list[JudgeExample], mode: str, seed: int) -> list[JudgeExample]:
+    """``downsample``: every label cut to the minority's count; ``upsample``: minority repeated to the majority's."""
+    by_label: dict[str, list[JudgeExample]] = {}
+    for example in examples:
+        by_label.setdefault(example.label, []).append(example)
+    if mode == "none" or len(by_label) < 2:
+        return list(examples)
+    rng = random.Random(seed)
+    sizes = [len(group) for group in by_label.values()]
+    balanced: list[JudgeExample] = []
+    for label in sorted(by_label):
+        group = by_label[label]
+        if mode == "downsample":
+            balanced.extend(rng.sample(group, min(sizes)))
+        else:
+            extra = max(sizes) - len(group)
+            balanced.extend(group + [rng.choice(group) for _ in range(extra)])
+    return balanced
+
+
+def build_training_data(config: DataConfig, seed: int) -> TrainingData:
+    examples: list[JudgeExample] = []
+    stats: list[SourceStats] = []
+    for spec in config.sources:
+        source_examples, source_stats = _read_source(spec, config.task, seed)
+        examples.extend(source_examples)
+        stats.append(source_stats)
+    examples = balance(examples, config.balance, seed)
+    rng = random.Random(seed)
+    rng.shuffle(examples)
+    if config.max_train_samples is not None:
+        examples = examples[: config.max_train_samples]
+    if config.train_fraction < 1.0:
+        examples = examples[: max(1, round(len(examples) * config.train_fraction))]
+    for stat in stats:
+        stat.used = dict(Counter(e.label for e in examples if e.source == stat.name))
+    return TrainingData(examples, stats)
+
+
+def check_training_data(data: TrainingData, config: DataConfig) -> None:
+    """Errors before training: no examples, one label only, examples whose image cannot be found."""
+    if not data.examples:
+        raise RecipeError("data: the sources gave no training examples; check data.sources and their splits")
+    labels = set(data.label_counts)
+    if labels != {SAFE, UNSAFE} and not config.allow_single_class:
+        names = ", ".join(f"{s.name}/{s.split}" for s in data.sources)
+        raise RecipeError(f"data: every training example is labelled {sorted(labels)} ({names}); a judge needs both "
+                          "'safe' and 'unsafe' examples. Add a source with the other label, or set "
+                          "data.allow_single_class: true")
+    for stat in data.sources:
+        if stat.missing_images:
+            shown = "; ".join(stat.missing_images[:5])
+            raise RecipeError(f"data.sources[{stat.name}]: {len(stat.missing_images)} example(s) have no image "
+                              f"(e.g. {shown}); set the source's image option (image_root / hub_dataset) in "
+                              "data.sources[].options")
+
+
+def _load_image(image: Any, max_pixels: int | None):
+    from PIL import Image
+
+    if isinstance(image, dict):  # datasets' undecoded form
+        import io
+
+        image = Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") else Image.open(image["path"])
+    elif not isinstance(image, Image.Image):
+        image = Image.open(image)
+    image = image.convert("RGB")
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        scale = (max_pixels / (image.width * image.height)) ** 0.5
+        image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
+    return image
+
+
+def to_sft_row(example: JudgeExample, with_category: bool, max_pixels: int | None) -> dict[str, Any]:
+    """One trl prompt-completion row: prompt messages, the answer as completion, and the image."""
+    return {
+        "prompt": prompt_messages(example),
+        "completion": [{"role": "assistant", "content": [{"type": "text", "text": target_text(example, with_category)}]}],
+        "images": [_load_image(example.image, max_pixels)] if example.image is not None else [],
+    }
+
+
+def to_sft_dataset(examples: list[JudgeExample], with_category: bool, max_pixels: int | None):
+    import datasets
+
+    features = datasets.Features({
+        "prompt": datasets.List({"role": datasets.Value("string"),
+                                 "content": datasets.List({"type": datasets.Value("string"),
+                                                           "text": datasets.Value("string")})}),
+        "completion": datasets.List({"role": datasets.Value("string"),
+                                     "content": datasets.List({"type": datasets.Value("string"),
+                                                               "text": datasets.Value("string")})}),
+        "images": datasets.List(datasets.Image()),
+    })
+    rows = [to_sft_row(example, with_category, max_pixels) for example in examples]
+    for row in rows:
+        for message in row["prompt"] + row["completion"]:
+            for part in message["content"]:
+                part.setdefault("text", None)
+    return datasets.Dataset.from_list(rows, features=features)

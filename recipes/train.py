@@ -1,0 +1,222 @@
+"""Fine-tune a vision-language safety judge with QLoRA from a recipe YAML.
+
+    python -m recipes.train recipes/qwen2_5_vl_7b/qlora.yaml [--training.max_steps 100 ...] [--resume] [--merge]
+    accelerate launch --config_file recipes/accelerate/multi_gpu.yaml -m recipes.train RECIPE.yaml
+
+Programmatic entry point (used by eval's grid): ``train(recipe, overrides) -> TrainResult``.
+
+Order of work: load + validate the recipe (keys, types) -> check the architecture and LoRA targets on the
+meta device (no weights) -> read, mix and balance the training data and check labels and images -> only
+then load the model and train with trl's SFTTrainer (loss on the judge's answer tokens only) -> save the
+LoRA adapter, ``judge_metadata.json`` and, with ``merge``, merged full weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recipes.architectures import check_architecture, check_target_modules, model_config, module_names
+from recipes.config import Recipe, RecipeError, load_recipe, parse_override_args, recipe_from_dict, apply_overrides
+from recipes.data import TrainingData, build_training_data, check_training_data, to_sft_dataset
+from recipes.metadata import METADATA_FILE, build_metadata, write_metadata
+
+ADAPTER_SUBDIR = "adapter"
+MERGED_SUBDIR = "merged"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a finished run put its outputs.
+
+    ``output_dir``: the run folder (also holds trainer checkpoints); ``adapter_dir``: the LoRA adapter and the
+    processor (load with ``peft.PeftModel.from_pretrained(base, adapter_dir)``); ``metadata_path``:
+    ``judge_metadata.json`` (provenance); ``merged_dir``: merged full weights when ``merge=True``.
+    """
+
+    output_dir: Path
+    adapter_dir: Path
+    metadata_path: Path
+    final_loss: float | None
+    global_step: int
+    merged_dir: Path | None = None
+
+
+@dataclass
+class Prepared:
+    recipe: Recipe
+    data: TrainingData
+    lora_modules: list[str]
+
+
+def resolve_recipe(recipe: Recipe | str | os.PathLike, overrides: dict[str, Any] | None = None) -> Recipe:
+    if isinstance(recipe, Recipe):
+        if not overrides:
+            return recipe
+        data = apply_overrides(recipe.to_dict(), overrides, recipe.path or "<recipe>")
+        resolved = recipe_from_dict(data, recipe.path or "<dict>")
+        resolved.path = recipe.path
+        return resolved
+    return load_recipe(recipe, overrides)
+
+
+def prepare(recipe: Recipe) -> Prepared:
+    """Every check that can fail before training, without loading weights."""
+    config = model_config(recipe.model.name_or_path, recipe.model.revision, recipe.model.trust_remote_code)
+    check_architecture(config, recipe.model.name_or_path)
+    wrapped = check_target_modules(recipe.lora, module_names(config), recipe.model.name_or_path)
+    data = build_training_data(recipe.data, recipe.seed)
+    check_training_data(data, recipe.data)
+    return Prepared(recipe, data, wrapped)
+
+
+def sft_config(recipe: Recipe, *, use_cpu: bool):
+    from trl import SFTConfig
+
+    t = recipe.training
+    return SFTConfig(
+        output_dir=recipe.output_dir,
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_length=t.max_length,
+        gradient_checkpointing=t.gradient_checkpointing,
+        optim=t.optim,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        bf16=t.bf16 and not use_cpu,
+        logging_steps=t.logging_steps,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        report_to=t.report_to or "none",
+        dataloader_num_workers=t.dataloader_num_workers,
+        completion_only_loss=True,
+        remove_unused_columns=False,
+        use_cpu=use_cpu,
+        disable_tqdm=True,
+    )
+
+
+def _last_checkpoint(output_dir: str) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+
+
+def build_trainer(prepared: Prepared):
+    """The SFTTrainer for a prepared recipe (model loaded here; exposed for tests and benchmarks)."""
+    import torch
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    from recipes.model import load_model_and_processor, lora_config
+
+    recipe = prepared.recipe
+    set_seed(recipe.seed)
+    model, processor = load_model_and_processor(recipe)
+    dataset = to_sft_dataset(prepared.data.examples, recipe.data.with_category, recipe.data.max_pixels)
+    return SFTTrainer(
+        model=model,
+        args=sft_config(recipe, use_cpu=not torch.cuda.is_available()),
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=lora_config(recipe.lora),
+    )
+
+
+def train(recipe: Recipe | str | os.PathLike, overrides: dict[str, Any] | None = None, *, resume: bool = False,
+          merge: bool = False) -> TrainResult:
+    """Train a judge from a recipe (object or YAML path) with dotted-key overrides; see `TrainResult`.
+
+    ``resume=True`` continues from the last checkpoint in ``output_dir`` (an error when there is none).
+    Raises `RecipeError` before any weights are loaded when the recipe, model, LoRA targets or data are wrong.
+    """
+    recipe = resolve_recipe(recipe, overrides)
+    output_dir = Path(recipe.output_dir)
+    checkpoint = _last_checkpoint(str(output_dir)) if resume else None
+    if resume and checkpoint is None:
+        raise RecipeError(f"--resume: no checkpoint-* folder in {output_dir}; run without --resume to start")
+    if not resume and (output_dir / METADATA_FILE).exists():
+        raise RecipeError(f"output_dir {output_dir} already holds a finished judge ({METADATA_FILE}); choose another "
+                          "output_dir or delete it")
+    prepared = prepare(recipe)
+    trainer = build_trainer(prepared)
+    outcome = trainer.train(resume_from_checkpoint=checkpoint)
+    adapter_dir = output_dir / ADAPTER_SUBDIR
+    trainer.save_model(str(adapter_dir))
+    trainer.processing_class.save_pretrained(str(adapter_dir))
+    merged_dir = _merge(trainer, output_dir / MERGED_SUBDIR) if merge else None
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    final_loss = losses[-1] if losses else outcome.training_loss
+    metadata = build_metadata(recipe, prepared.data, final_loss=final_loss, global_step=trainer.state.global_step,
+                              adapter_dir=adapter_dir, merged_dir=merged_dir)
+    metadata_path = write_metadata(output_dir / METADATA_FILE, metadata)
+    return TrainResult(output_dir, adapter_dir, metadata_path, final_loss, trainer.state.global_step, merged_dir)
+
+
+def _merge(trainer, target: Path) -> Path:
+    """Merged full weights: the base model reloaded unquantised with the adapter folded in."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from local_models import resolve_model
+
+    import torch
+
+    recipe_model = trainer.model.peft_config["default"].base_model_name_or_path
+    base = AutoModelForImageTextToText.from_pretrained(resolve_model(recipe_model), dtype=torch.float32
+                                                       if not torch.cuda.is_available() else torch.bfloat16)
+    adapter_dir = Path(trainer.args.output_dir) / ADAPTER_SUBDIR
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(target))
+    trainer.processing_class.save_pretrained(str(target))
+    return target
+
+
+# ----------------------------------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m recipes.train",
+        description="Fine-tune a VLM safety judge (QLoRA, trl SFTTrainer) from a recipe YAML. Any recipe key can be "
+                    "overridden with --section.key VALUE (e.g. --training.max_steps 10 --data.balance none).",
+    )
+    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/tiny_llava/qlora.yaml")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    parser.add_argument("--merge", action="store_true", help="also write merged full weights to <output_dir>/merged")
+    parser.add_argument("--check", action="store_true",
+                        help="only validate recipe, architecture, LoRA targets and data; load no weights, train nothing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        overrides = parse_override_args(rest)
+        if args.check:
+            prepared = prepare(resolve_recipe(args.recipe, overrides))
+            print(f"ok: {len(prepared.data.examples)} examples {prepared.data.label_counts}, "
+                  f"LoRA on {len(prepared.lora_modules)} modules")
+            return 0
+        result = train(args.recipe, overrides, resume=args.resume, merge=args.merge)
+    except RecipeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"adapter: {result.adapter_dir}\nmetadata: {result.metadata_path}\nfinal loss: {result.final_loss}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
