@@ -42,3 +42,8 @@ class EchoCall(ModelCall[str, str]):
 
     def parse(self, item: str, response: ChatResponse) -> str:
         return response.text
+
+
+def always_unsafe(request: ChatRequest) -> str:
+    """A scripted ``respond`` function, referenced from YAML as ``tests.generation_llm.helpers:always_unsafe``."""
+    return '{"verdict": "unsafe"}'

@@ -19,17 +19,17 @@ def served_backend(smollm2_server, smollm2_dir):
 def test_real_server_answers_with_text_and_token_usage(served_backend, tmp_path):
     items = ["What is the capital of France?", "Say hello."]
     with CallCache(tmp_path / "c.sqlite") as cache:
-        results = run_calls_sync(EchoCall(max_tokens=12), items, served_backend, cache=cache, concurrency=2)
+        results = run_calls_sync(EchoCall(max_tokens=6), items, served_backend, cache=cache, concurrency=2)
         assert all(r.ok and r.output.strip() for r in results), [r.error for r in results]
-        assert all(r.usage.prompt_tokens > 0 and 0 < r.usage.completion_tokens <= 12 for r in results)
-        again = run_calls_sync(EchoCall(max_tokens=12), items, served_backend, cache=cache, concurrency=2, close_backend=True)
+        assert all(r.usage.prompt_tokens > 0 and 0 < r.usage.completion_tokens <= 6 for r in results)
+        again = run_calls_sync(EchoCall(max_tokens=6), items, served_backend, cache=cache, concurrency=2, close_backend=True)
     assert [r.output for r in again] == [r.output for r in results] and all(r.cached for r in again)
 
 
 def test_served_greedy_answer_matches_the_in_process_backend(served_backend, smollm2_backend):
     import asyncio
 
-    request = ChatRequest(messages=({"role": "user", "content": "Name three fruits."},), max_tokens=16)
+    request = ChatRequest(messages=({"role": "user", "content": "Name three fruits."},), max_tokens=8)
 
     async def main():
         try:
@@ -48,7 +48,7 @@ def test_json_schema_requests_are_accepted(served_backend):
 
     request = ChatRequest(
         messages=({"role": "user", "content": 'Answer in JSON like {"color": "..."}: what color is the sky?'},),
-        max_tokens=24,
+        max_tokens=12,
         json_schema={"type": "object", "properties": {"color": {"type": "string"}}},
     )
 

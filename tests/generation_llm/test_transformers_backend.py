@@ -1,0 +1,89 @@
+"""TransformersBackend with the real SmolLM2 and the tiny LLaVA: batching must not change greedy outputs."""
+
+import asyncio
+
+import pytest
+
+from generation.llm import BackendError, ChatRequest, make_backend, run_calls_sync
+from generation.llm.base import image_part
+
+from .helpers import EchoCall
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = ["What is 2+2?", "Write one sentence about a quiet library at night.", "Hi"]
+
+
+def text_request(text, max_tokens=8):
+    return ChatRequest(messages=({"role": "user", "content": text},), max_tokens=max_tokens)
+
+
+def gather(backend, requests):
+    async def main():
+        try:
+            return await asyncio.gather(*(backend.chat(r) for r in requests))
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(main())
+
+
+def test_concurrent_calls_are_batched_and_match_one_at_a_time_greedy_outputs(smollm2_backend):
+    requests = [text_request(p) for p in PROMPTS]
+    one_at_a_time = [smollm2_backend.chat_batch_sync([r])[0] for r in requests]
+    smollm2_backend.batches_run.clear()
+    batched = gather(smollm2_backend, requests)
+    assert max(smollm2_backend.batches_run) > 1  # prompts of different lengths shared a left-padded batch
+    assert [r.text for r in batched] == [r.text for r in one_at_a_time]
+    assert [r.usage for r in batched] == [r.usage for r in one_at_a_time]
+    assert [r.finish_reason for r in batched] == [r.finish_reason for r in one_at_a_time]
+    assert all(r.finish_reason in ("stop", "length") and r.usage.completion_tokens <= 8 for r in batched)
+
+
+def test_batches_respect_batch_size_and_split_by_generation_settings(smollm2_backend):
+    smollm2_backend.batches_run.clear()
+    requests = [text_request(p, max_tokens=4) for p in PROMPTS] * 3 + [text_request("Hi", max_tokens=3)]
+    responses = gather(smollm2_backend, requests)
+    assert len(responses) == 10
+    assert all(size <= smollm2_backend.batch_size for size in smollm2_backend.batches_run)
+    assert sum(smollm2_backend.batches_run) == 10 and len(smollm2_backend.batches_run) >= 3
+    assert responses[-1].usage.completion_tokens <= 3
+
+
+def test_runs_under_run_calls_across_several_event_loops(smollm2_backend):
+    for _ in range(2):
+        results = run_calls_sync(EchoCall(max_tokens=4), ["Hello", "Bye"], smollm2_backend, cache=None, concurrency=4)
+        assert all(r.ok and r.output for r in results)
+
+
+def test_text_only_model_refuses_images_clearly(smollm2_backend, jpeg_bytes):
+    assert smollm2_backend.supports_images is False
+    request = ChatRequest(messages=({"role": "user", "content": [image_part(jpeg_bytes()), {"type": "text", "text": "hi"}]},))
+    with pytest.raises(BackendError, match="text-only model but the request carries an image"):
+        gather(smollm2_backend, [request])
+
+
+def test_vision_language_model_reads_data_url_images_batched_like_single(tiny_llava_backend, jpeg_bytes):
+    assert tiny_llava_backend.supports_images is True
+    requests = [
+        ChatRequest(messages=({"role": "user", "content": [image_part(jpeg_bytes(color)), {"type": "text", "text": "Describe it."}]},), max_tokens=4)
+        for color in [(255, 0, 0), (0, 0, 255)]
+    ] + [text_request("Hello", max_tokens=4)]
+    single = [tiny_llava_backend.chat_batch_sync([r])[0] for r in requests]
+    batched = gather(tiny_llava_backend, requests)
+    assert [r.text for r in batched] == [r.text for r in single]
+    # 64x64 image / 16 px patches = 16 image tokens in the prompt.
+    assert single[0].usage.prompt_tokens >= single[2].usage.prompt_tokens + 16
+
+
+def test_bad_image_data_is_a_backend_error(tiny_llava_backend):
+    request = ChatRequest(messages=({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}}]},))
+    with pytest.raises(BackendError, match="local backends cannot fetch remote URLs"):
+        gather(tiny_llava_backend, [request])
+
+
+def test_spec_errors_name_the_bad_key():
+    with pytest.raises(ValueError, match=r"backend 'transformers': unknown key\(s\) \['batchsize'\]"):
+        make_backend({"backend": "transformers", "model": "smollm2", "batchsize": 8})
+    with pytest.raises(ValueError, match=r"missing required key\(s\) \['model'\]"):
+        make_backend({"backend": "transformers"})
