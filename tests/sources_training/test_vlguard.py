@@ -1,0 +1,71 @@
+"""VLGuard on the real published train.json / test.json (labels from turns; `safe` is about the image)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+
+import pytest
+
+from judging.sources import get_source
+from judging.sources.benchmark_files import AnnotationError
+
+
+def _published(shared_dir, split):
+    return json.loads((shared_dir / "benchmarks" / "VLGuard" / f"{split}.json").read_text())
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_query_labels_follow_the_turns(shared_dir, split):
+    records = _published(shared_dir, split)
+    safe_images = sum(1 for r in records if r["safe"])
+    unsafe_images = len(records) - safe_images
+    examples = list(get_source("vlguard").examples(split, "query"))
+    # a safe image gives one safe and one unsafe query, an unsafe image one unsafe query
+    assert Counter(e.label for e in examples) == {"safe": safe_images, "unsafe": safe_images + unsafe_images}
+    expected = {"train": {"safe": 977, "unsafe": 2000}, "test": {"safe": 558, "unsafe": 1000}}[split]
+    assert Counter(e.label for e in examples) == expected
+    first_safe = next(r for r in records if r["safe"])
+    mine = [e for e in examples if e.source_id.startswith(first_safe["id"] + ":")]
+    assert {(e.label, e.text) for e in mine} == {
+        ("safe", first_safe["instr-resp"][0]["safe_instruction"]),
+        ("unsafe", first_safe["instr-resp"][1]["unsafe_instruction"]),
+    }
+
+
+def test_response_task_is_single_class_safe_and_reports_empty_responses(shared_dir):
+    source = get_source("vlguard")
+    examples = list(source.examples("test", "response"))
+    turns = [t for r in _published(shared_dir, "test") for t in r["instr-resp"]]
+    empty = sum(1 for t in turns if not t["response"].strip())
+    assert empty > 0 and len(examples) == len(turns) - empty
+    assert source.report.excluded == {"empty response": empty}
+    assert {e.label for e in examples} == {"safe"} and source.single_class_for("response") == "safe"
+
+
+def test_missing_images_are_listed_and_found_ones_resolved(shared_dir, a_photo, tmp_path):
+    records = _published(shared_dir, "train")
+    source = get_source("vlguard")
+    examples = list(source.examples("train", "query"))
+    assert all(e.image is None for e in examples) and len(source.report.missing_images) == len(examples)
+    assert examples[0].meta["missing_image"] == records[0]["image"]
+
+    target = tmp_path / "train" / records[0]["image"]  # the Hub zip extracts under train/
+    target.parent.mkdir(parents=True)
+    shutil.copy(a_photo, target)
+    source = get_source("vlguard", image_root=str(tmp_path))
+    examples = list(source.examples("train", "query"))
+    assert examples[0].image == str(target)
+    assert source.report.n_images_found == len(records[0]["instr-resp"])
+    assert source.report.n_missing_images == len(examples) - source.report.n_images_found
+
+
+def test_a_malformed_record_is_named(tmp_path):
+    record = {"id": "x1", "image": "a.png", "safe": True,
+              "instr-resp": [{"instruction": "hi", "response": "hello"}]}
+    (tmp_path / "train.json").write_text(json.dumps([record]))
+    with pytest.raises(AnnotationError, match=r"train.json: record 0 \(id=x1\) turn 0: expected one of"):
+        list(get_source("vlguard", annotations=str(tmp_path)).examples("train", "query"))
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        list(get_source("vlguard").examples("dev", "query"))
