@@ -114,3 +114,16 @@ def test_bad_inputs_are_errors_naming_the_position():
         compute_metrics([U], [None])
     with pytest.raises(ValueError, match=r"probabilities\[1\] is None"):
         compute_metrics([U, S], [U, S], probabilities=[0.3, None])
+
+
+def test_bootstrap_auroc_by_weights_agrees_with_the_rank_definition():
+    from eval.metrics.rms_safety.safety_math import weighted_auroc
+
+    rng = np.random.default_rng(1)
+    gold = rng.random(60) < 0.4
+    scores = rng.integers(0, 6, 60) / 5  # few distinct values: many ties
+    assert weighted_auroc(np.ones((1, 60)), gold, scores)[0] == pytest.approx(auroc(gold, scores))
+    # integer weights = the resample with those items repeated
+    weights = rng.integers(0, 3, 60)
+    expanded = np.repeat(np.arange(60), weights)
+    assert weighted_auroc(weights[None, :], gold, scores)[0] == pytest.approx(auroc(gold[expanded], scores[expanded]))

@@ -64,6 +64,26 @@ def auroc(is_unsafe: np.ndarray, scores: np.ndarray) -> float | None:
     return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def weighted_auroc(weights: np.ndarray, is_unsafe: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """AUROC of many resamples at once. ``weights`` is (B, n): how often each item was drawn in each resample.
+
+    Same definition as `auroc` (a tied unsafe/safe pair counts one half), computed from per-score-bucket
+    counts of safe items instead of sorting every resample: O(B * n). NaN where a resample lacks a class.
+    """
+    is_unsafe = is_unsafe.astype(bool)
+    buckets, bucket_of = np.unique(scores, return_inverse=True)
+    n_buckets, n_rows = len(buckets), weights.shape[0]
+    negatives = weights[:, ~is_unsafe]
+    flat = (np.arange(n_rows)[:, None] * n_buckets + bucket_of[~is_unsafe][None, :]).ravel()
+    safe_at = np.bincount(flat, weights=negatives.ravel().astype(np.float64),
+                          minlength=n_rows * n_buckets).reshape(n_rows, n_buckets)
+    safe_below = np.cumsum(safe_at, axis=1) - safe_at
+    positive_buckets = bucket_of[is_unsafe]
+    wins = safe_below[:, positive_buckets] + 0.5 * safe_at[:, positive_buckets]
+    numerator = (weights[:, is_unsafe] * wins).sum(axis=1)
+    return _ratio(numerator, weights[:, is_unsafe].sum(axis=1) * negatives.sum(axis=1))
+
+
 def _ratio(numerator, denominator):
     """Elementwise numerator/denominator, NaN where the denominator is 0."""
     numerator = np.asarray(numerator, dtype=np.float64)
@@ -72,21 +92,24 @@ def _ratio(numerator, denominator):
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
 
 
-def _point_metrics(gold: np.ndarray, predicted: np.ndarray, single_class: str | None) -> dict[str, np.ndarray]:
-    """Metrics for one or many resamples at once: ``gold``/``predicted`` are (..., n) arrays (predicted may
-    hold UNPARSEABLE). Returns arrays of shape (...) with NaN where a metric is undefined."""
-    correct = predicted == gold
+def _weighted_metrics(weights: np.ndarray, gold: np.ndarray, predicted: np.ndarray,
+                      single_class: str | None) -> dict[str, np.ndarray]:
+    """Metrics of B resamples given as item weights (B, n) (all ones = the data itself). Each returns an
+    array of B values, NaN where the metric is undefined."""
+    weights = weights.astype(np.float64)
+    total = weights.sum(axis=1)
+    correct = (predicted == gold).astype(np.float64)
     if single_class is not None:
-        return {"detection_rate": correct.mean(axis=-1)}
+        return {"detection_rate": _ratio(weights @ correct, total)}
     gold_unsafe = gold == 1
     # an unparseable answer is scored as the wrong label
     said_unsafe = np.where(predicted == UNPARSEABLE, ~gold_unsafe, predicted == 1)
-    tp = (said_unsafe & gold_unsafe).sum(axis=-1)
-    fp = (said_unsafe & ~gold_unsafe).sum(axis=-1)
-    fn = (~said_unsafe & gold_unsafe).sum(axis=-1)
-    tn = (~said_unsafe & ~gold_unsafe).sum(axis=-1)
+    tp = weights @ (said_unsafe & gold_unsafe).astype(np.float64)
+    fp = weights @ (said_unsafe & ~gold_unsafe).astype(np.float64)
+    fn = weights @ (~said_unsafe & gold_unsafe).astype(np.float64)
+    tn = weights @ (~said_unsafe & ~gold_unsafe).astype(np.float64)
     return {
-        "accuracy": correct.mean(axis=-1),
+        "accuracy": _ratio(weights @ correct, total),
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, tp + fn),
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
@@ -110,22 +133,33 @@ def _summary(gold: np.ndarray, predicted: np.ndarray, scores: np.ndarray | None,
         result["n_safe"] = int((gold == 0).sum())
     if len(gold) == 0:
         return result
-    for name, value in _point_metrics(gold, predicted, single_class).items():
-        result[name] = _clean(value)
+    for name, value in _weighted_metrics(np.ones((1, len(gold))), gold, predicted, single_class).items():
+        result[name] = _clean(value[0])
     if single_class is None:
         result["auroc"] = None if scores is None else auroc(gold == 1, scores)
     return result
 
 
-def _bootstrap_ci(gold, predicted, scores, single_class, n_bootstrap: int, seed: int) -> dict[str, list[float] | None]:
+def _bootstrap_ci(gold, predicted, scores, single_class, n_bootstrap: int, seed: int,
+                  block_items: int = 2**20) -> dict[str, list[float] | None]:
+    """Percentile 95% intervals over ``n_bootstrap`` resamples (drawn from ``seed``), in blocks of about
+    ``block_items`` drawn items so memory stays bounded for large benchmarks."""
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(gold), size=(n_bootstrap, len(gold)))
-    samples = _point_metrics(gold[index], predicted[index], single_class)
-    if single_class is None and scores is not None:
-        samples["auroc"] = np.array([np.nan if (v := auroc(gold[row] == 1, scores[row])) is None else v
-                                     for row in index])
+    n = len(gold)
+    block = max(1, block_items // n)
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n_bootstrap, block):
+        rows = min(block, n_bootstrap - start)
+        index = rng.integers(0, n, size=(rows, n))
+        weights = np.bincount((index + (np.arange(rows) * n)[:, None]).ravel(), minlength=rows * n).reshape(rows, n)
+        samples = _weighted_metrics(weights, gold, predicted, single_class)
+        if single_class is None and scores is not None:
+            samples["auroc"] = weighted_auroc(weights, gold == 1, scores)
+        for name, values in samples.items():
+            parts.setdefault(name, []).append(values)
     intervals: dict[str, list[float] | None] = {}
-    for name, values in samples.items():
+    for name, chunks in parts.items():
+        values = np.concatenate(chunks)
         values = values[~np.isnan(values)]
         intervals[name] = None if len(values) == 0 else [float(np.percentile(values, 2.5)),
                                                          float(np.percentile(values, 97.5))]
