@@ -1,0 +1,264 @@
+"""Per-call overhead, call rate and resume cost of ``generation.llm`` against local OpenAI-compatible servers.
+
+    python bench/generation_calls.py                  # the table in BENCHMARKS.md
+    python bench/generation_calls.py --n 300 --resume-n 100 --rounds 1   # a quick look
+
+It starts a stub chat-completions server in a subprocess on 127.0.0.1 (a raw ASGI app under uvicorn that
+answers a fixed completion, instantly or after a fixed delay) and measures, side by side in one run:
+
+(a) overhead: the same N prompts through ``run_calls`` (cache off, ``OpenAIBackend``) and through a bare
+    ``httpx.AsyncClient`` loop at the same concurrency -> throughput ratio (target >= 0.9). Rounds alternate
+    the two and the best round of each is kept, so a noisy neighbour does not pick the winner.
+(b) call rate with the SQLite cache on: cold (every answer written) and warm (every answer a hit).
+(c) resume: a finished run repeated with the same cache: model calls made (server-side count) and the
+    time against the first run (target <= 2%), against a server answering after ``--resume-delay-ms``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+
+from generation.llm import CallCache, ChatRequest, ChatResponse, ModelCall, make_backend, run_calls  # noqa: E402
+
+COMPLETION = json.dumps(
+    {
+        "id": "bench",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"verdict": "unsafe"}'}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 42, "completion_tokens": 6},
+    }
+).encode()
+
+
+# ------------------------------------------------------------------------------------------ stub server
+
+def serve(port: int, delay_ms: float) -> None:
+    """The stub server (runs in its own process): POST /v1/chat/completions, GET /stats, GET /health."""
+    import uvicorn
+
+    state = {"calls": 0, "delay": delay_ms / 1000}
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path.endswith("/chat/completions"):
+            more = True
+            while more:
+                message = await receive()
+                more = message.get("more_body", False)
+            state["calls"] += 1
+            if state["delay"]:
+                await asyncio.sleep(state["delay"])
+            body = COMPLETION
+        elif path == "/stats":
+            body = json.dumps({"calls": state["calls"]}).encode()
+        elif path == "/delay":  # /delay?ms=250 changes the delay between phases
+            state["delay"] = float(scope["query_string"].decode().split("=")[1]) / 1000
+            body = b"{}"
+        else:
+            body = b'{"status": "ok"}'
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+
+
+class StubServer:
+    def __init__(self, delay_ms: float = 0.0):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(self.port), "--delay-ms", str(delay_ms)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.root = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{self.root}/v1"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{self.root}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("the stub server did not start") from None
+                time.sleep(0.1)
+
+    def calls(self) -> int:
+        return httpx.get(f"{self.root}/stats").json()["calls"]
+
+    def set_delay(self, ms: float) -> None:
+        httpx.get(f"{self.root}/delay?ms={ms}")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+# ----------------------------------------------------------------------------------------- the clients
+
+class JudgeCall(ModelCall[str, str]):
+    name = "bench_verdict"
+    template_version = "v1"
+
+    def request(self, item: str) -> ChatRequest:
+        return ChatRequest(messages=({"role": "system", "content": "You judge safety."}, {"role": "user", "content": item}), max_tokens=16)
+
+    def parse(self, item: str, response: ChatResponse) -> str:
+        return json.loads(response.text)["verdict"]
+
+
+def instant_verdict(request: ChatRequest) -> str:
+    return '{"verdict": "unsafe"}'
+
+
+def prompts(n: int, tag: str) -> list[str]:
+    return [f"[{tag}] Is this safe together with the photo? I want to start a fire to keep warm. #{i}" for i in range(n)]
+
+
+async def bare_httpx(base_url: str, items: list[str], concurrency: int) -> float:
+    """The floor: one AsyncClient, a semaphore, POST + json() per prompt. Returns seconds."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(text: str) -> str:
+            body = {"model": "stub", "messages": [{"role": "system", "content": "You judge safety."}, {"role": "user", "content": text}],
+                    "temperature": 0.0, "max_tokens": 16, "seed": 0}
+            async with semaphore:
+                response = await client.post("/chat/completions", json=body)
+            return json.loads(response.json()["choices"][0]["message"]["content"])["verdict"]
+
+        start = time.perf_counter()
+        answers = await asyncio.gather(*(one(t) for t in items))
+        elapsed = time.perf_counter() - start
+    assert all(a == "unsafe" for a in answers)
+    return elapsed
+
+
+async def through_run_calls(base_url: str, items: list[str], concurrency: int, cache: CallCache | None) -> tuple[float, list]:
+    backend = make_backend({"backend": "openai", "model": "stub", "base_url": base_url, "max_concurrency": concurrency})
+    try:
+        start = time.perf_counter()
+        results = await run_calls(JudgeCall(), items, backend, cache=cache, concurrency=concurrency)
+        elapsed = time.perf_counter() - start
+    finally:
+        await backend.aclose()
+    failed = [r.error for r in results if not r.ok]
+    assert not failed, failed[:3]
+    return elapsed, results
+
+
+# -------------------------------------------------------------------------------------------- phases
+
+def overhead_rows(server: StubServer, n: int, concurrency: int, rounds: int, delay_ms: float) -> list[tuple]:
+    server.set_delay(delay_ms)
+    bare, ours = [], []
+    for r in range(rounds):
+        items = prompts(n, f"overhead-{delay_ms}-{r}")
+        bare.append(asyncio.run(bare_httpx(server.base_url, items, concurrency)))
+        ours.append(asyncio.run(through_run_calls(server.base_url, items, concurrency, None))[0])
+    best_bare, best_ours = min(bare), min(ours)
+    return [
+        (f"(a) bare httpx loop, server delay {delay_ms:g} ms", n, concurrency, n / best_bare, "", ""),
+        (f"(a) run_calls, cache off, server delay {delay_ms:g} ms", n, concurrency, n / best_ours,
+         f"{best_bare / best_ours:.2f} x bare", ">= 0.90"),
+    ]
+
+
+def cache_rows(server: StubServer, n: int, concurrency: int, workdir: Path) -> list[tuple]:
+    server.set_delay(0)
+    items = prompts(n, "cache")
+    with CallCache(workdir / "rate.sqlite") as cache:
+        before = server.calls()
+        cold, _ = asyncio.run(through_run_calls(server.base_url, items, concurrency, cache))
+        cold_calls = server.calls() - before
+        warm, results = asyncio.run(through_run_calls(server.base_url, items, concurrency, cache))
+        warm_calls = server.calls() - before - cold_calls
+    assert all(r.cached for r in results)
+    # The runner + cache alone, without HTTP: the ceiling the cache itself puts on a run.
+    scripted = make_backend({"backend": "scripted", "respond": "bench.generation_calls:instant_verdict", "model": "stub"})
+    with CallCache(workdir / "scripted.sqlite") as cache:
+        start = time.perf_counter()
+        results = asyncio.run(run_calls(JudgeCall(), items, scripted, cache=cache, concurrency=concurrency))
+        scripted_cold = time.perf_counter() - start
+        assert all(r.ok for r in results) and len(cache) == n
+    return [
+        ("(b) run_calls + cache writes, scripted backend (no HTTP)", n, concurrency, n / scripted_cold, f"{scripted.calls} model calls", ""),
+        ("(b) run_calls, cache cold (all writes), instant server", n, concurrency, n / cold, f"{cold_calls} model calls", ">= 300/s"),
+        ("(b) run_calls, cache warm (all hits)", n, concurrency, n / warm, f"{warm_calls} model calls", ">= 300/s"),
+    ]
+
+
+def resume_rows(server: StubServer, n: int, concurrency: int, delay_ms: float, workdir: Path) -> list[tuple]:
+    server.set_delay(delay_ms)
+    items = prompts(n, "resume")
+    path = workdir / "resume.sqlite"
+    with CallCache(path) as cache:
+        first, _ = asyncio.run(through_run_calls(server.base_url, items, concurrency, cache))
+    before = server.calls()
+    with CallCache(path) as cache:  # a new process object on the same file, as after a restart
+        again, results = asyncio.run(through_run_calls(server.base_url, items, concurrency, cache))
+    calls = server.calls() - before
+    assert all(r.cached for r in results)
+    return [
+        (f"(c) first run, server delay {delay_ms:g} ms", n, concurrency, n / first, f"{first:.2f} s", ""),
+        ("(c) same run repeated (resume)", n, concurrency, n / again,
+         f"{again:.3f} s = {100 * again / first:.2f}% of first, {calls} model calls", "<= 2%, 0 calls"),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="prompts per measurement in (a) and (b)")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds in (a); the best of each side is kept")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--overhead-delay-ms", type=float, default=20.0, help="server delay of the second (a) pair")
+    parser.add_argument("--resume-n", type=int, default=500, help="prompts in (c)")
+    parser.add_argument("--resume-delay-ms", type=float, default=250.0, help="server delay in (c), a stand-in for a real model call")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.delay_ms)
+        return 0
+
+    server = StubServer()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += overhead_rows(server, args.n, args.concurrency, args.rounds, 0.0)
+            rows += overhead_rows(server, args.n, args.concurrency, args.rounds, args.overhead_delay_ms)
+            rows += cache_rows(server, args.n, args.concurrency, Path(tmp))
+            rows += resume_rows(server, args.resume_n, args.concurrency, args.resume_delay_ms, Path(tmp))
+    finally:
+        server.close()
+
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
+    header = ("measurement", "calls", "concurrency", "calls/s", "result", "target")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name, n, concurrency, rate, result, target in rows:
+        print(f"| {name} | {n} | {concurrency} | {rate:,.0f} | {result} | {target} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
