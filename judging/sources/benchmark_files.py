@@ -123,12 +123,17 @@ class HubImages:
 
     def find(self, relative_path: str) -> str | None:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
         try:
             return hf_hub_download(self.repo_id, relative_path, repo_type="dataset", revision=self.revision,
                                    endpoint=self.endpoint)
-        except EntryNotFoundError:
+        except LocalEntryNotFoundError as error:  # offline and not cached: a setup problem, not a missing image
+            raise FileNotFoundError(
+                f"hub_dataset={self.repo_id!r} (revision {self.revision!r}): {relative_path} is not in the local "
+                f"Hugging Face cache and the Hub cannot be reached ({error.__class__.__name__}); go online once "
+                f"or download the images and pass image_root instead") from error
+        except EntryNotFoundError:  # the repo has no such file: a missing image, reported
             return None
 
 

@@ -161,3 +161,12 @@ def test_figstep_finds_images_in_a_figstep_checkout_layout(tmp_path, benchmarks_
     source = get_source("figstep", annotations=questions)
     found = [e.source_id for e in source.examples() if e.image is not None]
     assert found == ["4_17"] and source.report.n_missing_images == 499
+
+
+def test_hub_images_offline_and_not_cached_is_a_setup_error_not_a_missing_image(tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    source = get_source("salad", hub_dataset="someone/salad", revision="v1")
+    with pytest.raises(FileNotFoundError, match=r"hub_dataset='someone/salad' \(revision 'v1'\): A_85.jpg is not in "
+                                                r"the local Hugging Face cache.*pass image_root instead"):
+        next(iter(source.examples()))
