@@ -34,7 +34,7 @@ class PublishError(Exception):
     """A publish that must not happen; the message says why and what to do. Nothing was uploaded."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Version:
     major: int
     minor: int
@@ -54,9 +54,6 @@ class Version:
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
-
-    def __lt__(self, other: Version) -> bool:
-        return (self.major, self.minor, self.patch) < (other.major, other.minor, other.patch)
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,10 @@ def check_release_info(release: Path, repo_id: str, version: Version) -> None:
     info_path = release / RELEASE_INFO
     if not info_path.exists():
         return
-    info = json.loads(info_path.read_text())
+    try:
+        info = json.loads(info_path.read_text())
+    except json.JSONDecodeError as error:
+        raise PublishError(f"{info_path}: not valid JSON ({error}); rebuild the release with write_release") from error
     wrong = [(key, info.get(key), wanted) for key, wanted in (("version", str(version)), ("repo_id", repo_id))
              if info.get(key) is not None and info.get(key) != wanted]
     if wrong:
@@ -211,7 +211,7 @@ def latest_version_tag(tags: dict[str, str]) -> tuple[str, Version] | None:
             versions.append((name, Version.parse(name.removeprefix("v"))))
         except PublishError:
             continue  # tags that are not vX.Y.Z do not take part in ordering
-    return max(versions, key=lambda item: (item[1].major, item[1].minor, item[1].patch), default=None)
+    return max(versions, key=lambda item: item[1], default=None)
 
 
 def check_version(version: Version, remote: RemoteState) -> str | None:
@@ -220,7 +220,7 @@ def check_version(version: Version, remote: RemoteState) -> str | None:
         raise PublishError(f"tag {version.tag} already exists (commit {remote.tags[version.tag][:12]}); a published "
                            "version is never changed. Publish a new version instead.")
     latest = latest_version_tag(remote.tags)
-    if latest is not None and not latest[1] < version:
+    if latest is not None and latest[1] >= version:
         raise PublishError(f"version {version} is not greater than the latest existing tag {latest[0]}; "
                            f"publish a version after {latest[1]}.")
     return latest[0] if latest else None

@@ -22,18 +22,18 @@ USER = "rms-maintainer"
 ORG = "rms-org"
 
 
-def shared_dir() -> Path:
-    return Path(os.environ.get("RMS_SHARED") or REPO_ROOT / ".." / "shared").resolve()
+def shared_images() -> Path:
+    return Path(os.environ.get("RMS_SHARED") or REPO_ROOT / ".." / "shared").resolve() / "images"
 
 
 def _photos(count: int) -> list[tuple[bytes, dict]]:
     """`count` real photos from the shared images, shrunk to 64 px so the release stays small."""
-    manifest = shared_dir() / "images" / "MANIFEST.csv"
+    manifest = shared_images() / "MANIFEST.csv"
     with manifest.open(newline="") as f:
         entries = list(csv.DictReader(f))[:count]
     photos = []
     for entry in entries:
-        image = Image.open(shared_dir() / "images" / entry["file"]).convert("RGB")
+        image = Image.open(shared_images() / entry["file"]).convert("RGB")
         image.thumbnail((64, 64))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
