@@ -47,6 +47,7 @@ import base64
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -209,6 +210,14 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     server: "_Server"
 
     # --- plumbing -------------------------------------------------------------------------------------
+    def setup(self):
+        super().setup()
+        self.server.connections.add(self.connection)
+
+    def finish(self):
+        self.server.connections.discard(self.connection)
+        super().finish()
+
     def log_message(self, format, *args):  # noqa: A002 - quiet by default; the server keeps its own log
         self.server.hub.requests.append(f"{self.command} {self.path}")
 
@@ -577,6 +586,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     hub: "HubServer"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connections: set[socket.socket] = set()  # open keep-alive connections, closed on stop()
+
     def handle_error(self, request, client_address):
         import sys
 
@@ -612,6 +625,11 @@ class HubServer:
     def stop(self) -> None:
         self._http.shutdown()
         self._http.server_close()
+        for connection in list(self._http.connections):  # a later server on the same port must not see them
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 

@@ -14,6 +14,8 @@ from huggingface_hub.utils import get_session
 
 from tests.publish.conftest import FAKE_TOKEN, ORG, USER
 
+pytestmark = pytest.mark.slow
+
 REPO = f"{ORG}/server-semantics"
 PARQUET_LIKE = b"PAR1" + bytes(range(256)) * 40 + b"PAR1"  # binary: goes through the LFS upload flow
 

@@ -197,10 +197,15 @@ def test_a_failed_tag_is_completed_by_running_the_same_command_again(hub, hf_env
     assert "was committed" in err and "tagging it v1.0.0 failed" in err and "Run the same command again" in err
     head = hub.refs(REPO)["branches"]["main"]
     assert hub.refs(REPO)["tags"] == {}
+    n_writes = len(writes(hub))
 
     assert publish(hub, release_v1[0], "1.0.0") == 0
     assert "6 unchanged" in capsys.readouterr().out
     assert hub.refs(REPO) == {"branches": {"main": head}, "tags": {"v1.0.0": head}}  # no second commit
+    # Nothing was uploaded or committed again: the LFS batch answered "already stored", then only the tag.
+    again = writes(hub)[n_writes:]
+    assert not [w for w in again if w.startswith("PUT /lfs-upload/") or "/commit/" in w], again
+    assert again[-1] == f"POST /api/datasets/{REPO}/tag/{head}"
 
 
 def test_a_commit_landing_between_plan_and_push_is_refused(hub, hf_env, release_v1, release_v2, monkeypatch):
