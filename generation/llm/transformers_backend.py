@@ -36,6 +36,47 @@ class _Pending:
     future: asyncio.Future
 
 
+@dataclass
+class _Loaded:
+    model: object
+    tokenizer: object
+    processor: object | None
+    lock: threading.Lock  # one generation at a time per loaded model
+
+
+_LOADED: dict[tuple, _Loaded] = {}
+_LOADING = threading.Lock()
+
+
+def _load(path: str, is_vlm: bool, device: str, dtype: str, trust_remote_code: bool) -> _Loaded:
+    """Load a model once per (path, device, dtype): two roles naming the same model share one copy."""
+    import torch
+
+    key = (path, device, dtype, trust_remote_code)
+    with _LOADING:
+        if key in _LOADED:
+            return _LOADED[key]
+        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+        if is_vlm:
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+            tokenizer = processor.tokenizer
+            model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            processor = None
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        loaded = _Loaded(model.to(device).eval(), tokenizer, processor, threading.Lock())
+        _LOADED[key] = loaded
+        return loaded
+
+
 def _batch_key(request: ChatRequest) -> tuple:
     """Requests generated together must share these settings (the seed only matters when sampling)."""
     sampling = request.temperature > 0
@@ -71,32 +112,15 @@ class TransformersBackend:
             raise ValueError(f"backend 'transformers': {model} is a text-only model; set supports_images: false")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-        if self.is_vlm:
-            from transformers import AutoModelForImageTextToText, AutoProcessor
-
-            self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-            self.tokenizer = self.processor.tokenizer
-            loaded = AutoModelForImageTextToText.from_pretrained(
-                path, dtype=torch_dtype, trust_remote_code=trust_remote_code
-            )
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            self.processor = None
-            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "left"
         self.device = device
-        self.hf_model = loaded.to(device).eval()
+        loaded = _load(path, self.is_vlm, device, dtype, trust_remote_code)
+        self.hf_model, self.tokenizer, self.processor = loaded.model, loaded.tokenizer, loaded.processor
+        self._generate_lock = loaded.lock
         self._eos_ids = self._eos_token_ids()
         self._pending: list[_Pending] = []
         self._batcher: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._generate_lock = threading.Lock()
         self.batches_run: list[int] = []  # size of every batch generated (observability, tests)
 
     @classmethod

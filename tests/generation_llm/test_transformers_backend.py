@@ -87,3 +87,9 @@ def test_spec_errors_name_the_bad_key():
         make_backend({"backend": "transformers", "model": "smollm2", "batchsize": 8})
     with pytest.raises(ValueError, match=r"missing required key\(s\) \['model'\]"):
         make_backend({"backend": "transformers"})
+
+
+def test_two_roles_naming_the_same_model_share_one_loaded_copy(smollm2_backend):
+    verifier = make_backend({"backend": "transformers", "model": "smollm2", "batch_size": 2, "device": "cpu"})
+    assert verifier.hf_model is smollm2_backend.hf_model
+    assert verifier.batch_size == 2 and smollm2_backend.batch_size == 4
