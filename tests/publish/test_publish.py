@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -276,11 +277,27 @@ def test_token_never_leaks(hub, hf_env, release_v1, release_v2, tmp_path, monkey
     assert publish(hub, v2, "1.1.0", "--dry-run") == 0
     assert publish(hub, v2, "1.1.0", "--endpoint", "http://127.0.0.1:9") == 1  # unreachable server
 
+    # The Python API raises; the formatted exception chains must not carry the token either.
+    from generation.publish import publish as publish_api
+
+    from generation.release import rerender_card
+
+    foreign = Path(shutil.copytree(v2, tmp_path / "foreign"))  # a release for a namespace the user may not write
+    info = json.loads((foreign / "release.json").read_text())
+    (foreign / "release.json").write_text(json.dumps({**info, "repo_id": "not-my-org/rms-test"}))
+    rerender_card(foreign)
+    tracebacks = []
+    for release, repo, endpoint in ((foreign, "not-my-org/rms-test", hub.url), (v2, REPO, "http://127.0.0.1:9")):
+        with pytest.raises(Exception) as error:
+            publish_api(release, repo, "1.1.0", endpoint=endpoint)
+        tracebacks.append("".join(traceback.format_exception(error.value)) + repr(error.value))
+    assert "403" in tracebacks[0] and "ConnectError" in tracebacks[1]
+
     captured = capsys.readouterr()
     assert "commit:" in captured.out and caplog.records  # something was produced and logged
-    for text in (captured.out, captured.err, caplog.text):
+    for text in (captured.out, captured.err, caplog.text, *tracebacks):
         assert FAKE_TOKEN not in text
-    for root in (v1, v2, hub.store.root, Path(hf_env["HF_HOME"])):
+    for root in (v1, v2, foreign, hub.store.root, Path(hf_env["HF_HOME"])):
         for path in Path(root).rglob("*"):
             if path.is_file():
                 assert FAKE_TOKEN.encode() not in path.read_bytes(), path
