@@ -51,7 +51,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -169,9 +168,9 @@ class HubStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(repo.to_json(), indent=1))
 
-    def get(self, repo_type: str, repo_id: str, user: str | None) -> Repo:
+    def get(self, repo_type: str, repo_id: str) -> Repo:
         repo = self.repos.get((repo_type, repo_id))
-        if repo is None or (repo.private and user != repo.owner):
+        if repo is None:
             raise HubError(404, "Repository not found", "RepoNotFound")
         return repo
 
@@ -304,26 +303,22 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     def _route(self, method: str):
         url = urlsplit(self.path)
         path, query = url.path, parse_qs(url.query)
-        store = self.server.hub.store
         if path == "/api/whoami-v2" and method == "GET":
             return self._whoami()
-        if path == "/api/validate-yaml" and method == "POST":
-            self._body()
+        if path == "/api/validate-yaml" and method == "POST":  # the card's YAML is the release validator's job
             return self._send_json({"errors": [], "warnings": []})
         if path == "/api/repos/create" and method == "POST":
             return self._create_repo()
         if path.startswith("/lfs-upload/") and method == "PUT":
             return self._lfs_upload(path.removeprefix("/lfs-upload/"))
         if match := LFS_BATCH.match(path):
-            repo = store.get(REPO_TYPES[match["type"] or "models"], f"{match['ns']}/{match['name']}", self._user())
+            repo = self._repo(REPO_TYPES[match["type"] or "models"], match)
             return self._lfs_batch(repo)
         if match := RESOLVE.match(path):
-            repo_type = REPO_TYPES[match["type"] or "models"]
-            repo = store.get(repo_type, f"{match['ns']}/{match['name']}", self._user())
+            repo = self._repo(REPO_TYPES[match["type"] or "models"], match)
             return self._resolve(repo, unquote(match["rev"]), unquote(match["path"]), head=method == "HEAD")
         if match := API_REPO.match(path):
-            repo_type = REPO_TYPES[match["type"]]
-            repo = store.get(repo_type, f"{match['ns']}/{match['name']}", self._user())
+            repo = self._repo(REPO_TYPES[match["type"]], match)
             return self._repo_api(method, repo, match["rest"] or "", query)
         raise HubError(404, f"test hub server: no route for {method} {url.path}")
 
@@ -379,7 +374,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._send_json({"url": f"{self.server.hub.url}/{URL_PREFIX[repo_type]}{repo.repo_id}", "name": repo.repo_id})
 
     def _settings(self, repo: Repo):
-        self._require_owner(repo)
+        self._require_write_access(repo)
         payload = self._json_body()
         if "gated" in payload:
             if not self.server.hub.supports_gating:
@@ -394,10 +389,19 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self.server.hub.store.save(repo)
         self._send_json({})
 
-    def _require_owner(self, repo: Repo) -> None:
-        user = self._writer()
+    def _is_member(self, user: str | None, repo: Repo) -> bool:
         namespace = repo.repo_id.split("/")[0]
-        if user != repo.owner and namespace not in self.server.hub.orgs.get(user, []):
+        return user is not None and (user == repo.owner or namespace in self.server.hub.orgs.get(user, []))
+
+    def _repo(self, repo_type: str, match: re.Match) -> Repo:
+        """The repo named in the URL; a private one is invisible (404) to non-members, like on the Hub."""
+        repo = self.server.hub.store.get(repo_type, f"{match['ns']}/{match['name']}")
+        if repo.private and not self._is_member(self._user(), repo):
+            raise HubError(404, "Repository not found", "RepoNotFound")
+        return repo
+
+    def _require_write_access(self, repo: Repo) -> None:
+        if not self._is_member(self._writer(), repo):
             raise HubError(403, f"You don't have write access to {repo.repo_id}")
 
     def _file_entry(self, path: str, stored: StoredFile) -> dict:
@@ -474,7 +478,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._send_json(entries)
 
     def _preupload(self, repo: Repo, revision: str):
-        self._require_owner(repo)
+        self._require_write_access(repo)
         commit = repo.resolve(revision) if revision in repo.branches else None
         files = []
         for item in self._json_body().get("files", []):
@@ -489,7 +493,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._send_json({"files": files, "commitOid": commit.oid if commit else None})
 
     def _lfs_batch(self, repo: Repo):
-        self._require_owner(repo)
+        self._require_write_access(repo)
         payload = self._json_body()
         if payload.get("operation") != "upload":
             raise HubError(400, "Only the upload operation is served")
@@ -511,7 +515,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._send(200)
 
     def _commit(self, repo: Repo, branch: str):
-        self._require_owner(repo)
+        self._require_write_access(repo)
         if branch not in repo.branches:
             raise HubError(404, f"Invalid rev id: {branch} (commits go to an existing branch)", "RevisionNotFound")
         lines = [json.loads(line) for line in self._body().splitlines() if line.strip()]
@@ -548,7 +552,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         })
 
     def _tag(self, repo: Repo, revision: str):
-        self._require_owner(repo)
+        self._require_write_access(repo)
         payload = self._json_body()
         tag = payload.get("tag", "")
         if not tag or tag in repo.tags:

@@ -12,7 +12,7 @@ from huggingface_hub import constants as hf_constants
 from PIL import Image
 
 import rms_dataset
-from rms_dataset import FEATURES, PAIRS, SAFE_RESPONSES, UNSAFE_RESPONSES
+from rms_dataset import PAIRS, SAFE_RESPONSES, UNSAFE_RESPONSES
 from generation.release import write_release
 from tests.hub.server import HubServer
 

@@ -74,7 +74,6 @@ LOADER = textwrap.dedent("""
     repo, revision, cache = sys.argv[1], sys.argv[2], sys.argv[3]
 
     def digest(image):
-        buffer = io.BytesIO()
         assert image.__class__.__module__.startswith("PIL."), type(image)
         return {"pixels_sha256": hashlib.sha256(image.convert("RGB").tobytes()).hexdigest(), "size": list(image.size)}
 
