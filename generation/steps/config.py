@@ -37,6 +37,7 @@ class RunConfig:
     concurrency: int = 8
     risk_chunk: int = 8  # images per risk-discovery round (the sampler's counts update between rounds)
     ingest: dict[str, Any] = field(default_factory=dict)
+    max_tokens: dict[str, int] = field(default_factory=dict)  # per prompt name, overrides the template's default
     cache: str | None = None  # SQLite call cache; default <out>/calls.sqlite (shards may share one file)
     pretty_name: str = "RMS"
     version: str = "0.0.0"

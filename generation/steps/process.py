@@ -136,6 +136,9 @@ class ShardProcessor:
         finally:
             progress.close()
 
+    def _tokens(self, call_class) -> dict:
+        return {"max_tokens": self.config.max_tokens.get(call_class.prompt_name)}
+
     def _count(self, stage: str, entered: int, passed: int) -> None:
         self.funnel[stage] = [entered, passed]
 
@@ -202,7 +205,7 @@ class ShardProcessor:
     # -------------------------------------------------------------------------------- 2. screen, 3. scene
 
     async def _screen(self, images: list[ImageRecord], generator: Backend) -> list[ImageRecord]:
-        call = ScreenCall(vision=generator.supports_images)
+        call = ScreenCall(vision=generator.supports_images, **self._tokens(ScreenCall))
         await self._step(call, [(r.image_id, self._photo(r)) for r in images], generator, "screen", _verdict_json)
         kept = []
         for record in images:
@@ -218,7 +221,7 @@ class ShardProcessor:
         return kept
 
     async def _scene(self, images: list[ImageRecord], generator: Backend) -> dict[str, str]:
-        call = SceneCall(vision=generator.supports_images)
+        call = SceneCall(vision=generator.supports_images, **self._tokens(SceneCall))
         await self._step(call, [(r.image_id, self._photo(r)) for r in images], generator, "scene",
                          lambda result: {"scene": result.output})
         scenes = {}
@@ -236,7 +239,7 @@ class ShardProcessor:
     async def _risks(self, images: list[ImageRecord], scenes: dict[str, str], generator: Backend) -> list[tuple[Candidate, ImageRecord]]:
         config = self.config
         sampler = CoverageSampler(seed=config.seed, cap=config.category_cap)
-        call = RiskCall(vision=generator.supports_images)
+        call = RiskCall(vision=generator.supports_images, **self._tokens(RiskCall))
         ordered = [r for r in images if r.image_id in scenes]
         candidates = []
         for start in range(0, len(ordered), config.risk_chunk):
@@ -274,8 +277,8 @@ class ShardProcessor:
                                     "feedback": list(candidate.feedback), "image_file": record.filename}))
 
     async def _verify_loop(self, candidates, scenes, generator: Backend, verifier: Backend):
-        verify_call = VerifyCall(vision=verifier.supports_images)
-        query_call = QueryCall(vision=generator.supports_images)
+        verify_call = VerifyCall(vision=verifier.supports_images, **self._tokens(VerifyCall))
+        query_call = QueryCall(vision=generator.supports_images, **self._tokens(QueryCall))
         image_ids = sorted({c.image_id for c, _ in candidates})
         records = {r.image_id: r for _, r in candidates}
         await self._step(verify_call, [(f"image:{i}", VerifyItem("image_alone", self._photo(records[i]))) for i in image_ids],
@@ -340,10 +343,10 @@ class ShardProcessor:
 
     async def _respond(self, accepted, scenes, generator: Backend, verifier: Backend) -> list[dict[str, Any]]:
         for label in (SAFE, UNSAFE):
-            call = RespondCall(label, vision=generator.supports_images)
+            call = RespondCall(label, vision=generator.supports_images, max_tokens=self.config.max_tokens.get(f"respond_{label}"))
             items = [(f"{c.key}:{label}", RespondItem(self._photo(r), scenes[c.image_id], c.text, label)) for c, r in accepted]
             await self._step(call, items, generator, "respond", lambda result: {"response": result.output})
-        check_call = CheckResponseCall(vision=verifier.supports_images)
+        check_call = CheckResponseCall(vision=verifier.supports_images, **self._tokens(CheckResponseCall))
         checks = []
         for candidate, record in accepted:
             for label in (SAFE, UNSAFE):

@@ -1,0 +1,46 @@
+"""Backend faults (429, 500, timeouts, malformed JSON, refusals) reject the affected item with a reason;
+the run still finishes and the other images are unaffected."""
+
+from __future__ import annotations
+
+import json
+
+from generation.llm.base import message_text
+from generation.llm.scripted_backend import Fault, ScriptedBackend
+from generation.run import run
+from tests.generation_pipeline.fake_model import respond
+
+
+def faulty(request):
+    system, user = message_text(request.messages[0]), message_text(request.messages[-1])
+    if "content-safety screener" in system and "RATE_LIMITED" in user:
+        return Fault.rate_limited(retry_after=0)
+    if "You describe photographs" in system and "SERVER_ERROR" in user:
+        return Fault.server_error(503)
+    if "find HIDDEN risks" in system and "TIMEOUT" in user:
+        return Fault.timeout()
+    if "You write user queries" in system and "GARBLED" in user:
+        return Fault.malformed_json()
+    if "You write user queries" in system and "REFUSED" in user:
+        return Fault.refusal()
+    return respond(request)
+
+
+def test_faults_reject_items_with_reasons_and_the_run_finishes(photo_folder, make_config, tmp_path):
+    descriptions = ["a cliff edge", "RATE_LIMITED cliff", "SERVER_ERROR stove", "TIMEOUT pool", "GARBLED cliff", "REFUSED stove"]
+    backend = ScriptedBackend(respond=faulty, supports_images=False, max_retries=1)
+    report = run(make_config(photo_folder(descriptions)), tmp_path / "run", show_progress=False,
+                 backends={"generator": backend, "verifier": backend})
+    assert report["pairs"] == 1 and report["problems"] == []
+    rejects = [json.loads(l) for l in (tmp_path / "run" / "release" / "rejects.jsonl").read_text().splitlines()]
+    by_stage = {}
+    for reject in rejects:
+        by_stage.setdefault(reject["stage"], []).append(reject["reason"])
+    assert any("screen call failed" in r and "429" in r for r in by_stage["screen"])
+    assert any("scene call failed" in r and "503" in r for r in by_stage["scene"])
+    assert any("risk discovery failed" in r and "timed out" in r.lower() for r in by_stage["risks"])
+    query_reasons = " | ".join(by_stage["query"])
+    assert "ParseError" in query_reasons and query_reasons.count("query call failed") == 2
+    # every input image is accounted for: one with a pair, five with an image-level reason
+    image_rejects = [r for r in rejects if r["kind"] == "image"]
+    assert report["images_in"] == 6 == report["images_released"] + len(image_rejects)

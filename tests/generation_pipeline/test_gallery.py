@@ -1,0 +1,65 @@
+"""The HTML gallery, rendered by headless chromium: pairs with embedded thumbnails, both responses and
+verdicts, a working category filter, and every reject with its reason."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+
+import rms_dataset as rms
+from generation.gallery import main as gallery_main, render_gallery
+from generation.run import run
+from tests.generation_pipeline.test_resume_and_shards import DESCRIPTIONS
+
+
+@pytest.fixture
+def release(photo_folder, make_config, tmp_path):
+    run(make_config(photo_folder(DESCRIPTIONS)), tmp_path / "run", show_progress=False)
+    return tmp_path / "run"
+
+
+def _pairs(root):
+    return [row for paths in rms.find_shards(str(root), rms.PAIRS).values() for p in paths for row in pq.read_table(p).to_pylist()]
+
+
+def test_gallery_renders_every_pair_and_reject_in_chromium(release, chromium, tmp_path):
+    import argparse
+
+    assert gallery_main(argparse.Namespace(release=str(release), out=None)) == 0
+    page = release / "release" / "gallery.html"
+    dom = chromium.dump_dom(page)
+    pairs = _pairs(release / "release")
+    rejects = (release / "release" / "rejects.jsonl").read_text().splitlines()
+    assert dom.count("<article class=\"pair\"") == len(pairs) > 0
+    assert len(re.findall(r"<img alt=\"[0-9a-f]{16}\" src=\"data:image/jpeg;base64,", dom)) == len(pairs)
+    assert dom.count("<tr class=\"reject\">") == len(rejects)
+    for reject in map(json.loads, rejects):
+        assert reject["reason"].split("(")[0].replace("'", "&#x27;").strip()[:40] in dom.replace("'", "&#x27;")
+    for row in pairs:
+        assert row["text"].replace("'", "&#x27;") in dom.replace("'", "&#x27;")
+    assert "Safe response:" in dom and "Unsafe response:" in dom and "text_alone: safe" in dom
+    assert 'id="shown-count">%d<' % len(pairs) in dom  # the script ran: all pairs shown
+
+
+def test_category_filter_hides_the_other_categories(release, chromium):
+    page = release / "release" / "gallery.html"
+    page.write_text(render_gallery(release))
+    counts = Counter(row["risk_category"] for row in _pairs(release / "release"))
+    category, expected = sorted(counts.items())[0]
+    dom = chromium._run("--virtual-time-budget=2000", "--dump-dom", page.resolve().as_uri() + f"?category={category}")
+    assert 'id="shown-count">%d<' % expected in dom
+    hidden = re.findall(r'<article class="pair" data-category="([^"]+)"[^>]*style="display: none;"', dom)
+    assert sorted(hidden) == sorted(c for c, n in counts.items() if c != category for _ in range(n))
+
+
+def test_gallery_of_the_committed_sample_release(sample_release, chromium, tmp_path):
+    out = tmp_path / "sample.html"
+    out.write_text(render_gallery(sample_release))
+    dom = chromium.dump_dom(out)
+    assert dom.count("<article class=\"pair\"") == len(_pairs(sample_release)) > 0
+    shot = chromium.screenshot(out, tmp_path / "sample.png")
+    assert shot.stat().st_size > 10_000

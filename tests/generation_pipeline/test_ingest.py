@@ -1,0 +1,129 @@
+"""Ingest: every bad input becomes a reject with a reason (never a crash); odd-but-valid images are
+normalised to bounded RGB JPEGs; duplicates and near duplicates are dropped."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from generation.steps.ingest import IngestOptions, RawImage, ingest, normalise_image, read_inputs
+from tests.generation_pipeline.conftest import jpeg_bytes, shared_photos, write_folder
+
+
+def _raw(name, data, source="test", license_="CC0"):
+    return RawImage(name, data, source, license_)
+
+
+def _png(image: Image.Image, **save) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **save)
+    return buffer.getvalue()
+
+
+def _noise(size=(96, 80), seed=0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def _reason(data: bytes, **options) -> str:
+    result = ingest([_raw("x", data)], IngestOptions(**options))
+    assert not result.images, "expected a reject"
+    return result.rejects[0].reason
+
+
+def test_unusable_files_are_rejected_with_a_reason():
+    real = shared_photos(1)[0].read_bytes()
+    assert _reason(b"") == "zero-byte file"
+    assert "not an image" in _reason(b"name,license\nfoo,bar\n")
+    assert "corrupt or truncated" in _reason(real[: len(real) // 2])
+    corrupt = bytearray(real)
+    corrupt[200:4000] = b"\x00" * 3800
+    corrupt_result = ingest([_raw("c", bytes(corrupt))])
+    assert corrupt_result.rejects or corrupt_result.images  # never raises; JPEG may decode garbage pixels
+    bomb = _png(Image.new("L", (9000, 9000)))
+    assert "decompression bomb" in _reason(bomb, max_pixels=50_000_000 // 1000)
+    assert "too small" in _reason(jpeg_bytes((8, 8)))
+
+
+def test_missing_provenance_is_rejected():
+    result = ingest([RawImage("a.jpg", jpeg_bytes(), "", "CC0"), RawImage("b.jpg", jpeg_bytes(), "src", "")])
+    assert [r.reason.split(";")[0] for r in result.rejects] == ["missing provenance: no source", "missing provenance: no license"]
+
+
+def test_odd_modes_are_normalised_to_rgb_jpeg():
+    cmyk = io.BytesIO()
+    _noise().convert("CMYK").save(cmyk, format="JPEG")
+    sixteen = Image.fromarray((np.linspace(0, 65535, 96 * 80).reshape(80, 96)).astype(np.uint16))
+    palette_alpha = _noise().convert("P")
+    palette_alpha.info["transparency"] = 0
+    rgba = _noise().convert("RGBA")
+    rgba.putalpha(128)
+    for data, expected in ((cmyk.getvalue(), "CMYK"), (_png(sixteen), "8-bit"), (_png(palette_alpha, transparency=0), "alpha"),
+                           (_png(rgba), "alpha")):
+        jpeg, rgb, notes = normalise_image(data)
+        reopened = Image.open(io.BytesIO(jpeg))
+        assert reopened.format == "JPEG" and reopened.mode == "RGB", expected
+        assert any(expected in note for note in notes), (expected, notes)
+    # 16-bit scaling keeps the gradient instead of clipping it to white
+    _, rgb, _ = normalise_image(_png(sixteen))
+    assert np.asarray(rgb.convert("L")).std() > 40
+
+
+def test_animated_gif_keeps_its_first_frame():
+    frames = [Image.new("RGB", (64, 64), color) for color in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    jpeg, rgb, notes = normalise_image(buffer.getvalue())
+    assert "animated: kept first of 2 frames" in notes
+    red, _, blue = rgb.getpixel((32, 32))
+    assert red > 200 and blue < 60
+
+
+def test_exif_rotation_is_applied_and_size_bounded():
+    image = _noise((200, 100))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    jpeg, rgb, notes = normalise_image(buffer.getvalue(), IngestOptions(max_side=64))
+    assert rgb.size == (32, 64)  # portrait after rotation, longest side bounded
+    assert any("exif_transpose" in n for n in notes) and any("resized" in n for n in notes)
+    assert not Image.open(io.BytesIO(jpeg)).getexif()  # metadata stripped
+
+
+def test_exact_and_near_duplicates_are_dropped():
+    photo = shared_photos(2)
+    original = photo[0].read_bytes()
+    recompressed = io.BytesIO()
+    Image.open(io.BytesIO(original)).save(recompressed, format="JPEG", quality=60)
+    result = ingest([_raw("a.jpg", original), _raw("a_copy.jpg", original), _raw("a_q60.jpg", recompressed.getvalue()),
+                     _raw("b.jpg", photo[1].read_bytes())])
+    assert [record.filename for record, _ in result.images] == ["a.jpg", "b.jpg"]
+    reasons = {r.item: r.reason for r in result.rejects}
+    assert reasons["a_copy.jpg"].startswith("exact duplicate of a.jpg")
+    assert reasons["a_q60.jpg"].startswith("near duplicate of a.jpg")
+
+
+def test_folder_input_accounts_for_every_file(tmp_path):
+    photos = shared_photos(2)
+    folder = write_folder(tmp_path / "in", [(p.name, p.read_bytes(), "d") for p in photos] + [("broken.jpg", b"", "d")])
+    (folder / "unlisted.jpg").write_bytes(photos[0].read_bytes())
+    raws = list(read_inputs({"kind": "folder", "path": str(folder)}))
+    assert sorted(r.name for r in raws) == sorted([p.name for p in photos] + ["broken.jpg", "unlisted.jpg"])
+    result = ingest(raws)
+    assert len(result.images) + len(result.rejects) == len(raws)
+    assert {r.item: r.reason.split(":")[0] for r in result.rejects} == {"broken.jpg": "zero-byte file",
+                                                                        "unlisted.jpg": "missing provenance"}
+
+
+def test_dataset_input_reads_an_image_column(tmp_path):
+    import datasets
+
+    photos = shared_photos(2)
+    table = datasets.Dataset.from_dict({"image": [{"bytes": p.read_bytes(), "path": p.name} for p in photos],
+                                        "credit": ["a", "b"]}, features=datasets.Features({"image": datasets.Image(), "credit": datasets.Value("string")}))
+    table.save_to_disk(str(tmp_path / "ds"))
+    raws = list(read_inputs({"kind": "dataset", "path": str(tmp_path / "ds"), "license": "CC BY 2.0", "source_column": "credit"}))
+    assert [r.source for r in raws] == ["a", "b"] and all(r.license == "CC BY 2.0" and r.data for r in raws)
+    assert len(ingest(raws).images) == 2
