@@ -65,9 +65,10 @@ def parse(text: str) -> Prediction:
         payload = json.loads(match.group(0))
     except json.JSONDecodeError:
         return Prediction(label=None, raw_text=text, extras={"error": "invalid JSON"})
-    rating = str(payload.get("rating", "")).strip().lower() if isinstance(payload, dict) else ""
+    given = str(payload.get("rating", "")).strip() if isinstance(payload, dict) else ""
+    rating = given.lower()
     if rating not in (SAFE, UNSAFE):
-        return Prediction(label=None, raw_text=text, extras={"error": f"rating {rating!r} is not Safe/Unsafe"})
+        return Prediction(label=None, raw_text=text, extras={"error": f"rating {given!r} is not Safe/Unsafe"})
     category = str(payload.get("category") or "")
     code = category.split(":", 1)[0].strip()
     extras = {"category": category, "rationale": payload.get("rationale")}

@@ -47,3 +47,95 @@ def smollm2_loaded():
     from eval.judges.hf_model import load_model
 
     return load_model("smollm2")
+
+
+# --------------------------------------------------------------------------------- a tiny file-backed benchmark
+
+import json  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from judging.sources.registry import SOURCES, Source, register_source  # noqa: E402
+
+
+class JsonlBenchmark(Source):
+    """A benchmark read from a JSONL file of {"id", "image", "text", "label", "category"[, "response"]}:
+    the smallest real source, for scoring tests. Option: ``annotations`` (the file)."""
+
+    name = "eval_fixture"
+    tasks = ("query", "response")
+
+    def __init__(self, annotations: str):
+        self.annotations = Path(annotations)
+
+    def examples(self, split: str = "test", task: str = "query") -> Iterator[JudgeExample]:
+        for line in self.annotations.read_text().splitlines():
+            row = json.loads(line)
+            if (task == "response") != ("response" in row):
+                continue
+            yield JudgeExample(image=row.get("image"), text=row["text"], label=row["label"], source=self.name,
+                               source_id=row["id"], response=row.get("response"), category=row.get("category"))
+
+
+class SingleClassJsonlBenchmark(JsonlBenchmark):
+    name = "eval_fixture_unsafe_only"
+    single_class = UNSAFE
+
+
+for _cls in (JsonlBenchmark, SingleClassJsonlBenchmark):
+    if _cls.name not in SOURCES:
+        register_source(_cls)
+
+
+def write_benchmark(path: Path, photo_paths, n: int = 8, only: str | None = None) -> Path:
+    rows = []
+    for index in range(n):
+        text, label = QUERIES[index % len(QUERIES)]
+        label = only or label
+        rows.append({"id": f"item{index}", "image": str(photo_paths[index % len(photo_paths)]), "text": text,
+                     "label": label, "category": "fire" if index % 2 else "falls"})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def binary_benchmark(tmp_path, photo_paths):
+    return write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+
+
+@pytest.fixture
+def unsafe_only_benchmark(tmp_path, photo_paths):
+    return write_benchmark(tmp_path / "unsafe_only.jsonl", photo_paths, only=UNSAFE)
+
+
+class KeywordJudge:
+    """A deterministic rule judge (unsafe if the text mentions a risky word) that records what it scored."""
+
+    RISKY = ("fire", "lean", "stove")
+
+    def __init__(self, answer: str | None = None):
+        self.answer = answer  # when set, every raw answer is this text (e.g. something unparseable)
+        self.scored: list[str] = []
+
+    name = "keyword"
+
+    def describe(self):
+        return {"kind": "keyword", "answer": self.answer}
+
+    @property
+    def judge_id(self):
+        from eval.judges.base import Judge
+
+        return Judge.judge_id.fget(self)
+
+    def score(self, examples):
+        from eval.judges.base import Prediction
+        from judging.format import parse_verdict
+
+        out = []
+        for example in examples:
+            self.scored.append(example.source_id)
+            text = self.answer if self.answer is not None else (
+                UNSAFE if any(word in example.text.lower() for word in self.RISKY) else SAFE)
+            out.append(Prediction(label=parse_verdict(text), raw_text=text))
+        return out

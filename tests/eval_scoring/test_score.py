@@ -1,0 +1,136 @@
+"""Scoring a judge on a benchmark: result records, unparseable answers, and the errors users can hit."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from eval.judges.api import APIJudge, APIJudgeError
+from eval.score import RESULT_SCHEMA_VERSION, BenchmarkSpec, ResultSchemaError, evaluate, read_result, write_result
+
+from .conftest import KeywordJudge
+
+
+def test_binary_benchmark_result_has_f1_with_ci_and_provenance(tmp_path, binary_benchmark):
+    spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)})
+    result = evaluate(KeywordJudge(), spec, tmp_path / "predictions", n_bootstrap=200)
+    assert result["schema_version"] == RESULT_SCHEMA_VERSION
+    assert result["primary"]["metric"] == "f1"
+    assert result["primary"]["value"] == pytest.approx(1.0)  # the keyword rule matches the fixture's labels
+    low, high = result["primary"]["ci"]
+    assert low <= 1.0 <= high + 1e-9
+    assert result["benchmark"]["n_items"] == 8 and result["benchmark"]["n_by_label"] == {"safe": 4, "unsafe": 4}
+    assert result["benchmark"]["annotations_sha256"]
+    assert result["judge"]["kind"] == "keyword" and result["judge"]["id"].startswith("keyword-")
+    assert set(result["metrics"]["per_category"]) == {"fire", "falls"}
+
+
+def test_single_class_benchmark_is_scored_with_detection_rate(tmp_path, unsafe_only_benchmark):
+    spec = BenchmarkSpec("eval_fixture_unsafe_only", {"annotations": str(unsafe_only_benchmark)}, limit=6)
+    result = evaluate(KeywordJudge(), spec, tmp_path, n_bootstrap=100)
+    assert result["primary"]["metric"] == "detection_rate"
+    assert result["primary"]["value"] == pytest.approx(3 / 6)  # 3 of the first 6 texts mention a risky word
+    assert result["metrics"].get("f1") is None
+
+
+def test_a_judge_whose_outputs_never_parse_is_counted_as_failures_not_a_silent_zero(tmp_path, binary_benchmark):
+    spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)})
+    result = evaluate(KeywordJudge(answer="I am not sure what you mean."), spec, tmp_path, n_bootstrap=50)
+    assert result["n_unparseable"] == 8
+    assert result["metrics"]["n_unparseable"] == 8 and result["metrics"]["unparseable_rate"] == 1.0
+    assert result["metrics"]["accuracy"] == 0.0  # unparseable answers count as wrong, every one of them
+
+
+def test_unknown_benchmark_names_the_known_ones(tmp_path):
+    with pytest.raises(KeyError, match="unknown dataset source 'no_such_bench'.*known sources: .*siuo"):
+        evaluate(KeywordJudge(), BenchmarkSpec("no_such_bench"), tmp_path)
+
+
+def test_result_of_another_schema_version_is_a_clear_error(tmp_path):
+    path = write_result(tmp_path / "cell.json", {"schema_version": "0", "judge": {}, "benchmark": {},
+                                                 "primary": {}, "metrics": {}})
+    with pytest.raises(ResultSchemaError, match=r"cell.json: result schema_version '0', this toolkit reads '1'"):
+        read_result(path)
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ResultSchemaError, match="broken.json: not valid JSON"):
+        read_result(tmp_path / "broken.json")
+
+
+# ------------------------------------------------------------------------------ API judge on a local server
+
+
+class _ChatServer:
+    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that answers with a rule, recording requests."""
+
+    def __init__(self, answer):
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                if self.path != "/v1/chat/completions":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer(body)}}]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _user_text(body):
+    return next(part["text"] for part in body["messages"][-1]["content"] if part["type"] == "text")
+
+
+def test_api_judge_sends_the_judge_prompt_with_the_image_and_parses_answers(tmp_path, binary_benchmark):
+    def answer(body):
+        return "Unsafe: the stove." if "fire" in _user_text(body) else "This looks safe to me."
+
+    with _ChatServer(answer) as server:
+        judge = APIJudge("judge-model", server.url, max_workers=2)
+        spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)})
+        result = evaluate(judge, spec, tmp_path, n_bootstrap=0)
+    assert len(server.requests) == 8
+    first = server.requests[0]
+    assert first["model"] == "judge-model" and first["messages"][0]["role"] == "system"
+    assert first["messages"][1]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert "Answer 'safe' or 'unsafe' first." in _user_text(first)
+    assert result["n_unparseable"] == 0
+    assert result["metrics"]["recall"] < 1.0  # only "fire" items are flagged: "lean"/"stove" ones are missed
+
+
+def test_api_judge_unparseable_answers_are_counted_and_http_errors_name_the_item(tmp_path, binary_benchmark):
+    spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)})
+    with _ChatServer(lambda body: "Let me think about it.") as server:
+        result = evaluate(APIJudge("m", server.url), spec, tmp_path, n_bootstrap=0)
+        assert result["n_unparseable"] == 8
+        wrong_path = APIJudge("m", server.url.removesuffix("/v1"), retries=1)
+        with pytest.raises(APIJudgeError, match=r"eval_fixture/item\d: judge call to .* failed \(HTTP 404"):
+            wrong_path.score([spec_example(binary_benchmark)])
+
+
+def spec_example(path):
+    from eval.score import load_benchmark
+
+    return load_benchmark(BenchmarkSpec("eval_fixture", {"annotations": str(path)}, limit=1)).examples[0]
