@@ -26,3 +26,25 @@ def test_a_typo_in_the_suite_fails_before_anything_is_read(tmp_path):
     path.write_text("benchmarks:\n  - {name: salad, tsak: query}\n")
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['tsak'\]"):
         load_suite(path)
+
+
+def test_check_command_prints_counts_and_missing_images(tmp_path, capsys, raw):
+    from eval.benchmarks import main
+
+    first = raw["json"]("SaLAD", "data.json")[0]["image"]
+    (tmp_path / first).write_bytes(b"not checked for pixels here")
+    assert main(["--benchmark", "salad", "--option", f"image_root={tmp_path}", "--show-missing", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| salad | query | 20 | 10 | 10 | 1 | 19 | - |"
+    assert lines[3].strip().startswith("missing: ") and lines[3].strip() != f"missing: {first}"
+
+
+def test_check_command_reports_exclusions_and_fails_on_an_unreadable_entry(tmp_path, capsys):
+    from eval.benchmarks import main
+
+    path = tmp_path / "suite.yaml"
+    path.write_text("benchmarks:\n  - {name: vlsu, task: query}\n  - {name: mm_safetybench, task: query}\n")
+    assert main(["--suite", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "| vlsu | query | 13 | 5 | 8 | 0 | 13 | borderline 8 |" in captured.out
+    assert "ERROR mm_safetybench (query): mm_safetybench: no annotation file" in captured.err
