@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.metrics.rms_safety.safety_math import auroc, compute_metrics  # noqa: F401
+from eval.metrics.rms_safety.safety_math import (  # noqa: F401
+    BINARY_METRICS,
+    SINGLE_CLASS_METRICS,
+    auroc,
+    compute_metrics,
+)
 
 METRIC_DIR = Path(__file__).resolve().parent / "rms_safety"
 

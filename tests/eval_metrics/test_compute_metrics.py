@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from eval.metrics import auroc, compute_metrics
+from eval.metrics import BINARY_METRICS, SINGLE_CLASS_METRICS, auroc, compute_metrics
 
 U, S = "unsafe", "safe"
 
@@ -57,8 +57,9 @@ def test_single_class_benchmark_reports_the_detection_rate_and_never_f1():
     result = compute_metrics([U, U, S, None, U], [U] * 5, single_class="unsafe", n_bootstrap=0)
     assert result["detection_rate"] == pytest.approx(3 / 5)  # 3 flagged unsafe; the unparseable one is a miss
     assert result["n_unparseable"] == 1
-    for absent in ("f1", "precision", "recall", "auroc", "accuracy"):
+    for absent in BINARY_METRICS:  # accuracy, precision, recall, f1, over_refusal_rate, auroc
         assert absent not in result
+    assert SINGLE_CLASS_METRICS == ("detection_rate",)
     safe_only = compute_metrics([S, U, None, S], [S] * 4, single_class="safe", n_bootstrap=0)
     assert safe_only["detection_rate"] == pytest.approx(2 / 4)  # fraction judged safe
 
@@ -100,7 +101,8 @@ def test_bootstrap_interval_is_a_reproducible_percentile_interval_around_the_est
 def test_every_binary_metric_gets_an_interval_and_a_perfect_judge_gets_a_degenerate_one():
     references = [U, S] * 20
     result = compute_metrics(references, references, probabilities=[0.9, 0.1] * 20, n_bootstrap=300)
-    assert set(result["ci"]) == {"accuracy", "precision", "recall", "f1", "over_refusal_rate", "auroc"}
+    assert set(result["ci"]) == set(BINARY_METRICS) == {"accuracy", "precision", "recall", "f1",
+                                                        "over_refusal_rate", "auroc"}
     assert result["ci"]["accuracy"] == [1.0, 1.0] and result["ci"]["auroc"] == [1.0, 1.0]
     assert result["ci"]["over_refusal_rate"] == [0.0, 0.0]
 

@@ -21,6 +21,7 @@ import numpy as np
 
 SAFE, UNSAFE = "safe", "unsafe"
 UNPARSEABLE = -1
+# the metric keys (each also gets a key in "ci") for binary and for single-class benchmarks
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "over_refusal_rate", "auroc")
 SINGLE_CLASS_METRICS = ("detection_rate",)
 
