@@ -145,6 +145,7 @@ def test_hub_dataset_images_are_downloaded_at_the_revision_and_missing_ones_repo
         examples = list(source.examples())
     finally:
         server.shutdown()
+        server.server_close()
     assert examples[0].image is not None and examples[0].image.startswith(str(tmp_path / "hub-cache"))
     with Image.open(examples[0].image) as image:
         assert image.size == (8, 8)

@@ -111,3 +111,19 @@ def test_vlsu_borderline_can_be_counted_as_unsafe(raw):
     assert labels(examples) == {"safe": grades["safe"] + grades["not_sure"],
                                 "unsafe": grades["unsafe"] + grades["borderline"]}
     assert not source.report.excluded
+
+
+def test_vlsu_not_sure_combined_grade_follows_its_own_option(tmp_path, benchmarks_dir):
+    # the shared excerpt has no not_sure combined grade: turn its first row into one
+    lines = (benchmarks_dir / "VLSU" / "VLSU_sample21.csv").read_text(encoding="utf-8").splitlines()
+    assert ",safe,unsafe,unsafe," in lines[1]
+    path = tmp_path / "VLSU.csv"
+    path.write_text("\n".join([lines[0], lines[1].replace(",safe,unsafe,unsafe,", ",safe,unsafe,not_sure,"),
+                               *lines[2:]]) + "\n", encoding="utf-8")
+    default = get_source("vlsu", annotations=path)
+    kept = list(default.examples())
+    assert default.report.excluded["not_sure"] == 1 and len(kept) + sum(default.report.excluded.values()) == 21
+    as_unsafe = get_source("vlsu", annotations=path, not_sure="unsafe")
+    first = next(iter(as_unsafe.examples()))
+    assert (first.label, first.meta["combined_grade"]) == ("unsafe", "not_sure")
+    assert "not_sure" not in as_unsafe.report.excluded
