@@ -1,0 +1,36 @@
+"""The README's main job end to end: the real SmolLM2-135M-Instruct through the transformers backend on the
+bundled sample photos (3 of them here to stay fast), producing a release that validates and loads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from generation.run import run
+from generation.steps.config import REPO_ROOT, RunConfig
+
+pytestmark = pytest.mark.slow
+
+
+def test_sample_smollm2_config_runs_the_whole_pipeline(tmp_path):
+    import datasets
+
+    config = RunConfig.from_yaml(REPO_ROOT / "generation" / "configs" / "sample_smollm2.yaml")
+    config.max_images = 3
+    report = run(config, tmp_path / "run", show_progress=False)
+
+    assert report["funnel"]["ingest"] == [3, 3]
+    assert report["usage"]["model_calls"] > 0 and report["usage"]["completion_tokens"] > 0  # the real model ran
+    rejects_file = tmp_path / "run" / ("release/rejects.jsonl" if report["release"] else "release-rejects.jsonl")
+    rejects = [json.loads(line) for line in rejects_file.read_text().splitlines()]
+    assert report["images_in"] == 3 == report["images_released"] + sum(r["kind"] == "image" for r in rejects)
+    assert all(r["reason"] for r in rejects)
+    if report["release"] is None:  # SmolLM2 accepted nothing: no release, and the command says why
+        assert report["pairs"] == 0
+        return
+    assert report["problems"] == []
+    pairs = datasets.load_dataset(report["release"], "pairs")
+    assert sum(len(split) for split in pairs.values()) == report["pairs"] > 0
+    row = next(iter(pairs.values()))[0]
+    assert row["generator"] == "smollm2" and row["verification"]["pair"] == "unsafe"
