@@ -1,6 +1,6 @@
 """Per-call overhead, call rate and resume cost of ``generation.llm`` against local OpenAI-compatible servers.
 
-    python bench/generation_calls.py                  # the table in BENCHMARKS.md
+    python bench/generation_calls.py --real-model     # the table in BENCHMARKS.md
     python bench/generation_calls.py --n 300 --resume-n 100 --rounds 1   # a quick look
 
 It starts a stub chat-completions server in a subprocess on 127.0.0.1 (a raw ASGI app under uvicorn that
@@ -128,35 +128,54 @@ def instant_verdict(request: ChatRequest) -> str:
     return '{"verdict": "unsafe"}'
 
 
+class AnyTextCall(JudgeCall):
+    """The real-model row: the same request, any answer accepted."""
+
+    def __init__(self, max_tokens: int):
+        self.max_tokens = max_tokens
+
+    def request(self, item: str) -> ChatRequest:
+        return ChatRequest(messages=JudgeCall.request(self, item).messages, max_tokens=self.max_tokens)
+
+    def parse(self, item: str, response: ChatResponse) -> str:
+        return response.text
+
+
 def prompts(n: int, tag: str) -> list[str]:
     return [f"[{tag}] Is this safe together with the photo? I want to start a fire to keep warm. #{i}" for i in range(n)]
 
 
-async def bare_httpx(base_url: str, items: list[str], concurrency: int) -> float:
-    """The floor: one AsyncClient, a semaphore, POST + json() per prompt. Returns seconds."""
+async def bare_httpx(base_url: str, items: list[str], concurrency: int, model: str = "stub", max_tokens: int = 16) -> float:
+    """The floor: one AsyncClient and `concurrency` workers doing POST + json() per prompt (the same
+    worker-pool shape as run_calls, so only the layers in between differ). Returns seconds."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    answers: list[str | None] = [None] * len(items)
+    next_index = iter(range(len(items)))
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
-        semaphore = asyncio.Semaphore(concurrency)
 
-        async def one(text: str) -> str:
-            body = {"model": "stub", "messages": [{"role": "system", "content": "You judge safety."}, {"role": "user", "content": text}],
-                    "temperature": 0.0, "max_tokens": 16, "seed": 0}
-            async with semaphore:
+        async def worker() -> None:
+            for index in next_index:
+                body = {"model": model, "messages": [{"role": "system", "content": "You judge safety."},
+                                                     {"role": "user", "content": items[index]}],
+                        "temperature": 0.0, "max_tokens": max_tokens, "seed": 0}
                 response = await client.post("/chat/completions", json=body)
-            return json.loads(response.json()["choices"][0]["message"]["content"])["verdict"]
+                text = response.json()["choices"][0]["message"]["content"]
+                answers[index] = json.loads(text)["verdict"] if model == "stub" else "unsafe"
 
         start = time.perf_counter()
-        answers = await asyncio.gather(*(one(t) for t in items))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
     assert all(a == "unsafe" for a in answers)
     return elapsed
 
 
-async def through_run_calls(base_url: str, items: list[str], concurrency: int, cache: CallCache | None) -> tuple[float, list]:
-    backend = make_backend({"backend": "openai", "model": "stub", "base_url": base_url, "max_concurrency": concurrency})
+async def through_run_calls(base_url: str, items: list[str], concurrency: int, cache: CallCache | None,
+                            call: ModelCall | None = None, model: str = "stub") -> tuple[float, list]:
+    backend = make_backend({"backend": "openai", "model": model, "base_url": base_url, "max_concurrency": concurrency,
+                            "timeout_s": 600})
     try:
         start = time.perf_counter()
-        results = await run_calls(JudgeCall(), items, backend, cache=cache, concurrency=concurrency)
+        results = await run_calls(call or JudgeCall(), items, backend, cache=cache, concurrency=concurrency)
         elapsed = time.perf_counter() - start
     finally:
         await backend.aclose()
@@ -224,6 +243,42 @@ def resume_rows(server: StubServer, n: int, concurrency: int, delay_ms: float, w
     ]
 
 
+def real_model_rows(n: int, concurrency: int, max_tokens: int) -> list[tuple]:
+    """(a) against a real `transformers serve` running the local SmolLM2 (CPU): the model dominates."""
+    from local_models import smollm2_path
+
+    model = str(smollm2_path())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cli = Path(sys.executable).parent / "transformers"
+    process = subprocess.Popen([str(cli), "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("transformers serve did not start")
+            time.sleep(0.5)
+        asyncio.run(bare_httpx(base_url, prompts(2, "warmup"), 1, model, max_tokens))  # loads the model
+        items = prompts(n, "real")
+        bare = asyncio.run(bare_httpx(base_url, items, concurrency, model, max_tokens))
+        ours, _ = asyncio.run(through_run_calls(base_url, items, concurrency, None, AnyTextCall(max_tokens), model))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return [
+        (f"(a) bare httpx loop, transformers serve SmolLM2-135M CPU, {max_tokens} new tokens", n, concurrency, n / bare, "", ""),
+        (f"(a) run_calls, cache off, same server", n, concurrency, n / ours, f"{bare / ours:.2f} x bare", ">= 0.90"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="prompts per measurement in (a) and (b)")
@@ -233,6 +288,8 @@ def main() -> int:
     parser.add_argument("--overhead-delay-ms", type=float, default=20.0, help="server delay of the second (a) pair")
     parser.add_argument("--resume-n", type=int, default=500, help="prompts in (c)")
     parser.add_argument("--resume-delay-ms", type=float, default=250.0, help="server delay in (c), a stand-in for a real model call")
+    parser.add_argument("--real-model", action="store_true", help="add the (a) pair against transformers serve + SmolLM2")
+    parser.add_argument("--real-n", type=int, default=16, help="prompts per side in the real-model pair")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -247,6 +304,8 @@ def main() -> int:
             rows += overhead_rows(server, args.n, args.concurrency, args.rounds, args.overhead_delay_ms)
             rows += cache_rows(server, args.n, args.concurrency, Path(tmp))
             rows += resume_rows(server, args.resume_n, args.concurrency, args.resume_delay_ms, Path(tmp))
+        if args.real_model:
+            rows += real_model_rows(args.real_n, 4, 8)
     finally:
         server.close()
 
@@ -256,7 +315,8 @@ def main() -> int:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, n, concurrency, rate, result, target in rows:
-        print(f"| {name} | {n} | {concurrency} | {rate:,.0f} | {result} | {target} |")
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}"
+        print(f"| {name} | {n} | {concurrency} | {shown} | {result} | {target} |")
     return 0
 
 
