@@ -224,14 +224,42 @@ class QueryCall(TemplateCall):
         return item.photo
 
     def parse(self, item: QueryItem, response: ChatResponse) -> Query:
-        data = parse_json(response.text, expect=dict)
-        text = str(data.get("text", "")).strip()
-        twin = str(data.get("safe_twin_text", "") or data.get("safe_twin", "")).strip()
+        try:
+            data = parse_json(response.text, expect=dict)
+        except ParseError:
+            data = self._labelled_lines(response.text)
+        text = _first_string(data, _QUERY_KEYS)
+        twin = _first_string(data, _TWIN_KEYS)
         if not text or not twin:
-            raise ParseError(f"the answer needs non-empty 'text' and 'safe_twin_text' (keys: {sorted(data)})")
+            raise ParseError(f"the answer needs a non-empty query and safe twin (got keys {sorted(data)})")
         if " ".join(text.lower().split()) == " ".join(twin.lower().split()):
             raise ParseError("the safe twin is identical to the query")
         return Query(text, twin)
+
+    @staticmethod
+    def _labelled_lines(text: str) -> dict:
+        """`Query: ...` / `Safe twin: ...` lines, which small models write instead of JSON."""
+        found = {}
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().strip("*-# ").lower().replace(" ", "_")
+            if value.strip() and key in _QUERY_KEYS + _TWIN_KEYS:
+                found.setdefault(key, value.strip().strip('"'))
+        if not found:
+            raise ParseError(f"no query in the answer {text.strip()[:80]!r}")
+        return found
+
+
+_QUERY_KEYS = ("text", "query", "user_query", "question")
+_TWIN_KEYS = ("safe_twin_text", "safe_twin", "twin", "safe_query")
+
+
+def _first_string(data: dict, keys: tuple[str, ...]) -> str:
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class RunConfig:
     risks_per_image: int = 1  # risks kept per image (chosen by the coverage sampler)
     category_cap: int | None = None  # sampler avoids a category at this many risks; the release caps pairs too
     max_rewrites: int = 2  # extra query attempts after a failed verification
+    check_responses: bool = True  # the verifier checks each response carries its label (off only for demos)
     exemplars: str | None = "sample/curated_pairs.jsonl"
     num_exemplars: int = 2
     dedup_threshold: float = 0.7

@@ -355,7 +355,8 @@ class ShardProcessor:
                     risk = f"{candidate.risk.category}: {candidate.risk.rationale}"
                     checks.append((f"{candidate.key}:{label}", CheckItem(self._photo(record), candidate.text, risk,
                                                                          entry["response"], label)))
-        await self._step(check_call, checks, verifier, "check", _verdict_json)
+        if self.config.check_responses:
+            await self._step(check_call, checks, verifier, "check", _verdict_json)
         pairs = []
         for candidate, record in accepted:
             problems = []
@@ -363,6 +364,8 @@ class ShardProcessor:
                 written = self.stores["respond"].get(f"{candidate.key}:{label}")
                 if "error" in written:
                     problems.append(f"{label} response call failed: {written['error']}")
+                    continue
+                if not self.config.check_responses:
                     continue
                 checked = self.stores["check"].get(f"{candidate.key}:{label}")
                 if "error" in checked:
