@@ -1,8 +1,8 @@
 """Training data for a recipe: read the sources, mix, balance, cap, and turn examples into trl rows.
 
-Steps (each a small function, in this order): `collect` each source (with its per-source cap) ->
-`balance` labels -> `cap` to ``max_train_samples`` -> keep ``train_fraction`` -> shuffle with the recipe's
-seed. `to_sft_rows` then writes trl's conversational prompt-completion format (prompt = system + user turn
+Steps, in this order: read each source (with its own ``max_samples`` cap) -> `balance` labels -> shuffle with
+the recipe's seed and interleave labels (so the caps keep the balance) -> cap to ``max_train_samples`` ->
+keep the first ``train_fraction``. `to_sft_rows` then writes trl's conversational prompt-completion format (prompt = system + user turn
 from `judging.format`, completion = the judge's answer), so trl's collator puts the loss on the answer only.
 """
 
@@ -87,6 +87,15 @@ def balance(examples: list[JudgeExample], mode: str, seed: int) -> list[JudgeExa
     return balanced
 
 
+def interleave_labels(examples: list[JudgeExample]) -> list[JudgeExample]:
+    """Round-robin over labels (order within a label kept): any prefix is as balanced as possible."""
+    by_label: dict[str, list[JudgeExample]] = {}
+    for example in examples:
+        by_label.setdefault(example.label, []).append(example)
+    groups = [by_label[label] for label in sorted(by_label)]
+    return [group[i] for i in range(max(map(len, groups), default=0)) for group in groups if i < len(group)]
+
+
 def build_training_data(config: DataConfig, seed: int) -> TrainingData:
     examples: list[JudgeExample] = []
     stats: list[SourceStats] = []
@@ -95,8 +104,9 @@ def build_training_data(config: DataConfig, seed: int) -> TrainingData:
         examples.extend(source_examples)
         stats.append(source_stats)
     examples = balance(examples, config.balance, seed)
-    rng = random.Random(seed)
-    rng.shuffle(examples)
+    random.Random(seed).shuffle(examples)
+    if config.balance != "none":
+        examples = interleave_labels(examples)  # so the caps below keep the labels balanced
     if config.max_train_samples is not None:
         examples = examples[: config.max_train_samples]
     if config.train_fraction < 1.0:
@@ -107,21 +117,21 @@ def build_training_data(config: DataConfig, seed: int) -> TrainingData:
 
 
 def check_training_data(data: TrainingData, config: DataConfig) -> None:
-    """Errors before training: no examples, one label only, examples whose image cannot be found."""
+    """Errors before training: no examples, examples whose image cannot be found, one label only."""
     if not data.examples:
         raise RecipeError("data: the sources gave no training examples; check data.sources and their splits")
-    labels = set(data.label_counts)
-    if labels != {SAFE, UNSAFE} and not config.allow_single_class:
-        names = ", ".join(f"{s.name}/{s.split}" for s in data.sources)
-        raise RecipeError(f"data: every training example is labelled {sorted(labels)} ({names}); a judge needs both "
-                          "'safe' and 'unsafe' examples. Add a source with the other label, or set "
-                          "data.allow_single_class: true")
     for stat in data.sources:
         if stat.missing_images:
             shown = "; ".join(stat.missing_images[:5])
             raise RecipeError(f"data.sources[{stat.name}]: {len(stat.missing_images)} example(s) have no image "
                               f"(e.g. {shown}); set the source's image option (image_root / hub_dataset) in "
                               "data.sources[].options")
+    labels = set(data.label_counts)
+    if labels != {SAFE, UNSAFE} and not config.allow_single_class:
+        names = ", ".join(f"{s.name}/{s.split}" for s in data.sources)
+        raise RecipeError(f"data: every training example is labelled {sorted(labels)} ({names}); a judge needs both "
+                          "'safe' and 'unsafe' examples. Add a source with the other label, or set "
+                          "data.allow_single_class: true")
 
 
 def _load_image(image: Any, max_pixels: int | None):

@@ -1,0 +1,43 @@
+"""Shared fixtures for recipe tests: the curated release and ONE tiny training run reused by several tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TINY_RECIPE = REPO_ROOT / "recipes" / "tiny_llava" / "qlora.yaml"
+
+
+@pytest.fixture(scope="session")
+def curated_release(tmp_path_factory) -> Path:
+    """A release written by the real release writer from the committed curated pairs (sample/)."""
+    from generation.sample import build_sample
+
+    return build_sample(tmp_path_factory.mktemp("release") / "rms", overwrite=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(curated_release) -> dict:
+    """The tiny recipe on the curated release: 4 examples (2 safe, 2 unsafe) = one repeated batch."""
+    return {
+        "data.sources": [{"name": "rms", "split": "train", "options": {"release": str(curated_release)}}],
+        "data.max_train_samples": 4,
+        "training.per_device_train_batch_size": 4,
+        "training.max_steps": 4,
+        "training.save_steps": 2,
+    }
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_overrides):
+    """recipes.train.train on the tiny recipe: 4 steps on the same batch, checkpoints at steps 2 and 4."""
+    from recipes.train import train
+
+    output_dir = tmp_path_factory.mktemp("tiny-run") / "out"
+    return train(TINY_RECIPE, {**tiny_overrides, "output_dir": str(output_dir)})
