@@ -38,16 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-release", default=None, metavar="DIR_OR_REPO",
                         help="previous release: its rows are kept; new images and queries are deduplicated against it")
     parser.add_argument("--max-images", type=int, default=None, help="override the config's max_images")
+    parser.add_argument("--retry-errors", action="store_true",
+                        help="on resume, redo the items whose model call failed (they are checkpointed as failures)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), base_release: str | None = None,
-        backends=None, show_progress: bool | None = None) -> dict:
+        backends=None, show_progress: bool | None = None, retry_errors: bool = False) -> dict:
     """Process `shard` of the input into `out`; for an unsharded run also write and validate `out/release`.
     Returns the report (funnel, counts, problems)."""
     out = Path(out)
     base = load_base_release(base_release)
-    processor = ShardProcessor(config, out, shard, known_hashes=base.hashes, backends=backends, show_progress=show_progress)
+    processor = ShardProcessor(config, out, shard, known_hashes=base.hashes, backends=backends, show_progress=show_progress,
+                               retry_errors=retry_errors)
     outcome = processor.run()
     write_shard_outcome(out, outcome, shard, config)
     usage = {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens,
@@ -85,6 +88,6 @@ def main(args: argparse.Namespace) -> int:
     if args.max_images is not None:
         config.max_images = args.max_images
     report = run(config, args.out, shard=args.shard, base_release=args.base_release,
-                 show_progress=False if args.no_progress else None)
+                 show_progress=False if args.no_progress else None, retry_errors=args.retry_errors)
     print_report(report)
     return 1 if report.get("problems") else 0

@@ -102,12 +102,15 @@ def _verdict_json(result) -> dict:
 class ShardProcessor:
     def __init__(self, config: RunConfig, out: Path, shard: tuple[int, int] = (0, 1),
                  known_hashes: list[tuple[str, int]] = (), backends: dict[str, Backend] | None = None,
-                 show_progress: bool | None = None):
+                 show_progress: bool | None = None, retry_errors: bool = False):
         self.config, self.out, self.shard = config, Path(out), shard
         self.known_hashes = list(known_hashes)
         self.backends = backends
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
         self.stores = {name: StepStore(self.out / "steps" / f"{name}.jsonl") for name in STEP_NAMES}
+        if retry_errors:  # failed calls are checkpointed like answers; after an outage, ask again
+            for store in self.stores.values():
+                store.forget(lambda value: isinstance(value, dict) and "error" in value)
         (self.out / "images").mkdir(parents=True, exist_ok=True)
         self.exemplars = load_exemplars(config.exemplars)
         self.rejects: list[Reject] = []

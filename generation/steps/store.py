@@ -66,6 +66,22 @@ class StepStore:
     def append(self, key: str, value: Any) -> None:
         self.append_many([(key, value)])
 
+    def forget(self, predicate) -> int:
+        """Drop every entry whose value satisfies `predicate` (e.g. recorded call errors, to retry them after an
+        outage); the file is rewritten atomically. Returns how many were dropped."""
+        kept = {key: value for key, value in self._records.items() if not predicate(value)}
+        dropped = len(self._records) - len(kept)
+        if dropped:
+            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            with open(tmp, "w", encoding="utf-8") as handle:
+                for key, value in kept.items():
+                    handle.write(json.dumps({"key": key, "value": value}, ensure_ascii=False, sort_keys=True) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+            self._records = kept
+        return dropped
+
 
 def _line_ends(data: bytes) -> Iterator[int]:
     start = 0

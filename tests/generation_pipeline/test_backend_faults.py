@@ -44,3 +44,18 @@ def test_faults_reject_items_with_reasons_and_the_run_finishes(photo_folder, mak
     # every input image is accounted for: one with a pair, five with an image-level reason
     image_rejects = [r for r in rejects if r["kind"] == "image"]
     assert report["images_in"] == 6 == report["images_released"] + len(image_rejects)
+
+
+def test_failures_are_kept_on_resume_unless_retry_errors_is_asked(photo_folder, make_config, tmp_path):
+    folder = photo_folder(["a cliff edge", "a stove"])
+    down = ScriptedBackend(respond=lambda request: Fault.server_error(502), supports_images=False)
+    outage = run(make_config(folder), tmp_path / "run", show_progress=False, backends={"generator": down, "verifier": down})
+    assert outage["pairs"] == 0 and outage["release"] is None  # nothing kept: no release, rejects kept aside
+    assert (tmp_path / "run" / "release-rejects.jsonl").read_text().count("502") == 2
+
+    up = ScriptedBackend(respond=respond, supports_images=False)
+    resumed = run(make_config(folder), tmp_path / "run", show_progress=False, backends={"generator": up, "verifier": up})
+    assert resumed["pairs"] == 0 and up.calls == 0  # the checkpointed failures are the result of the run
+    retried = run(make_config(folder), tmp_path / "run", show_progress=False, backends={"generator": up, "verifier": up},
+                  retry_errors=True)
+    assert retried["pairs"] == 2 and retried["problems"] == []
