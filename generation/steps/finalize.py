@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import rms_dataset as rms
+from generation.prompts import PROMPT_DIR, load_prompt
 from generation.release import write_release
 from generation.validate import validate_release
 
@@ -161,6 +162,7 @@ def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig
     pair_counts = Counter(row["risk_category"] for split_rows in rows[rms.PAIRS].values() for row in split_rows)
     taxonomy_json = taxonomy.to_json(dict(pair_counts))
     pipeline_config = {"run": config.to_dict(), "pipeline_version": rms.PIPELINE_VERSION,
+                       "prompts": {path.stem: load_prompt(path.stem).version for path in sorted(PROMPT_DIR.glob("*.yaml"))},
                        "shards": [shard.summary.get("shard") for shard in shards],
                        "base_release": bool(base.rows)}
     funnel = _funnel(shards, len(new_pairs), len(released))

@@ -97,3 +97,7 @@ def test_every_input_image_is_released_or_rejected_with_a_reason(photo_folder, m
     taxonomy = json.loads((release / "taxonomy.json").read_text())
     assert sum(c["pairs"] for c in taxonomy["categories"]) == len(pairs)
     assert (release / "taxonomy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import yaml
+
+    recorded = yaml.safe_load((release / "pipeline_config.yaml").read_text())
+    assert recorded["run"]["max_rewrites"] == 2 and set(recorded["prompts"]) >= {"screen", "query", "verify"}
