@@ -26,7 +26,7 @@ THUMBNAIL_SIDE = 256
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
 .pair{display:flex;gap:1em;background:#fff;border:1px solid #ddd;border-radius:8px;padding:1em;margin:1em 0}
-.pair img{width:256px;height:auto;border-radius:4px;flex:none}
+.pair img{width:256px;max-height:256px;object-fit:contain;border-radius:4px;flex:none}
 .query{font-size:1.1em;font-weight:600}.twin{color:#2a7a2a}.risk{color:#a33}
 .verdicts span{display:inline-block;margin-right:.6em;padding:0 .4em;border-radius:4px;background:#eee}
 .verdicts .unsafe{background:#f6d5d5}.verdicts .safe{background:#d5f0d5}
