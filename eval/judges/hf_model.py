@@ -31,9 +31,10 @@ class LoadedModel:
 
 
 def read_adapter_metadata(adapter: str | Path) -> dict[str, Any]:
-    """The recipes' ``judge_metadata.json`` next to the adapter ({} when the adapter has none)."""
-    path = Path(adapter) / JUDGE_METADATA
-    if not path.exists():
+    """The recipes' ``judge_metadata.json`` in the adapter folder or the run folder above it ({} if none)."""
+    candidates = [Path(adapter) / JUDGE_METADATA, Path(adapter).parent / JUDGE_METADATA]
+    path = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if path is None:
         return {}
     try:
         return json.loads(path.read_text())
@@ -59,7 +60,8 @@ def load_model(
 
     metadata = read_adapter_metadata(adapter) if adapter else {}
     if base_model is None:
-        base_model = metadata.get("base_model") or metadata.get("model")
+        recorded = metadata.get("base_model")
+        base_model = recorded.get("name_or_path") if isinstance(recorded, dict) else recorded
         if not base_model:
             raise ValueError(f"no base model given and {adapter}/{JUDGE_METADATA} does not name one; pass --base-model")
     path = resolve_model(base_model)
