@@ -1,0 +1,100 @@
+"""The grid end to end on CPU: a real 1-step QLoRA recipe run of the tiny LLaVA on the sample release,
+scored on held-out benchmarks; reruns skip what is finished."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from eval import grid as grid_module
+from eval.grid import GridError, load_grid, main, run_grid
+
+from .conftest import write_benchmark
+
+
+def _write_grid(tmp_path, repo_root, benchmark_file, **changes):
+    config = {
+        "name": "test",
+        "datasets": [{"name": "rms-sample", "sources": [{"name": "rms", "split": "train"}], "train_fractions": [1.0]}],
+        "models": [{"name": "tiny-llava", "recipe": str(repo_root / "recipes/tiny_llava/qlora.yaml"),
+                    "overrides": {"training.max_steps": 1, "training.save_steps": 1}}],
+        "benchmarks": [
+            {"name": "eval_fixture", "options": {"annotations": str(benchmark_file)}, "limit": 4},
+            {"name": "rms", "split": "test", "limit": 4},  # the judge's own training source: never scored
+        ],
+        "judge": {"mode": "fast", "batch_size": 4},
+        "n_bootstrap": 50,
+    }
+    config.update(changes)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_grid_trains_scores_held_out_benchmarks_and_resumes(tmp_path, repo_root, photo_paths, monkeypatch):
+    benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+    grid = load_grid(_write_grid(tmp_path, repo_root, benchmark))
+    out = tmp_path / "results"
+
+    paths = run_grid(grid, out)
+    assert [path.name for path in paths] == ["rms-sample__tiny-llava__f1__eval_fixture__query.json"]
+    result = json.loads(paths[0].read_text())
+    assert result["schema_version"] == "1"
+    assert result["training"]["held_out_from"] == ["rms"] and result["training"]["train_fraction"] == 1.0
+    assert result["judge"]["metadata"]["global_step"] == 1  # provenance from the recipe's judge_metadata.json
+    assert result["judge"]["adapter"].endswith("judges/rms-sample__tiny-llava__f1/adapter")
+    assert result["benchmark"]["n_items"] == 4 and result["primary"]["metric"] == "f1"
+    assert (out / "grid.yaml").is_file()
+
+    # Rerun: every cell is finished, so nothing is trained, loaded or scored.
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished grid must not train or load a judge again")
+
+    monkeypatch.setattr(grid_module, "obtain_judge_dir", refuse)
+    monkeypatch.setattr(grid_module, "judge_for", refuse)
+    assert run_grid(grid, out) == paths
+
+    # A lost cell is rescored from the prediction cache, with the trained judge reused (no training).
+    monkeypatch.undo()
+    monkeypatch.setattr("recipes.train.train", refuse)
+    before = {p: p.read_text() for p in (out / "predictions").rglob("*.jsonl")}
+    paths[0].unlink()
+    run_grid(grid, out)
+    assert json.loads(paths[0].read_text())["primary"] == result["primary"]
+    assert {p: p.read_text() for p in (out / "predictions").rglob("*.jsonl")} == before
+
+
+def test_grid_config_errors_name_file_and_entry(tmp_path, repo_root, photo_paths, capsys):
+    benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+    bad_bench = _write_grid(tmp_path, repo_root, benchmark, benchmarks=[{"name": "no_such_bench"}])
+    with pytest.raises(GridError, match=r"grid.yaml: benchmarks\[0\]: unknown benchmark 'no_such_bench'"):
+        load_grid(bad_bench)
+    assert main([str(bad_bench), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown benchmark 'no_such_bench'" in capsys.readouterr().err
+
+    bad_fraction = _write_grid(tmp_path, repo_root, benchmark, datasets=[
+        {"name": "d", "sources": [{"name": "rms"}], "train_fractions": [0, 2]}])
+    with pytest.raises(GridError, match=r"datasets\[0\]: train_fractions must be a list of numbers in \(0, 1\]"):
+        load_grid(bad_fraction)
+    bad_recipe = _write_grid(tmp_path, repo_root, benchmark, models=[{"recipe": "recipes/nope/qlora.yaml"}])
+    with pytest.raises(GridError, match=r"models\[0\]: recipe 'recipes/nope/qlora.yaml' not found"):
+        load_grid(bad_recipe)
+
+
+def test_dry_run_lists_cells_and_a_scale_experiment_expands_fractions(tmp_path, repo_root, photo_paths, capsys):
+    benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+    path = _write_grid(tmp_path, repo_root, benchmark, datasets=[
+        {"name": "rms-sample", "sources": [{"name": "rms"}], "train_fractions": [0.25, 0.5, 1.0]},
+        {"name": "base", "zero_shot": True}])
+    assert main([str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "todo  rms-sample__tiny-llava__f0.25  eval_fixture__query",
+        "todo  rms-sample__tiny-llava__f0.5  eval_fixture__query",
+        "todo  rms-sample__tiny-llava__f1  eval_fixture__query",
+        "todo  zero-shot__tiny-llava  eval_fixture__query",
+        "todo  zero-shot__tiny-llava  rms__query",
+    ]
