@@ -1,14 +1,15 @@
 """Per-call overhead, call rate and resume cost of ``generation.llm`` against local OpenAI-compatible servers.
 
     python bench/generation_calls.py --real-model     # the table in BENCHMARKS.md
-    python bench/generation_calls.py --n 300 --resume-n 100 --rounds 1   # a quick look
+    python bench/generation_calls.py --n 200 --resume-n 100 --rounds 2   # a quick look
 
 It starts a stub chat-completions server in a subprocess on 127.0.0.1 (a raw ASGI app under uvicorn that
 answers a fixed completion, instantly or after a fixed delay) and measures, side by side in one run:
 
 (a) overhead: the same N prompts through ``run_calls`` (cache off, ``OpenAIBackend``) and through a bare
-    ``httpx.AsyncClient`` loop at the same concurrency -> throughput ratio (target >= 0.9). Rounds alternate
-    the two and the best round of each is kept, so a noisy neighbour does not pick the winner.
+    ``httpx.AsyncClient`` loop at the same concurrency -> throughput ratio (target >= 0.9). The two run in
+    alternating pairs of rounds on fresh prompts; the ratio is the median of the per-pair ratios, so load
+    from a neighbour that drifts over the run does not pick the winner. Client CPU per call is also shown.
 (b) call rate with the SQLite cache on: cold (every answer written) and warm (every answer a hit).
 (c) resume: a finished run repeated with the same cache: model calls made (server-side count) and the
     time against the first run (target <= 2%), against a server answering after ``--resume-delay-ms``.
@@ -22,6 +23,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,18 +188,38 @@ async def through_run_calls(base_url: str, items: list[str], concurrency: int, c
 
 # -------------------------------------------------------------------------------------------- phases
 
+def paired_rounds(run_bare, run_ours, rounds: int, n: int, tag: str) -> tuple[float, float, float, float, float]:
+    """Alternate bare / run_calls ``rounds`` times on fresh prompts. Returns the median rate of each side,
+    the median of the per-round ratios (ours / bare; robust to a neighbour's load drifting), and the client
+    CPU microseconds per call of each side (this process only; the server runs in another one)."""
+    bare_s, ours_s, ratios, bare_cpu, ours_cpu = [], [], [], [], []
+    for r in range(rounds):
+        items = prompts(n, f"{tag}-{r}")
+        cpu = time.process_time()
+        bare = run_bare(items)
+        bare_cpu.append(time.process_time() - cpu)
+        cpu = time.process_time()
+        ours = run_ours(items)
+        ours_cpu.append(time.process_time() - cpu)
+        bare_s.append(bare)
+        ours_s.append(ours)
+        ratios.append(bare / ours)
+    return (n / statistics.median(bare_s), n / statistics.median(ours_s), statistics.median(ratios),
+            1e6 * statistics.median(bare_cpu) / n, 1e6 * statistics.median(ours_cpu) / n)
+
+
 def overhead_rows(server: StubServer, n: int, concurrency: int, rounds: int, delay_ms: float) -> list[tuple]:
     server.set_delay(delay_ms)
-    bare, ours = [], []
-    for r in range(rounds):
-        items = prompts(n, f"overhead-{delay_ms}-{r}")
-        bare.append(asyncio.run(bare_httpx(server.base_url, items, concurrency)))
-        ours.append(asyncio.run(through_run_calls(server.base_url, items, concurrency, None))[0])
-    best_bare, best_ours = min(bare), min(ours)
+    bare_rate, ours_rate, ratio, bare_cpu, ours_cpu = paired_rounds(
+        lambda items: asyncio.run(bare_httpx(server.base_url, items, concurrency)),
+        lambda items: asyncio.run(through_run_calls(server.base_url, items, concurrency, None))[0],
+        rounds, n, f"overhead-{delay_ms}",
+    )
     return [
-        (f"(a) bare httpx loop, server delay {delay_ms:g} ms", n, concurrency, n / best_bare, "", ""),
-        (f"(a) run_calls, cache off, server delay {delay_ms:g} ms", n, concurrency, n / best_ours,
-         f"{best_bare / best_ours:.2f} x bare", ">= 0.90"),
+        (f"(a) bare httpx loop, server delay {delay_ms:g} ms", n, concurrency, bare_rate,
+         f"client CPU {bare_cpu:,.0f} us/call", ""),
+        (f"(a) run_calls, cache off, server delay {delay_ms:g} ms", n, concurrency, ours_rate,
+         f"{ratio:.2f} x bare (median of {rounds} paired rounds); client CPU {ours_cpu:,.0f} us/call", ">= 0.90"),
     ]
 
 
@@ -243,7 +265,7 @@ def resume_rows(server: StubServer, n: int, concurrency: int, delay_ms: float, w
     ]
 
 
-def real_model_rows(n: int, concurrency: int, max_tokens: int) -> list[tuple]:
+def real_model_rows(n: int, concurrency: int, max_tokens: int, rounds: int) -> list[tuple]:
     """(a) against a real `transformers serve` running the local SmolLM2 (CPU): the model dominates."""
     from local_models import smollm2_path
 
@@ -267,29 +289,33 @@ def real_model_rows(n: int, concurrency: int, max_tokens: int) -> list[tuple]:
                 raise RuntimeError("transformers serve did not start")
             time.sleep(0.5)
         asyncio.run(bare_httpx(base_url, prompts(2, "warmup"), 1, model, max_tokens))  # loads the model
-        items = prompts(n, "real")
-        bare = asyncio.run(bare_httpx(base_url, items, concurrency, model, max_tokens))
-        ours, _ = asyncio.run(through_run_calls(base_url, items, concurrency, None, AnyTextCall(max_tokens), model))
+        bare_rate, ours_rate, ratio, _, _ = paired_rounds(
+            lambda items: asyncio.run(bare_httpx(base_url, items, concurrency, model, max_tokens)),
+            lambda items: asyncio.run(through_run_calls(base_url, items, concurrency, None, AnyTextCall(max_tokens), model))[0],
+            rounds, n, "real",
+        )
     finally:
         process.terminate()
         process.wait(timeout=30)
     return [
-        (f"(a) bare httpx loop, transformers serve SmolLM2-135M CPU, {max_tokens} new tokens", n, concurrency, n / bare, "", ""),
-        (f"(a) run_calls, cache off, same server", n, concurrency, n / ours, f"{bare / ours:.2f} x bare", ">= 0.90"),
+        (f"(a) bare httpx loop, transformers serve SmolLM2-135M CPU, {max_tokens} new tokens", n, concurrency, bare_rate, "", ""),
+        ("(a) run_calls, cache off, same server", n, concurrency, ours_rate,
+         f"{ratio:.2f} x bare (median of {rounds} paired rounds)", ">= 0.90"),
     ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000, help="prompts per measurement in (a) and (b)")
+    parser.add_argument("--n", type=int, default=500, help="prompts per round in (a), and per measurement in (b)")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds in (a); the best of each side is kept")
+    parser.add_argument("--rounds", type=int, default=7, help="paired rounds (bare, then run_calls) in (a)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--overhead-delay-ms", type=float, default=20.0, help="server delay of the second (a) pair")
     parser.add_argument("--resume-n", type=int, default=500, help="prompts in (c)")
     parser.add_argument("--resume-delay-ms", type=float, default=250.0, help="server delay in (c), a stand-in for a real model call")
     parser.add_argument("--real-model", action="store_true", help="add the (a) pair against transformers serve + SmolLM2")
-    parser.add_argument("--real-n", type=int, default=16, help="prompts per side in the real-model pair")
+    parser.add_argument("--real-n", type=int, default=8, help="prompts per side and round in the real-model pair")
+    parser.add_argument("--real-rounds", type=int, default=3, help="paired rounds in the real-model pair")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -305,7 +331,7 @@ def main() -> int:
             rows += cache_rows(server, args.n, args.concurrency, Path(tmp))
             rows += resume_rows(server, args.resume_n, args.concurrency, args.resume_delay_ms, Path(tmp))
         if args.real_model:
-            rows += real_model_rows(args.real_n, 4, 8)
+            rows += real_model_rows(args.real_n, 4, 8, args.real_rounds)
     finally:
         server.close()
 

@@ -141,10 +141,8 @@ class Progress:
 
 
 def _describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    if isinstance(error, (ParseError, BackendError)):
-        return f"{type(error).__name__}: {text}"
-    return f"{type(error).__name__}: {text}"
+    """``"ParseError: no JSON object ..."``: the exception type and its message, for CallResult.error."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 async def _run_one(call: ModelCall, item, backend: Backend, cache: CallCache | None) -> CallResult:
