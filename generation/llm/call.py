@@ -24,6 +24,8 @@ becomes ``CallResult(output=None, error="...")`` in the item's position.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,6 +33,8 @@ from typing import Generic, TypeVar
 
 from generation.llm.base import Backend, BackendError, ChatRequest, ChatResponse, Usage
 from generation.llm.cache import CallCache
+
+log = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -156,9 +160,12 @@ async def _run_one(call: ModelCall, item, backend: Backend, cache: CallCache | N
 
     key = None
     if cache is not None:
-        key = cache.key(
-            model=backend.model, call_name=call.name, template_version=call.template_version, request=request
-        )
+        try:
+            key = cache.key(
+                model=backend.model, call_name=call.name, template_version=call.template_version, request=request
+            )
+        except ValueError as error:  # e.g. an image part whose data URL is not base64
+            return CallResult(item, None, f"request() built a bad request: {error}", usage, False, 0, 0)
         hit = cache.get(key)
         if hit is not None:
             attempts += 1
@@ -192,7 +199,10 @@ async def _run_one(call: ModelCall, item, backend: Backend, cache: CallCache | N
             return CallResult(item, None, f"parse() failed: {_describe(error)}", usage, False, attempts, model_calls)
         if cache is not None:
             # Stored under the first request's key, so a rerun is served this accepted answer directly.
-            cache.put(key, response, call_name=call.name, model=backend.model)
+            try:
+                cache.put(key, response, call_name=call.name, model=backend.model)
+            except sqlite3.Error as error:  # keep the answer; only a rerun pays for it again
+                log.warning("%s: could not cache an answer of %r (%s)", cache.path, call.name, error)
         return CallResult(item, output, None, usage, False, attempts, model_calls)
     return CallResult(
         item, None, f"{last_error} (after {attempts} attempts)", usage, False, attempts, model_calls

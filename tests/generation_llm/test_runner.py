@@ -147,3 +147,16 @@ def test_scripted_bad_request_is_not_retried():
     with pytest.raises(BackendError, match="HTTP 400"):
         asyncio.run(backend.chat(ChatRequest(messages=({"role": "user", "content": "x"},))))
     assert backend.calls == 1
+
+
+def test_a_request_with_a_broken_image_is_rejected_not_fatal(tmp_path):
+    from generation.llm import CallCache
+
+    class BrokenImage(EchoCall):
+        def request(self, item):
+            part = {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,@@not base64@@"}}
+            return ChatRequest(messages=({"role": "user", "content": [part]},)) if item == "broken" else super().request(item)
+
+    with CallCache(tmp_path / "c.sqlite") as cache:
+        results = run_calls_sync(BrokenImage(), ["broken", "fine"], ScriptedBackend(respond=lambda r: "x"), cache=cache, concurrency=2)
+    assert "not valid base64" in results[0].error and results[1].output == "x"
