@@ -176,9 +176,9 @@ def check_release_info(release: Path, repo_id: str, version: Version) -> None:
     if wrong:
         details = "; ".join(f"{key} is {have!r}, publishing as {want!r}" for key, have, want in wrong)
         raise PublishError(
-            f"{info_path}: {details}. The dataset card shows these values, so they must match. Set them in "
-            f"{RELEASE_INFO} and re-render the card (generation.release.rerender_card('{release}')), or "
-            "rebuild the release with write_release(..., version=..., repo_id=...)."
+            f"{info_path}: {details}. The dataset card shows these values, so they must match: add --stamp to "
+            f"write them into {RELEASE_INFO} and the card, or rebuild the release with "
+            "write_release(..., version=..., repo_id=...)."
         )
 
 
@@ -227,14 +227,15 @@ def check_version(version: Version, remote: RemoteState) -> str | None:
 
 
 def plan_publish(api, release: Path, repo_id: str, version: Version, *, private: bool = False,
-                 gated: str | None = None, message: str | None = None) -> PublishPlan:
+                 gated: str | None = None, message: str | None = None, check_info: bool = True) -> PublishPlan:
     """Read-only: everything `execute` would do, after every check that can refuse."""
     if not REPO_ID.match(repo_id):
         raise PublishError(f"--repo {repo_id!r} is not ORG/NAME (letters, digits, '-', '_', '.')")
     validate(release)
     remote = read_remote(api, repo_id)
     latest = check_version(version, remote)
-    check_release_info(release, repo_id, version)
+    if check_info:
+        check_release_info(release, repo_id, version)
     local = release_files(release)
     add, unchanged = [], []
     for path, local_file in local.items():
@@ -322,18 +323,37 @@ def hub_api(endpoint: str | None):
     return HfApi(endpoint=endpoint, token=get_token())
 
 
+def stamp_release(release: Path, repo_id: str, version: Version) -> None:
+    """Write `version` and `repo_id` into release.json and re-render the card (no other file changes)."""
+    from generation.card import ReleaseInfo
+    from generation.release import rerender_card
+
+    info = ReleaseInfo.read(release)
+    ReleaseInfo(**{**info.__dict__, "version": str(version), "repo_id": repo_id}).write(release)
+    rerender_card(release)
+
+
 def publish(release: str | Path, repo_id: str, version: str, *, private: bool = False, gated: str | None = None,
             dry_run: bool = False, endpoint: str | None = None, message: str | None = None,
-            out=None) -> PublishResult | None:
-    """Plan, print the plan, and (unless `dry_run`) execute it. Raises PublishError before any upload."""
+            stamp: bool = False, out=None) -> PublishResult | None:
+    """Plan, print the plan, and (unless `dry_run`) execute it. Raises PublishError before any upload.
+
+    `stamp=True` first writes `version` and `repo_id` into the release's release.json and card, once every
+    other check has passed (a dry run only reports that it would)."""
     out = out or sys.stdout
     release = Path(release)
     api = hub_api(endpoint)
     if not dry_run and api.token is None:
         raise PublishError("no Hugging Face token found: set HF_TOKEN or run `hf auth login` "
                            "(a token with write access to the target namespace)")
-    plan = plan_publish(api, release, repo_id, Version.parse(version), private=private, gated=gated,
-                        message=message)
+    parsed = Version.parse(version)
+    plan = plan_publish(api, release, repo_id, parsed, private=private, gated=gated, message=message,
+                        check_info=not stamp)
+    if stamp and not dry_run:
+        stamp_release(release, repo_id, parsed)
+        plan = plan_publish(api, release, repo_id, parsed, private=private, gated=gated, message=message)
+    elif stamp:
+        print(f"would stamp {release / RELEASE_INFO} and the card with version {parsed} and repo {repo_id}", file=out)
     print(("Dry run, nothing is changed. Plan:\n" if dry_run else "Publishing:\n") + render_plan(plan), file=out)
     if dry_run:
         if api.token is None:
@@ -357,6 +377,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
     parser.add_argument("--message", default=None, help="commit message (default: 'Release vX.Y.Z')")
+    parser.add_argument("--stamp", action="store_true",
+                        help="write --version and --repo into the release's release.json and re-render its card "
+                             "before publishing (otherwise a release that names another version/repo is refused)")
 
 
 def _transport_error() -> type[Exception]:
@@ -373,7 +396,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         publish(args.release, args.repo, args.version, private=args.private, gated=args.gated,
-                dry_run=args.dry_run, endpoint=args.endpoint, message=args.message)
+                dry_run=args.dry_run, endpoint=args.endpoint, message=args.message, stamp=args.stamp)
     except PublishError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

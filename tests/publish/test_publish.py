@@ -351,3 +351,23 @@ def test_the_committed_sample_release_publishes_and_loads_back(tmp_path, hf_env,
         assert publish(hub, sample_release, info["version"], repo=info["repo_id"]) == 0
         loaded = load_from_hub(hub, hf_env, f"v{info['version']}", tmp_path, repo=info["repo_id"])
     assert_loads_as(loaded, rows_on_disk(sample_release))
+
+
+def test_stamp_writes_version_and_repo_into_the_card_then_publishes(hub, hf_env, release_v1, tmp_path, monkeypatch,
+                                                                   capsys):
+    from generation.validate import validate_release
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    release = Path(shutil.copytree(release_v1[0], tmp_path / "release"))
+    assert publish(hub, release, "2.0.0") == 1  # release.json says 1.0.0: refused, with the fix named
+    assert "add --stamp" in capsys.readouterr().err
+
+    assert publish(hub, release, "2.0.0", "--stamp", "--dry-run") == 0
+    assert "would stamp" in capsys.readouterr().out
+    assert json.loads((release / "release.json").read_text())["version"] == "1.0.0", "a dry run changes nothing"
+
+    assert publish(hub, release, "2.0.0", "--stamp") == 0
+    assert json.loads((release / "release.json").read_text())["version"] == "2.0.0"
+    assert 'revision="v2.0.0"' in (release / "README.md").read_text()
+    assert validate_release(str(release)) == []
+    assert "v2.0.0" in hub.refs(REPO)["tags"]
