@@ -24,11 +24,11 @@ def curated_release(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_overrides(curated_release) -> dict:
-    """The tiny recipe on the curated release: 4 examples (2 safe, 2 unsafe) = one repeated batch."""
+    """The tiny recipe on the curated release: 2 examples (1 safe, 1 unsafe) = one repeated batch."""
     return {
         "data.sources": [{"name": "rms", "split": "train", "options": {"release": str(curated_release)}}],
-        "data.max_train_samples": 4,
-        "training.per_device_train_batch_size": 4,
+        "data.max_train_samples": 2,
+        "training.per_device_train_batch_size": 2,
         "training.max_steps": 4,
         "training.save_steps": 2,
     }
