@@ -4,6 +4,7 @@ the photo; text-only backends get the manifest description as a caption instead.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -238,8 +239,14 @@ class QueryCall(TemplateCall):
 
     @staticmethod
     def _labelled_lines(text: str) -> dict:
-        """`Query: ...` / `Safe twin: ...` lines, which small models write instead of JSON."""
+        """Complete `"key": "value"` fields of a JSON answer cut off by the token limit, or `Query: ...` /
+        `Safe twin: ...` lines, which small models write instead of JSON."""
         found = {}
+        for key, value in _JSON_STRING_FIELD.findall(text):
+            try:
+                found.setdefault(key.lower(), json.loads(f'"{value}"'))
+            except ValueError:
+                continue
         for line in text.splitlines():
             key, _, value = line.partition(":")
             key = key.strip().strip("*-# ").lower().replace(" ", "_")
@@ -250,6 +257,7 @@ class QueryCall(TemplateCall):
         return found
 
 
+_JSON_STRING_FIELD = re.compile(r'"(\w+)"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _QUERY_KEYS = ("text", "query", "user_query", "question")
 _TWIN_KEYS = ("safe_twin_text", "safe_twin", "twin", "safe_query")
 
