@@ -76,3 +76,17 @@ def test_text_only_and_unknown_models_are_refused():
         check_architecture(model_config("smollm2"), "smollm2")
     with pytest.raises(RecipeError, match=r"cannot read its config"):
         model_config("nobody/no-such-vlm")
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.parent.name)
+def test_every_recipe_passes_the_pre_training_checks_on_the_committed_sample_release(path, sample_release):
+    import pyarrow.parquet as pq
+
+    import rms_dataset as rms
+    from recipes.train import prepare
+
+    pairs = pq.read_table(sample_release / rms.PAIRS / rms.shard_name("train", 0, 1)).to_pylist()
+    twins = sum(1 for row in pairs if (row["safe_twin_text"] or "").strip())
+    prepared = prepare(load_recipe(path))  # data.sources: rms with the default release (sample_release/)
+    assert prepared.data.label_counts == {"safe": min(len(pairs), twins), "unsafe": min(len(pairs), twins)}
+    assert prepared.data.sources[0].provenance["release"] == str(sample_release)
