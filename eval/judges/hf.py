@@ -121,7 +121,8 @@ class HFJudge(Judge):
         import torch
 
         with torch.inference_mode():
-            logits = self.loaded.model(**batch).logits[:, -1, :]
+            # Only the last position's logits are needed: skip the vocabulary projection everywhere else.
+            logits = self.loaded.model(**batch, logits_to_keep=1).logits[:, -1, :]
         return [
             Prediction(label=UNSAFE if p >= 0.5 else SAFE, p_unsafe=p)
             for p in self._label_probability(logits)
