@@ -8,8 +8,9 @@
 * ``ChatRequest.json_schema`` is sent as ``response_format={"type": "json_schema", ...}``. If the server
   answers 400 naming ``response_format``, the request is sent once more without it and the backend stops
   asking for structured output (the prompt itself must still ask for JSON; the parser is tolerant).
-* The API key is read from the environment variable named by ``api_key_env`` (default ``OPENAI_API_KEY``;
-  local servers need none). It never appears in errors, logs or ``repr``.
+* The API key is read from the environment variable named by ``api_key_env``; without it, ``OPENAI_API_KEY``
+  is used for api.openai.com only and no key is sent elsewhere (local servers need none). The key never
+  appears in errors, logs or ``repr``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import logging
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,6 +29,7 @@ from generation.llm.retry import RetryPolicy, TransientError, parse_retry_after,
 log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+OPENAI_HOST = "api.openai.com"
 _RETRYABLE_STATUS = {408, 409, 425, 429}
 _BODY_EXCERPT = 300
 _SPEC_KEYS = {
@@ -80,14 +83,20 @@ class OpenAIBackend:
         self.max_tokens_field = max_tokens_field
         self.extra_body = dict(extra_body or {})
         self._headers = dict(headers or {})
-        env_name = api_key_env or DEFAULT_API_KEY_ENV
-        self._api_key = os.environ.get(env_name) or None
-        if api_key_env and self._api_key is None:
-            raise ValueError(
-                f"backend 'openai': api_key_env names ${api_key_env}, which is not set; export it "
-                "(or drop api_key_env for a local server that needs no key)"
-            )
-        self.api_key_env = env_name
+        if api_key_env:
+            self._api_key = os.environ.get(api_key_env) or None
+            if self._api_key is None:
+                raise ValueError(
+                    f"backend 'openai': api_key_env names ${api_key_env}, which is not set; export it "
+                    "(or drop api_key_env for a local server that needs no key)"
+                )
+        elif urlsplit(self.base_url).hostname == OPENAI_HOST:
+            api_key_env = DEFAULT_API_KEY_ENV
+            self._api_key = os.environ.get(api_key_env) or None
+        else:
+            # Never send $OPENAI_API_KEY to a server it was not named for.
+            self._api_key = None
+        self.api_key_env = api_key_env
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -213,5 +222,5 @@ class OpenAIBackend:
         # else: the connections belong to a loop that has ended; they died with it.
 
     def __repr__(self) -> str:
-        key = f"${self.api_key_env} set" if self._api_key else "no key"
+        key = f"key from ${self.api_key_env}" if self._api_key else "no key"
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, {key})"

@@ -73,7 +73,7 @@ def test_gives_up_after_max_retries_with_status_and_body_but_never_the_key(scrip
     assert "gave up after 3 attempts" in message and "HTTP 503" in message and "bad key: Bearer ***" in message
     assert SECRET not in message and SECRET[:8] not in message
     assert caught.value.status == 503
-    assert SECRET not in repr(backend) and "RMS_TEST_KEY" in repr(backend)
+    assert SECRET not in repr(backend) and "key from $RMS_TEST_KEY" in repr(backend)
 
 
 def test_client_errors_fail_at_once(scripted_server, monkeypatch):
@@ -149,3 +149,24 @@ def test_backoff_is_full_jitter_capped_and_retry_after_is_capped_too():
     assert all(0 <= d <= 4.0 for d in delays) and max(delays) > 2.0
     assert all(policy.delay(0) <= 1.0 for _ in range(50))
     assert policy.delay(0, retry_after=120) == 4.0
+
+
+def test_retry_after_as_an_http_date_is_honoured(scripted_server, monkeypatch):
+    when = formatdate(time.time() + 2, usegmt=True)  # whole seconds: 1-2 s from now
+    scripted_server.replies = [Reply(503, "busy", {"Retry-After": when}), Reply(body=completion_body("done"))]
+    assert chat(backend_for(scripted_server, monkeypatch)).text == "done"
+    first, second = scripted_server.received
+    assert second.at - first.at >= 0.9
+
+
+def test_openai_key_is_sent_only_where_it_was_meant_to_go(scripted_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    # A third-party or local server without api_key_env gets no Authorization header...
+    local = make_backend({"backend": "openai", "model": "m", "base_url": scripted_server.base_url})
+    chat(local)
+    assert "Authorization" not in scripted_server.received[0].headers
+    assert repr(local).endswith("no key)")
+    # ...while api.openai.com picks up $OPENAI_API_KEY by default (not called here: no internet).
+    official = make_backend({"backend": "openai", "model": "gpt-4o"})
+    assert official.api_key_env == "OPENAI_API_KEY" and SECRET not in repr(official)
+    assert repr(official) == "OpenAIBackend(model='gpt-4o', base_url='https://api.openai.com/v1', key from $OPENAI_API_KEY)"
