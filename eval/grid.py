@@ -191,12 +191,10 @@ def cell_path(out: Path, run: Run, spec: BenchmarkSpec) -> Path:
 
 
 def _finished(path: Path) -> bool:
+    """A cell is finished when its result file exists and reads (another schema version is an error)."""
     if not path.exists():
         return False
-    try:
-        read_result(path)
-    except ResultSchemaError:
-        raise
+    read_result(path)
     return True
 
 
@@ -275,16 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         grid = load_grid(args.grid)
-    except GridError as error:
+        if args.dry_run:
+            for run in runs(grid):
+                for spec in held_out(grid, run):
+                    state = "done" if _finished(cell_path(Path(args.out), run, spec)) else "todo"
+                    print(f"{state}  {run.id}  {spec.key}")
+            return 0
+        paths = run_grid(grid, args.out)
+    except (GridError, ResultSchemaError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        for run in runs(grid):
-            for spec in held_out(grid, run):
-                state = "done" if _finished(cell_path(Path(args.out), run, spec)) else "todo"
-                print(f"{state}  {run.id}  {spec.key}")
-        return 0
-    paths = run_grid(grid, args.out)
     print(f"{len(paths)} cells in {args.out}/cells; next: python -m eval.leaderboard {args.out}")
     return 0
 

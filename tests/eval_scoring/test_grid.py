@@ -98,3 +98,14 @@ def test_dry_run_lists_cells_and_a_scale_experiment_expands_fractions(tmp_path, 
         "todo  zero-shot__tiny-llava  eval_fixture__query",
         "todo  zero-shot__tiny-llava  rms__query",
     ]
+
+
+def test_a_cell_of_another_schema_version_stops_the_grid_with_a_clear_error(tmp_path, repo_root, photo_paths, capsys):
+    benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+    path = _write_grid(tmp_path, repo_root, benchmark)
+    stale = tmp_path / "o" / "cells" / "rms-sample__tiny-llava__f1__eval_fixture__query.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"schema_version": "0"}))
+    assert main([str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "eval_fixture__query.json: result schema_version '0'" in err and "delete the file and rerun" in err

@@ -62,3 +62,20 @@ def test_llavaguard_prompt_carries_policy_request_and_response():
     assert custom.build_messages(QUERY)[0]["content"][-1]["text"].startswith("MY POLICY")
     assert custom.version != llavaguard.llavaguard_format().version
     assert custom.supports_fast is False
+
+
+def test_guard_formats_run_on_the_shared_hf_plumbing(tiny_llava_loaded, judge_examples):
+    """No guard weights here: run the guard prompts through the tiny LLaVA to check the plumbing; whatever
+    it writes is either a parsed verdict or counted as unparseable, with the raw text kept."""
+    import pytest
+
+    from eval.judges.hf import FAST, GENERATIVE, HFJudge
+
+    for judge_format in (llama_guard.LLAMA_GUARD_FORMAT, llavaguard.llavaguard_format()):
+        judge = HFJudge(tiny_llava_loaded, mode=GENERATIVE, max_new_tokens=4, judge_format=judge_format)
+        predictions = judge.score(judge_examples[:3])
+        assert len(predictions) == 3
+        assert all(p.raw_text is not None and p.label in (SAFE, UNSAFE, None) for p in predictions)
+        assert judge.describe()["format"] == judge_format.name
+        with pytest.raises(ValueError, match="use mode 'generative'"):
+            HFJudge(tiny_llava_loaded, mode=FAST, judge_format=judge_format)

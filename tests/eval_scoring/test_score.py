@@ -134,3 +134,19 @@ def spec_example(path):
     from eval.score import load_benchmark
 
     return load_benchmark(BenchmarkSpec("eval_fixture", {"annotations": str(path)}, limit=1)).examples[0]
+
+
+def test_score_cli_writes_a_result_and_reuses_predictions(tmp_path, binary_benchmark, capsys):
+    from eval.score import main
+
+    out = tmp_path / "r" / "fixture.json"
+    with _ChatServer(lambda body: "unsafe" if "fire" in _user_text(body) else "safe") as server:
+        argv = ["--benchmark", "eval_fixture", "--option", f"annotations={binary_benchmark}", "--limit", "6",
+                "--kind", "api", "--api-model", "j", "--base-url", server.url, "--out", str(out), "--n-bootstrap", "20"]
+        assert main(argv) == 0
+        assert main(argv) == 0
+        assert len(server.requests) == 6  # the second run read every prediction from the cache
+    result = read_result(out)
+    assert result["benchmark"]["n_items"] == 6 and result["benchmark"]["limit"] == 6
+    assert (tmp_path / "r" / "predictions" / result["judge"]["id"] / "eval_fixture__query.jsonl").is_file()
+    assert "f1 =" in capsys.readouterr().out
