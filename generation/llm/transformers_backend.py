@@ -184,10 +184,29 @@ class TransformersBackend:
 
     # ----------------------------------------------------------------------------------- generation
 
+    def _render_each(self, requests: list[ChatRequest]) -> list[tuple[str, list] | BackendError]:
+        """Render every request; a request that cannot be rendered gets its own error, not its batch's."""
+        rendered = []
+        for request in requests:
+            try:
+                rendered.append(self._render(request))
+            except BackendError as error:
+                rendered.append(error)
+            except Exception as error:
+                rendered.append(BackendError(f"{self.model}: could not render the request: {type(error).__name__}: {error}"))
+        return rendered
+
     def _generate(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+        """Generate one batch of requests (raises the first rendering error)."""
+        rendered = self._render_each(requests)
+        for item in rendered:
+            if isinstance(item, BackendError):
+                raise item
+        return self._generate_rendered(requests, rendered)
+
+    def _generate_rendered(self, requests: list[ChatRequest], rendered: list[tuple[str, list]]) -> list[ChatResponse]:
         """Generate one batch (runs in a worker thread)."""
         torch = self._torch
-        rendered = [self._render(request) for request in requests]
         texts = [text for text, _ in rendered]
         images = [image for _, request_images in rendered for image in request_images]
         if self.is_vlm:
@@ -236,8 +255,18 @@ class TransformersBackend:
                 batch = [p for p in self._pending if _batch_key(p.request) == key][: self.batch_size]
                 taken = set(map(id, batch))
                 self._pending = [p for p in self._pending if id(p) not in taken]
+                rendered = await asyncio.to_thread(self._render_each, [p.request for p in batch])
+                for pending, item in zip(batch, rendered):
+                    if isinstance(item, BackendError) and not pending.future.done():
+                        pending.future.set_exception(item)
+                good = [(p, item) for p, item in zip(batch, rendered) if not isinstance(item, BackendError)]
+                if not good:
+                    continue
+                batch = [p for p, _ in good]
                 try:
-                    responses = await asyncio.to_thread(self._generate, [p.request for p in batch])
+                    responses = await asyncio.to_thread(
+                        self._generate_rendered, [p.request for p in batch], [item for _, item in good]
+                    )
                 except Exception as error:  # fail this batch's calls, keep serving the others
                     failure = error if isinstance(error, BackendError) else BackendError(
                         f"{self.model}: generation failed: {type(error).__name__}: {error}"

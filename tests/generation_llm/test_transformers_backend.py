@@ -93,3 +93,18 @@ def test_two_roles_naming_the_same_model_share_one_loaded_copy(smollm2_backend):
     verifier = make_backend({"backend": "transformers", "model": "smollm2", "batch_size": 2, "device": "cpu"})
     assert verifier.hf_model is smollm2_backend.hf_model
     assert verifier.batch_size == 2 and smollm2_backend.batch_size == 4
+
+
+def test_a_bad_request_fails_alone_and_its_batch_mates_are_answered(tiny_llava_backend):
+    bad = ChatRequest(messages=({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA"}}]},), max_tokens=4)
+    good = text_request("Hello", max_tokens=4)
+
+    async def main():
+        try:
+            return await asyncio.gather(tiny_llava_backend.chat(bad), tiny_llava_backend.chat(good), return_exceptions=True)
+        finally:
+            await tiny_llava_backend.aclose()
+
+    failed, answered = asyncio.run(main())
+    assert isinstance(failed, BackendError) and "could not render the request" in str(failed)
+    assert answered.text == tiny_llava_backend.chat_batch_sync([good])[0].text
