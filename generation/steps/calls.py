@@ -15,7 +15,10 @@ from generation.llm.json_parse import parse_json
 from generation.prompts import Prompt, load_prompt
 from rms_dataset import SAFE, UNSAFE
 
+from .dedup import jaccard, shingles
 from .records import ImageRecord, Risk
+
+EXEMPLAR_COPY_THRESHOLD = 0.5  # word 3-shingle Jaccard with an exemplar's query above which a query is a copy
 
 _REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t|i cannot|i won'?t|as an ai)", re.IGNORECASE)
 
@@ -235,6 +238,9 @@ class QueryCall(TemplateCall):
             raise ParseError(f"the answer needs a non-empty query and safe twin (got keys {sorted(data)})")
         if " ".join(text.lower().split()) == " ".join(twin.lower().split()):
             raise ParseError("the safe twin is identical to the query")
+        for example in item.exemplars if item is not None else ():
+            if jaccard(shingles(text), shingles(example["text"])) >= EXEMPLAR_COPY_THRESHOLD:
+                raise ParseError("the query copies a few-shot exemplar instead of writing one for this scene")
         return Query(text, twin)
 
     @staticmethod

@@ -21,6 +21,20 @@ def test_query_parser_accepts_json_truncated_json_and_labelled_lines():
             call.parse(None, ChatResponse(bad))
 
 
+def test_a_query_copied_from_a_few_shot_exemplar_is_refused():
+    from generation.steps.calls import QueryItem
+    from generation.steps.records import Risk
+
+    example = {"scene": "s", "risk_category": "c", "risk_rationale": "r", "safe_twin_text": "t",
+               "text": "Tomorrow's an all-day beach trip, so I'll just toss these in my backpack for lunch."}
+    item = QueryItem(photo=None, scene="s", risk=Risk("c", "c", "r"), exemplars=(example,))
+    copied = '{"text": "Tomorrow is an all-day beach trip, so I will just toss these in my backpack for lunch.", "safe_twin_text": "x"}'
+    with pytest.raises(ParseError, match="copies a few-shot exemplar"):
+        QueryCall(vision=False).parse(item, ChatResponse(copied))
+    fresh = '{"text": "Can I leave the kids to play by the water while I nap?", "safe_twin_text": "Can I nap in the shade?"}'
+    assert QueryCall(vision=False).parse(item, ChatResponse(fresh)).text.startswith("Can I leave")
+
+
 def test_verdict_parser_reads_json_or_a_bare_word_and_rejects_refusals():
     assert parse_verdict_answer(ChatResponse('{"verdict": "UNSAFE", "reason": "edge"}')).verdict == "unsafe"
     assert parse_verdict_answer(ChatResponse("I think this is unsafe because ...")).verdict == "unsafe"
