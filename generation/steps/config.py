@@ -7,7 +7,7 @@ paths (input, exemplars) are resolved against the current directory, then agains
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ class RunConfig:
         for role in ("generator", "verifier"):
             if not isinstance(data[role], dict) or "backend" not in data[role] or "model" not in data[role]:
                 raise ValueError(f"{where}: '{role}' must be a mapping with 'backend' and 'model'")
-        if not isinstance(data["input"], dict) or "path" not in data["input"]:
+        if not isinstance(data["input"], dict) or not ("path" in data["input"] or "dataset" in data["input"]):
             raise ValueError(f"{where}: 'input' must be a mapping with 'kind' and 'path'")
         config = cls(**data)
         config.ingest_options()  # validate keys early
@@ -83,12 +83,17 @@ class RunConfig:
 
     def resolved_input(self) -> dict[str, Any]:
         spec = dict(self.input)
-        if spec.get("kind", "folder") != "dataset" or Path(spec["path"]).exists():
+        if "path" in spec and (spec.get("kind", "folder") != "dataset" or Path(spec["path"]).exists()):
             spec["path"] = str(resolve_path(spec["path"]))
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data (YAML/JSON-safe); an in-memory input Dataset is recorded by its fingerprint."""
+        dataset = self.input.get("dataset")
+        if dataset is None or isinstance(dataset, str):
+            return asdict(self)
+        described = f"in-memory Dataset ({len(dataset)} rows, fingerprint {getattr(dataset, '_fingerprint', '?')})"
+        return asdict(replace(self, input={**self.input, "dataset": described}))
 
 
 def resolve_path(path: str | Path) -> Path:

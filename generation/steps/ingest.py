@@ -6,7 +6,8 @@ Inputs (the run config's `input:` section):
   ``source`` or ``source_repo``/``source_path``/``commit``, optional ``attribution_url`` and ``description``).
 * ``kind: manifest``: a CSV or JSONL file with one row per image: ``file`` (or ``path``, relative to the
   manifest), ``source``, ``license``, optional ``attribution_url``, ``description``.
-* ``kind: dataset``: a `datasets` image column: a Hub id or a local dataset directory (``path``), ``split``,
+* ``kind: dataset``: a `datasets` image column: a Hub id or a local dataset directory (``path``) or an
+  in-memory ``datasets.Dataset`` (``dataset``, from Python), ``split``,
   ``image_column``, and either ``source``/``license`` (fixed values) or ``source_column``/``license_column``.
 
 Normalisation: EXIF orientation applied, RGB (CMYK converted, 16-bit scaled to 8-bit, palette/alpha
@@ -232,8 +233,10 @@ def _read_folder(folder: Path, manifest_name: str) -> Iterator[RawImage]:
 def _read_dataset(spec: dict[str, Any]) -> Iterator[RawImage]:
     import datasets
 
-    name, split, column = spec["path"], spec.get("split", "train"), spec.get("image_column", "image")
-    if Path(name).is_dir() and (Path(name) / "dataset_info.json").exists():
+    name, split, column = spec.get("path", "dataset"), spec.get("split", "train"), spec.get("image_column", "image")
+    if spec.get("dataset") is not None:  # an in-memory datasets.Dataset (programmatic use)
+        table = spec["dataset"]
+    elif Path(name).is_dir() and (Path(name) / "dataset_info.json").exists():
         table = datasets.load_from_disk(name)
         table = table[split] if isinstance(table, datasets.DatasetDict) else table
     else:

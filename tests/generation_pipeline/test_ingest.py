@@ -127,3 +127,5 @@ def test_dataset_input_reads_an_image_column(tmp_path):
     raws = list(read_inputs({"kind": "dataset", "path": str(tmp_path / "ds"), "license": "CC BY 2.0", "source_column": "credit"}))
     assert [r.source for r in raws] == ["a", "b"] and all(r.license == "CC BY 2.0" and r.data for r in raws)
     assert len(ingest(raws).images) == 2
+    in_memory = list(read_inputs({"kind": "dataset", "dataset": table, "license": "CC0", "source": "mine"}))
+    assert [r.data for r in in_memory] == [r.data for r in raws] and in_memory[0].source == "mine"
