@@ -1,6 +1,6 @@
 """Training throughput of the tiny LLaVA judge on CPU (LoRA, fp32): steps/s and samples/s per batch size.
 
-    python bench/recipes_cpu.py [--batch-sizes 1 2 4] [--steps 6] [--warmup 2]
+    python bench/recipes_cpu.py [--batch-sizes 1 2 4] [--steps 6] [--warmup 2] [--threads N]
 
 Runs the real recipe path (recipes/tiny_llava/qlora.yaml -> prepare -> SFTTrainer) on the curated sample
 release built into a temporary folder, times `--steps` optimizer steps after `--warmup` untimed ones, and
@@ -62,11 +62,15 @@ def main() -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per batch size")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice); 1 is much faster on a shared machine")
     args = parser.parse_args()
     if args.warmup < 1 or args.steps < 1:
         parser.error("--warmup and --steps must be at least 1")
     import torch
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         release = build_sample(Path(tmp) / "release", overwrite=True)
         rows = [measure(release, Path(tmp), bs, args.steps, args.warmup) for bs in args.batch_sizes]
