@@ -14,7 +14,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_RECIPE = REPO_ROOT / "recipes" / "tiny_llava" / "qlora.yaml"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package", autouse=True)
+def one_torch_thread():
+    """One intra-op thread for this package's tests. On a shared 2-core machine two OpenMP threads spin-wait
+    for each other whenever one is descheduled: measured here a 135M forward took 6-12 s with 2 threads and
+    1.4 s with 1. On an idle machine 1 thread costs at most 2x. Restored afterwards for other test areas."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="package")
 def curated_release(tmp_path_factory) -> Path:
     """A release written by the real release writer from the committed curated pairs (sample/)."""
     from generation.sample import build_sample
@@ -22,7 +35,7 @@ def curated_release(tmp_path_factory) -> Path:
     return build_sample(tmp_path_factory.mktemp("release") / "rms", overwrite=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tiny_overrides(curated_release) -> dict:
     """The tiny recipe on the curated release: 2 examples (1 safe, 1 unsafe) = one repeated batch."""
     return {
@@ -34,7 +47,7 @@ def tiny_overrides(curated_release) -> dict:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def trained(tmp_path_factory, tiny_overrides):
     """recipes.train.train on the tiny recipe: 4 steps on the same batch, checkpoints at steps 2 and 4."""
     from recipes.train import train
