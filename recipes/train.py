@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from recipes.architectures import check_architecture, check_target_modules, model_config, module_names
-from recipes.config import Recipe, RecipeError, load_recipe, parse_override_args, recipe_from_dict, apply_overrides
+from recipes.config import Recipe, RecipeError, apply_overrides, load_recipe, parse_override_args, recipe_from_dict
 from recipes.data import TrainingData, build_training_data, check_training_data, to_sft_dataset
 from recipes.metadata import METADATA_FILE, build_metadata, write_metadata
 
@@ -155,7 +155,7 @@ def train(recipe: Recipe | str | os.PathLike, overrides: dict[str, Any] | None =
     adapter_dir = output_dir / ADAPTER_SUBDIR
     trainer.save_model(str(adapter_dir))
     trainer.processing_class.save_pretrained(str(adapter_dir))
-    merged_dir = _merge(trainer, output_dir / MERGED_SUBDIR) if merge else None
+    merged_dir = _merge(recipe, adapter_dir, trainer.processing_class, output_dir / MERGED_SUBDIR) if merge else None
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     final_loss = losses[-1] if losses else outcome.training_loss
     metadata = build_metadata(recipe, prepared.data, final_loss=final_loss, global_step=trainer.state.global_step,
@@ -164,22 +164,20 @@ def train(recipe: Recipe | str | os.PathLike, overrides: dict[str, Any] | None =
     return TrainResult(output_dir, adapter_dir, metadata_path, final_loss, trainer.state.global_step, merged_dir)
 
 
-def _merge(trainer, target: Path) -> Path:
+def _merge(recipe: Recipe, adapter_dir: Path, processor, target: Path) -> Path:
     """Merged full weights: the base model reloaded unquantised with the adapter folded in."""
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
     from local_models import resolve_model
 
-    import torch
-
-    recipe_model = trainer.model.peft_config["default"].base_model_name_or_path
-    base = AutoModelForImageTextToText.from_pretrained(resolve_model(recipe_model), dtype=torch.float32
-                                                       if not torch.cuda.is_available() else torch.bfloat16)
-    adapter_dir = Path(trainer.args.output_dir) / ADAPTER_SUBDIR
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    base = AutoModelForImageTextToText.from_pretrained(resolve_model(recipe.model.name_or_path),
+                                                       revision=recipe.model.revision, dtype=dtype)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(target))
-    trainer.processing_class.save_pretrained(str(target))
+    processor.save_pretrained(str(target))
     return target
 
 
