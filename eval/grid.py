@@ -166,7 +166,12 @@ def load_grid(path: str | Path) -> Grid:
         if spec.task not in SOURCES[spec.name].tasks:
             raise GridError(f"{where}: {spec.name} has no task {spec.task!r}")
         benchmarks.append(spec)
-    judge = dict(data.get("judge", {}))
+    judge = dict(data.get("judge") or {})
+    allowed = {"mode", "batch_size", "max_new_tokens", "load_in_4bit"}
+    if set(judge) - allowed:
+        raise GridError(f"{path}: judge: unknown key(s) {sorted(set(judge) - allowed)}; allowed: {sorted(allowed)}")
+    if judge.get("mode", "fast") not in ("fast", "generative"):
+        raise GridError(f"{path}: judge.mode must be 'fast' or 'generative', got {judge['mode']!r}")
     return Grid(data.get("name", path.stem), datasets, models, benchmarks, judge,
                 int(data.get("n_bootstrap", 1000)), int(data.get("seed", 0)), path)
 

@@ -82,6 +82,9 @@ def test_grid_config_errors_name_file_and_entry(tmp_path, repo_root, photo_paths
     bad_recipe = _write_grid(tmp_path, repo_root, benchmark, models=[{"recipe": "recipes/nope/qlora.yaml"}])
     with pytest.raises(GridError, match=r"models\[0\]: recipe 'recipes/nope/qlora.yaml' not found"):
         load_grid(bad_recipe)
+    bad_judge = _write_grid(tmp_path, repo_root, benchmark, judge={"mode": "fast", "temperature": 0.7})
+    with pytest.raises(GridError, match=r"judge: unknown key\(s\) \['temperature'\]"):
+        load_grid(bad_judge)
 
 
 def test_dry_run_lists_cells_and_a_scale_experiment_expands_fractions(tmp_path, repo_root, photo_paths, capsys):

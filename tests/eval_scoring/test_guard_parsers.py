@@ -72,9 +72,9 @@ def test_guard_formats_run_on_the_shared_hf_plumbing(tiny_llava_loaded, judge_ex
     from eval.judges.hf import FAST, GENERATIVE, HFJudge
 
     for judge_format in (llama_guard.LLAMA_GUARD_FORMAT, llavaguard.llavaguard_format()):
-        judge = HFJudge(tiny_llava_loaded, mode=GENERATIVE, max_new_tokens=4, judge_format=judge_format)
-        predictions = judge.score(judge_examples[:3])
-        assert len(predictions) == 3
+        judge = HFJudge(tiny_llava_loaded, mode=GENERATIVE, max_new_tokens=3, judge_format=judge_format)
+        predictions = judge.score(judge_examples[2:4])  # with and without an image
+        assert len(predictions) == 2
         assert all(p.raw_text is not None and p.label in (SAFE, UNSAFE, None) for p in predictions)
         assert judge.describe()["format"] == judge_format.name
         with pytest.raises(ValueError, match="use mode 'generative'"):
