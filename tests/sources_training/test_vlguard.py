@@ -69,3 +69,29 @@ def test_a_malformed_record_is_named(tmp_path):
         list(get_source("vlguard", annotations=str(tmp_path)).examples("train", "query"))
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         list(get_source("vlguard").examples("dev", "query"))
+
+
+def test_hub_images_come_from_the_split_zip_extracted_once(shared_dir, a_photo, tmp_path, monkeypatch):
+    """The Hub path downloads <split>.zip (here: a local zip standing in for hf_hub_download's cached file)."""
+    import zipfile
+
+    import huggingface_hub
+
+    records = _published(shared_dir, "test")
+    archive = tmp_path / "cache" / "test.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(a_photo, f"test/{records[0]['image']}")
+    calls = []
+
+    def fake_download(repo_id, filename, repo_type, revision):
+        calls.append((repo_id, filename, repo_type, revision))
+        return str(archive)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    source = get_source("vlguard", hub_dataset="ys-zong/VLGuard", revision="abc123")
+    first = next(iter(source.examples("test", "query")))
+    assert first.image == str(archive.parent / "test_extracted" / "test" / records[0]["image"])
+    list(source.examples("test", "query"))
+    assert calls == [("ys-zong/VLGuard", "test.zip", "dataset", "abc123")] * 2
+    assert (archive.parent / "test_extracted" / ".complete").exists()
