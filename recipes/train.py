@@ -7,7 +7,7 @@ Programmatic entry point (used by eval's grid): ``train(recipe, overrides) -> Tr
 
 Order of work: load + validate the recipe (keys, types) -> check the architecture and LoRA targets on the
 meta device (no weights) -> read, mix and balance the training data and check labels and images -> only
-then load the model and train with trl's SFTTrainer (loss on the judge's answer tokens only) -> save the
+then load the model, check that no answer is lost to truncation, and train with trl's SFTTrainer (loss on the judge's answer tokens only) -> save the
 LoRA adapter, ``judge_metadata.json`` and, with ``merge``, merged full weights.
 """
 
@@ -134,6 +134,25 @@ def build_trainer(prepared: Prepared):
     )
 
 
+def check_answers_survive_truncation(trainer, prepared: Prepared, batch_size: int = 32) -> None:
+    """Run every row through the trainer's own collator: each must keep at least one supervised (answer) token.
+
+    An example longer than ``training.max_length`` loses its answer to truncation and would train on nothing.
+    """
+    dataset = trainer.train_dataset
+    for start in range(0, len(dataset), batch_size):
+        rows = [dataset[index] for index in range(start, min(start + batch_size, len(dataset)))]
+        labels = trainer.data_collator(rows)["labels"]
+        for offset, row_labels in enumerate(labels):
+            if not (row_labels != -100).any():
+                example = prepared.data.examples[start + offset]
+                raise RecipeError(
+                    f"data: example {example.source}/{example.source_id} is longer than training.max_length="
+                    f"{prepared.recipe.training.max_length} tokens, so its answer is cut off; raise "
+                    "training.max_length or lower data.max_pixels"
+                )
+
+
 def train(recipe: Recipe | str | os.PathLike, overrides: dict[str, Any] | None = None, *, resume: bool = False,
           merge: bool = False) -> TrainResult:
     """Train a judge from a recipe (object or YAML path) with dotted-key overrides; see `TrainResult`.
@@ -151,6 +170,7 @@ def train(recipe: Recipe | str | os.PathLike, overrides: dict[str, Any] | None =
                           "output_dir or delete it")
     prepared = prepare(recipe)
     trainer = build_trainer(prepared)
+    check_answers_survive_truncation(trainer, prepared)
     outcome = trainer.train(resume_from_checkpoint=checkpoint)
     adapter_dir = output_dir / ADAPTER_SUBDIR
     trainer.save_model(str(adapter_dir))

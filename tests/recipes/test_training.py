@@ -129,3 +129,16 @@ def test_cli_check_validates_without_training(curated_release, capsys):
     assert code == 0 and "ok:" in capsys.readouterr().out
     assert main([str(TINY_RECIPE), "--check", "--lora.target_modules", "[qkv_proj]"]) == 2
     assert "'qkv_proj' is not a module of 'tiny-llava'" in capsys.readouterr().err
+
+
+def test_an_example_whose_answer_would_be_truncated_is_refused_before_training(curated_release, tmp_path):
+    from recipes.train import check_answers_survive_truncation
+
+    recipe = load_recipe(TINY_RECIPE, {
+        "data.sources": [{"name": "rms", "options": {"release": str(curated_release)}}],
+        "data.max_train_samples": 2, "training.max_length": 40, "output_dir": str(tmp_path / "short")})
+    prepared = prepare(recipe)
+    trainer = build_trainer(prepared)
+    with pytest.raises(RecipeError, match=r"example rms/\S+ is longer than training.max_length=40 tokens"):
+        check_answers_survive_truncation(trainer, prepared)
+    assert trainer.state.global_step == 0
