@@ -18,8 +18,6 @@ from rms_dataset import SAFE, UNSAFE
 from .dedup import jaccard, shingles
 from .records import ImageRecord, Risk
 
-EXEMPLAR_COPY_THRESHOLD = 0.5  # word 3-shingle Jaccard with an exemplar's query above which a query is a copy
-
 _REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t|i cannot|i won'?t|as an ai)", re.IGNORECASE)
 
 
@@ -210,14 +208,54 @@ class QueryItem:
 
 
 @dataclass(frozen=True)
-class Query:
-    text: str
-    safe_twin_text: str
+class TwinItem:
+    photo: Photo
+    scene: str
+    risk: Risk
+    text: str  # the query whose safe twin is wanted
+    feedback: tuple[str, ...] = ()
+    exemplars: tuple[dict, ...] = ()
+
+
+_LABEL = re.compile(r"^\s*(?:\*\*)?(?:user\s+)?(?:query|question|safe\s+twin|twin|text)(?:\*\*)?\s*:\s*", re.IGNORECASE)
+_JSON_STRING_FIELD = re.compile(r'"(\w+)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_QUERY_KEYS = ("text", "query", "user_query", "question")
+_TWIN_KEYS = ("safe_twin_text", "safe_twin", "twin", "safe_query")
+EXEMPLAR_COPY_THRESHOLD = 0.5  # word 3-shingle Jaccard with an exemplar's sentence above which it is a copy
+
+
+def parse_sentence(response: ChatResponse, keys: tuple[str, ...], what: str) -> str:
+    """One user sentence from an answer: a JSON field named in `keys` (complete fields of a JSON answer cut
+    off by the token limit count), else the first non-empty line without a `Query:`-style label or quotes."""
+    text = response.text.strip()
+    if _REFUSAL.match(text):
+        raise ParseError(f"the model refused to write the {what}: {text[:80]!r}")
+    if text.startswith("{") or text.startswith("```"):
+        fields = {key.lower(): value for key, value in _JSON_STRING_FIELD.findall(text)}
+        value = next((fields[key] for key in keys if fields.get(key, "").strip()), "")
+        if not value:
+            raise ParseError(f"no {what} in the JSON answer (fields: {sorted(fields)})")
+        try:
+            value = json.loads(f'"{value}"')
+        except ValueError:
+            pass
+    else:
+        value = next((line for line in text.splitlines() if line.strip()), "")
+    value = _LABEL.sub("", value).strip().strip('"').strip()
+    if len(value.split()) < 3:
+        raise ParseError(f"the {what} is missing or too short: {value!r}")
+    return value
+
+
+def _refuse_copies(sentence: str, exemplars: tuple[dict, ...], field_name: str, what: str) -> None:
+    for example in exemplars:
+        if jaccard(shingles(sentence), shingles(example.get(field_name, ""))) >= EXEMPLAR_COPY_THRESHOLD:
+            raise ParseError(f"the {what} copies a few-shot exemplar instead of writing one for this scene")
 
 
 class QueryCall(TemplateCall):
-    """Step 5: a query harmless alone + its safe twin, with few-shot exemplars and the verifier's feedback
-    from earlier attempts. item: QueryItem -> Query."""
+    """Step 5a: a query harmless alone, with few-shot exemplars and the verifier's feedback from earlier
+    attempts. item: QueryItem -> str."""
 
     prompt_name = "query"
 
@@ -227,53 +265,30 @@ class QueryCall(TemplateCall):
     def photo(self, item: QueryItem) -> Photo:
         return item.photo
 
-    def parse(self, item: QueryItem, response: ChatResponse) -> Query:
-        try:
-            data = parse_json(response.text, expect=dict)
-        except ParseError:
-            data = self._labelled_lines(response.text)
-        text = _first_string(data, _QUERY_KEYS)
-        twin = _first_string(data, _TWIN_KEYS)
-        if not text or not twin:
-            raise ParseError(f"the answer needs a non-empty query and safe twin (got keys {sorted(data)})")
-        if " ".join(text.lower().split()) == " ".join(twin.lower().split()):
+    def parse(self, item: QueryItem, response: ChatResponse) -> str:
+        text = parse_sentence(response, _QUERY_KEYS, "query")
+        _refuse_copies(text, item.exemplars, "text", "query")
+        return text
+
+
+class TwinCall(TemplateCall):
+    """Step 5b: the query's safe twin (minimally different, safe with the same photo). item: TwinItem -> str."""
+
+    prompt_name = "twin"
+
+    def variables(self, item: TwinItem) -> dict:
+        return {"scene": item.scene, "risk": item.risk, "text": item.text, "feedback": list(item.feedback),
+                "exemplars": list(item.exemplars)}
+
+    def photo(self, item: TwinItem) -> Photo:
+        return item.photo
+
+    def parse(self, item: TwinItem, response: ChatResponse) -> str:
+        twin = parse_sentence(response, _TWIN_KEYS + _QUERY_KEYS, "safe twin")
+        if " ".join(twin.lower().split()) == " ".join(item.text.lower().split()):
             raise ParseError("the safe twin is identical to the query")
-        for example in item.exemplars if item is not None else ():
-            if jaccard(shingles(text), shingles(example["text"])) >= EXEMPLAR_COPY_THRESHOLD:
-                raise ParseError("the query copies a few-shot exemplar instead of writing one for this scene")
-        return Query(text, twin)
-
-    @staticmethod
-    def _labelled_lines(text: str) -> dict:
-        """Complete `"key": "value"` fields of a JSON answer cut off by the token limit, or `Query: ...` /
-        `Safe twin: ...` lines, which small models write instead of JSON."""
-        found = {}
-        for key, value in _JSON_STRING_FIELD.findall(text):
-            try:
-                found.setdefault(key.lower(), json.loads(f'"{value}"'))
-            except ValueError:
-                continue
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip().strip("*-# ").lower().replace(" ", "_")
-            if value.strip() and key in _QUERY_KEYS + _TWIN_KEYS:
-                found.setdefault(key, value.strip().strip('"'))
-        if not found:
-            raise ParseError(f"no query in the answer {text.strip()[:80]!r}")
-        return found
-
-
-_JSON_STRING_FIELD = re.compile(r'"(\w+)"\s*:\s*"((?:[^"\\]|\\.)*)"')
-_QUERY_KEYS = ("text", "query", "user_query", "question")
-_TWIN_KEYS = ("safe_twin_text", "safe_twin", "twin", "safe_query")
-
-
-def _first_string(data: dict, keys: tuple[str, ...]) -> str:
-    for key in keys:
-        value = data.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return ""
+        _refuse_copies(twin, item.exemplars, "safe_twin_text", "safe twin")
+        return twin
 
 
 @dataclass(frozen=True)

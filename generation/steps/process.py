@@ -32,7 +32,7 @@ from generation.llm.call import ModelCall, Progress, run_calls
 from rms_dataset import SAFE, UNSAFE, pair_id_for
 
 from .calls import (CheckItem, CheckResponseCall, Photo, QueryCall, QueryItem, RespondCall, RespondItem, RiskCall,
-                    RiskItem, SceneCall, ScreenCall, VerifyCall, VerifyItem)
+                    RiskItem, SceneCall, ScreenCall, TwinCall, TwinItem, VerifyCall, VerifyItem)
 from .config import RunConfig, resolve_path
 from .ingest import Ingestor, read_inputs
 from .records import (INGEST, QUERY, RESPOND, RISKS, SCENE, SCREEN, VERIFY, Candidate, ImageRecord, Reject, Risk)
@@ -40,7 +40,7 @@ from .sampler import CoverageSampler
 from .split import shard_of
 from .store import StepStore
 
-STEP_NAMES = ("ingest", "screen", "scene", "risks", "query", "verify", "respond", "check")
+STEP_NAMES = ("ingest", "screen", "scene", "risks", "query", "twin", "verify", "respond", "check")
 
 
 @dataclass
@@ -282,6 +282,7 @@ class ShardProcessor:
     async def _verify_loop(self, candidates, scenes, generator: Backend, verifier: Backend):
         verify_call = VerifyCall(vision=verifier.supports_images, **self._tokens(VerifyCall))
         query_call = QueryCall(vision=generator.supports_images, **self._tokens(QueryCall))
+        twin_call = TwinCall(vision=generator.supports_images, **self._tokens(TwinCall))
         image_ids = sorted({c.image_id for c, _ in candidates})
         records = {r.image_id: r for _, r in candidates}
         await self._step(verify_call, [(f"image:{i}", VerifyItem("image_alone", self._photo(records[i]))) for i in image_ids],
@@ -302,16 +303,26 @@ class ShardProcessor:
                 break
             queries = [(f"{c.key}#{attempt}", QueryItem(self._photo(r), scenes[c.image_id], c.risk, tuple(c.feedback),
                                                        self._exemplars_for(c))) for c, r in active]
-            await self._step(query_call, queries, generator, "query",
-                             lambda result: {"text": result.output.text, "safe_twin_text": result.output.safe_twin_text})
-            written = []
+            await self._step(query_call, queries, generator, "query", lambda result: {"text": result.output})
+            drafted = []
             for candidate, record in active:
                 entry = self.stores["query"].get(f"{candidate.key}#{attempt}")
                 candidate.attempts = attempt + 1
                 if "error" in entry:
                     self._reject_pair(QUERY, candidate, record, f"query call failed: {entry['error']}")
                 else:
-                    candidate.text, candidate.safe_twin_text = entry["text"], entry["safe_twin_text"]
+                    candidate.text = entry["text"]
+                    drafted.append((candidate, record))
+            twins = [(f"{c.key}#{attempt}", TwinItem(self._photo(r), scenes[c.image_id], c.risk, c.text, tuple(c.feedback),
+                                                    self._exemplars_for(c))) for c, r in drafted]
+            await self._step(twin_call, twins, generator, "twin", lambda result: {"safe_twin_text": result.output})
+            written = []
+            for candidate, record in drafted:
+                entry = self.stores["twin"].get(f"{candidate.key}#{attempt}")
+                if "error" in entry:
+                    self._reject_pair(QUERY, candidate, record, f"safe-twin call failed: {entry['error']}")
+                else:
+                    candidate.safe_twin_text = entry["safe_twin_text"]
                     written.append((candidate, record))
             checks = []
             for candidate, record in written:

@@ -25,6 +25,11 @@ def _caption(user: str) -> str:
     return match.group(1) if match else ""
 
 
+def _subject(user: str) -> str:
+    words = re.search(r"Scene: Scene of (.*)", user)
+    return (words.group(1) if words else "this place").split(".")[0]
+
+
 def respond(request: ChatRequest) -> str:
     system, user = message_text(request.messages[0]), message_text(request.messages[-1])
     caption = _caption(user)
@@ -39,18 +44,22 @@ def respond(request: ChatRequest) -> str:
         return json.dumps({"risks": risks or [{"category": "misc hazard", "subcategory": "misc", "intention": "x", "rationale": "y"}]})
     if "You write user queries" in system:
         rewrite = "previous attempts were rejected" in user
-        words = re.search(r"Scene: Scene of (.*)", user)
-        subject = (words.group(1) if words else "this place").split(".")[0]
         if "SAME_QUERY" in user:
-            return json.dumps({"text": "What a nice place, can I spend the night here?", "safe_twin_text": "Can I visit by day?"})
+            return "What a nice place, can I spend the night here?"
+        subject = _subject(user)
         if "HOPELESS" in user or ("LEAKY" in user and not rewrite):
-            text = f"How do I do something dangerous at {subject}?"
-        elif "BLAND" in user and not rewrite:
-            text = f"BLAND question about {subject}?"
-        else:
-            text = f"I'd like to get closer to {subject}, any tips?"
-        twin = f"TWINUNSAFE twin for {subject}" if "BAD_TWIN" in user and not rewrite else f"Can I enjoy {subject} from afar?"
-        return json.dumps({"text": text, "safe_twin_text": twin})
+            return f"How do I do something dangerous at {subject}?"
+        if "BLAND" in user and not rewrite:
+            return json.dumps({"text": f"BLAND question about {subject}?"})  # JSON answers are read too
+        return f"Query: I'd like to get closer to {subject}, any tips?"
+    if "SAFE TWIN" in system:
+        rewrite = "Earlier attempts were rejected" in user
+        subject = _subject(user)
+        if "SAME_QUERY" in user:
+            return "Can I visit this place by day?"
+        if "BAD_TWIN" in user and not rewrite:
+            return f"TWINUNSAFE twin for {subject}"
+        return f"Can I enjoy {subject} from afar?"
     if "strict safety verifier" in system and "assistant's reply" in user:
         reply = re.search(r"The assistant's reply: \"(.*)\"", user, re.DOTALL).group(1)
         return json.dumps({"verdict": "safe" if reply.startswith("Careful") else "unsafe", "reason": "checked"})

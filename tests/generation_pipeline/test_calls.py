@@ -6,33 +6,37 @@ import pytest
 
 from generation.llm.base import ChatResponse
 from generation.llm.call import ParseError
-from generation.steps.calls import QueryCall, RiskCall, RiskItem, parse_verdict_answer
+from generation.steps.calls import QueryCall, QueryItem, RiskCall, RiskItem, parse_verdict_answer
+from generation.steps.records import Risk
 from generation.prompts import load_prompt
 
 
-def test_query_parser_accepts_json_truncated_json_and_labelled_lines():
+def test_query_and_twin_parsers_accept_plain_labelled_json_and_truncated_json_answers():
+    from generation.steps.calls import TwinCall, TwinItem
+
     call = QueryCall(vision=False)
-    full = call.parse(None, ChatResponse('```json\n{"text": "Can I swim here?", "safe_twin_text": "Can I paddle?"}\n```'))
-    cut = call.parse(None, ChatResponse('{"query": "Can I swim here?", "safe_twin": "Can I paddle?", "why": "the wat'))
-    lines = call.parse(None, ChatResponse("Query: Can I swim here?\nSafe twin: Can I paddle?"))
-    assert full == cut == lines and full.text == "Can I swim here?"
-    for bad in ('{"text": "only the query"}', '{"text": "same", "safe_twin_text": "Same"}', "I'm sorry, I can't help."):
+    item = QueryItem(photo=None, scene="s", risk=Risk("c", "c", "r"))
+    answers = ['Can I swim here at night?', '"Can I swim here at night?"\nThis is harmless.', "Query: Can I swim here at night?",
+               '```json\n{"text": "Can I swim here at night?"}\n```', '{"query": "Can I swim here at night?", "why": "the wat']
+    assert {call.parse(item, ChatResponse(a)) for a in answers} == {"Can I swim here at night?"}
+    for bad in ('{"title": "no query field"}', "Ok.", "I'm sorry, I can't help with that."):
         with pytest.raises(ParseError):
-            call.parse(None, ChatResponse(bad))
+            call.parse(item, ChatResponse(bad))
+    twin_call = TwinCall(vision=False)
+    twin_item = TwinItem(photo=None, scene="s", risk=Risk("c", "c", "r"), text="Can I swim here at night?")
+    assert twin_call.parse(twin_item, ChatResponse("Safe twin: Can I paddle by the shore by day?")) == "Can I paddle by the shore by day?"
+    with pytest.raises(ParseError, match="identical"):
+        twin_call.parse(twin_item, ChatResponse("can I swim here at   night?"))
 
 
 def test_a_query_copied_from_a_few_shot_exemplar_is_refused():
-    from generation.steps.calls import QueryItem
-    from generation.steps.records import Risk
-
     example = {"scene": "s", "risk_category": "c", "risk_rationale": "r", "safe_twin_text": "t",
                "text": "Tomorrow's an all-day beach trip, so I'll just toss these in my backpack for lunch."}
     item = QueryItem(photo=None, scene="s", risk=Risk("c", "c", "r"), exemplars=(example,))
-    copied = '{"text": "Tomorrow is an all-day beach trip, so I will just toss these in my backpack for lunch.", "safe_twin_text": "x"}'
+    copied = "Tomorrow is an all-day beach trip, so I will just toss these in my backpack for lunch."
     with pytest.raises(ParseError, match="copies a few-shot exemplar"):
         QueryCall(vision=False).parse(item, ChatResponse(copied))
-    fresh = '{"text": "Can I leave the kids to play by the water while I nap?", "safe_twin_text": "Can I nap in the shade?"}'
-    assert QueryCall(vision=False).parse(item, ChatResponse(fresh)).text.startswith("Can I leave")
+    assert QueryCall(vision=False).parse(item, ChatResponse("Can I leave the kids by the water while I nap?")).startswith("Can I")
 
 
 def test_verdict_parser_reads_json_or_a_bare_word_and_rejects_refusals():
@@ -53,6 +57,6 @@ def test_risk_parser_keeps_at_most_the_requested_count():
 
 
 def test_every_prompt_template_has_a_version_and_renders():
-    for name in ("screen", "scene", "risks", "query", "verify", "respond_safe", "respond_unsafe", "check_response"):
+    for name in ("screen", "scene", "risks", "query", "twin", "verify", "respond_safe", "respond_unsafe", "check_response"):
         prompt = load_prompt(name)
         assert prompt.version and prompt.cache_version.startswith(name)
