@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from judging.records import QUERY, RESPONSE, JudgeExample, Task
+from judging.sources.benchmark_files import BenchmarkReport
 from judging.sources.registry import Source, register_source
 from rms_dataset import PAIRS, RESPONSE_CONFIGS, SAFE, UNSAFE
 
@@ -41,6 +42,7 @@ class RMSSource(Source):
     def __init__(self, release: str | os.PathLike | None = None, revision: str | None = None):
         self.release = str(release) if release is not None else str(DEFAULT_RELEASE)
         self.revision = revision
+        self.report = BenchmarkReport()  # images are embedded in the release: every example has one
         path = Path(self.release).expanduser()
         if path.is_dir():
             if revision is not None:
@@ -68,10 +70,12 @@ class RMSSource(Source):
     def examples(self, split: str = "train", task: Task = QUERY) -> Iterator[JudgeExample]:
         if task not in self.tasks:
             raise ValueError(f"rms: task {task!r} is not supported; supported: {list(self.tasks)}")
-        if task == QUERY:
-            yield from self._query_examples(split)
-        else:
-            yield from self._response_examples(split)
+        self.report = BenchmarkReport()
+        examples = self._query_examples(split) if task == QUERY else self._response_examples(split)
+        for example in examples:
+            self.report.n_examples += 1
+            self.report.n_images_found += 1
+            yield example
 
     def _field(self, row: dict, name: str, config: str, split: str, index: int):
         value = row.get(name)

@@ -59,3 +59,10 @@ def test_unknown_split_and_bad_release_are_clear_errors(curated_release, tmp_pat
         get_source("rms", release=str(tmp_path / "nowhere"))
     with pytest.raises(ReleaseError, match="revision"):
         get_source("rms", release=str(curated_release), revision="v1")
+
+
+def test_the_report_counts_examples_like_the_benchmark_sources(curated_release):
+    source = get_source("rms", release=str(curated_release))
+    examples = list(source.examples("test", "query"))
+    assert source.report.n_examples == source.report.n_images_found == len(examples)
+    assert source.report.missing_images == []
