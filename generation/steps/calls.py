@@ -247,10 +247,11 @@ def parse_sentence(response: ChatResponse, keys: tuple[str, ...], what: str) -> 
     return value
 
 
-def _refuse_copies(sentence: str, exemplars: tuple[dict, ...], field_name: str, what: str) -> None:
+def _refuse_copies(sentence: str, exemplars: tuple[dict, ...], what: str) -> None:
     for example in exemplars:
-        if jaccard(shingles(sentence), shingles(example.get(field_name, ""))) >= EXEMPLAR_COPY_THRESHOLD:
-            raise ParseError(f"the {what} copies a few-shot exemplar instead of writing one for this scene")
+        for field_name in ("text", "safe_twin_text"):
+            if jaccard(shingles(sentence), shingles(example.get(field_name, ""))) >= EXEMPLAR_COPY_THRESHOLD:
+                raise ParseError(f"the {what} copies a few-shot exemplar instead of writing one for this scene")
 
 
 class QueryCall(TemplateCall):
@@ -267,7 +268,7 @@ class QueryCall(TemplateCall):
 
     def parse(self, item: QueryItem, response: ChatResponse) -> str:
         text = parse_sentence(response, _QUERY_KEYS, "query")
-        _refuse_copies(text, item.exemplars, "text", "query")
+        _refuse_copies(text, item.exemplars, "query")
         return text
 
 
@@ -287,7 +288,7 @@ class TwinCall(TemplateCall):
         twin = parse_sentence(response, _TWIN_KEYS + _QUERY_KEYS, "safe twin")
         if " ".join(twin.lower().split()) == " ".join(item.text.lower().split()):
             raise ParseError("the safe twin is identical to the query")
-        _refuse_copies(twin, item.exemplars, "safe_twin_text", "safe twin")
+        _refuse_copies(twin, item.exemplars, "safe twin")
         return twin
 
 

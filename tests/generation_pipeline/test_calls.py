@@ -37,6 +37,11 @@ def test_a_query_copied_from_a_few_shot_exemplar_is_refused():
     with pytest.raises(ParseError, match="copies a few-shot exemplar"):
         QueryCall(vision=False).parse(item, ChatResponse(copied))
     assert QueryCall(vision=False).parse(item, ChatResponse("Can I leave the kids by the water while I nap?")).startswith("Can I")
+    from generation.steps.calls import TwinCall, TwinItem
+
+    twin_item = TwinItem(photo=None, scene="s", risk=Risk("c", "c", "r"), text="Can I nap here?", exemplars=(example,))
+    with pytest.raises(ParseError, match="copies a few-shot exemplar"):  # copying the example's query as a twin
+        TwinCall(vision=False).parse(twin_item, ChatResponse(example["text"]))
 
 
 def test_verdict_parser_reads_json_or_a_bare_word_and_rejects_refusals():
