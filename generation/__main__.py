@@ -20,6 +20,12 @@ COMMANDS = {
 }
 
 
+def _summary(doc: str) -> str | None:
+    """The docstring's first sentence (it may wrap over several lines)."""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    return paragraph.split(". ")[0].rstrip(".") + "." if paragraph else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m generation", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -32,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         doc = (module.__doc__ or "").strip()
         sub = commands.add_parser(
-            name, help=doc.splitlines()[0] if doc else None, description=doc,
+            name, help=_summary(doc), description=doc,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(sub)
