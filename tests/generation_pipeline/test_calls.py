@@ -65,3 +65,15 @@ def test_every_prompt_template_has_a_version_and_renders():
     for name in ("screen", "scene", "risks", "query", "twin", "verify", "respond_safe", "respond_unsafe", "check_response"):
         prompt = load_prompt(name)
         assert prompt.version and prompt.cache_version.startswith(name)
+
+
+def test_vision_backends_get_the_pixels_and_text_only_backends_the_caption():
+    from generation.llm.base import decode_data_url, image_url_of
+    from generation.steps.calls import Photo, ScreenCall
+    from generation.steps.records import ImageRecord
+
+    photo = Photo(ImageRecord("id", "f.jpg", "src", "CC0", "", "a kitchen with a gas stove", "0" * 16, 8, 8), b"\xff\xd8jpeg")
+    vision = ScreenCall(vision=True).request(photo).messages[-1]["content"]
+    assert decode_data_url(image_url_of(vision[0])) == b"\xff\xd8jpeg" and "gas stove" not in vision[1]["text"]
+    text_only = ScreenCall(vision=False).request(photo).messages[-1]["content"]
+    assert isinstance(text_only, str) and "a kitchen with a gas stove" in text_only
