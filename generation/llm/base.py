@@ -24,6 +24,11 @@ class ChatRequest:
     max_tokens: int = 512
     json_schema: dict | None = None  # ask for structured output when the backend supports it
     seed: int | None = 0
+    # Choice scoring instead of generation: the answer is the log-probability of the first token of each
+    # choice right after `answer_prefix`, returned as JSON text {"choice_logprobs": {choice: logprob}}.
+    # Backends without access to logits raise BackendError (see TransformersBackend).
+    choices: tuple[str, ...] | None = None
+    answer_prefix: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.messages, list):
@@ -39,6 +44,10 @@ class ChatRequest:
             raise ValueError(f"ChatRequest.max_tokens must be positive, got {self.max_tokens}")
         if self.temperature < 0:
             raise ValueError(f"ChatRequest.temperature must be >= 0, got {self.temperature}")
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
+            if len(set(self.choices)) < 2 or not all(isinstance(c, str) and c for c in self.choices):
+                raise ValueError(f"ChatRequest.choices needs at least two distinct non-empty strings, got {self.choices!r}")
 
     def with_seed(self, seed: int | None) -> ChatRequest:
         return replace(self, seed=seed)

@@ -66,6 +66,8 @@ def cache_key(*, model: str, call_name: str, template_version: str, request: Cha
         "json_schema": request.json_schema,
         "seed": request.seed,
     }
+    if request.choices is not None:  # only scoring requests carry these (generation keys stay unchanged)
+        payload.update(choices=list(request.choices), answer_prefix=request.answer_prefix)
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

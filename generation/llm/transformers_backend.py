@@ -78,7 +78,10 @@ def _load(path: str, is_vlm: bool, device: str, dtype: str, trust_remote_code: b
 
 
 def _batch_key(request: ChatRequest) -> tuple:
-    """Requests generated together must share these settings (the seed only matters when sampling)."""
+    """Requests generated together must share these settings (the seed only matters when sampling);
+    choice-scoring requests are batched only with each other."""
+    if request.choices is not None:
+        return ("score",)
     sampling = request.temperature > 0
     return (request.max_tokens, request.temperature, request.seed if sampling else None)
 
@@ -159,7 +162,7 @@ class TransformersBackend:
                     )
                 messages.append({"role": message["role"], "content": message_text(message)})
             text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            return text, []
+            return text + request.answer_prefix, []
         images = []
         messages = []
         for message in request.messages:
@@ -180,7 +183,7 @@ class TransformersBackend:
                         parts.append({"type": "text", "text": part["text"]})
             messages.append({"role": message["role"], "content": parts})
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return text, images
+        return text + request.answer_prefix, images
 
     # ----------------------------------------------------------------------------------- generation
 
@@ -204,9 +207,7 @@ class TransformersBackend:
                 raise item
         return self._generate_rendered(requests, rendered)
 
-    def _generate_rendered(self, requests: list[ChatRequest], rendered: list[tuple[str, list]]) -> list[ChatResponse]:
-        """Generate one batch (runs in a worker thread)."""
-        torch = self._torch
+    def _inputs(self, rendered: list[tuple[str, list]]):
         texts = [text for text, _ in rendered]
         images = [image for _, request_images in rendered for image in request_images]
         if self.is_vlm:
@@ -215,7 +216,38 @@ class TransformersBackend:
             )
         else:
             inputs = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
-        inputs = inputs.to(self.device)
+        return inputs.to(self.device)
+
+    def _choice_token_ids(self, choices: tuple[str, ...]) -> dict[str, int]:
+        ids = {choice: self.tokenizer.encode(choice, add_special_tokens=False)[0] for choice in choices}
+        if len(set(ids.values())) < len(ids):
+            raise BackendError(f"{self.model}: the choices {list(choices)} do not start with distinct tokens")
+        return ids
+
+    def _score_rendered(self, requests: list[ChatRequest], rendered: list[tuple[str, list]]) -> list[ChatResponse]:
+        """One forward pass; each choice's first-token log-probability at the last position (left padding)."""
+        import json
+
+        torch = self._torch
+        inputs = self._inputs(rendered)
+        with self._generate_lock, torch.inference_mode():
+            logits = self.hf_model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        responses = []
+        for row, request in enumerate(requests):
+            ids = self._choice_token_ids(request.choices)
+            scores = {choice: round(float(logprobs[row, token]), 6) for choice, token in ids.items()}
+            prompt_tokens = int(inputs["attention_mask"][row].sum())
+            responses.append(ChatResponse(json.dumps({"choice_logprobs": scores}), Usage(prompt_tokens, 0), "stop"))
+        self.batches_run.append(len(requests))
+        return responses
+
+    def _generate_rendered(self, requests: list[ChatRequest], rendered: list[tuple[str, list]]) -> list[ChatResponse]:
+        """Generate (or, for choice-scoring requests, score) one batch (runs in a worker thread)."""
+        if requests[0].choices is not None:
+            return self._score_rendered(requests, rendered)
+        torch = self._torch
+        inputs = self._inputs(rendered)
         first = requests[0]
         sampling = first.temperature > 0
         settings = {"max_new_tokens": first.max_tokens, "do_sample": sampling, "pad_token_id": self.tokenizer.pad_token_id}

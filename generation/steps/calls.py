@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from generation.llm.base import ChatRequest, ChatResponse, image_part
@@ -310,9 +310,27 @@ _SHOWN = {
 
 
 class VerifyCall(TemplateCall):
-    """Step 6: one information-complementarity check by the verifier. item: VerifyItem -> Verdict."""
+    """Step 6: one information-complementarity check by the verifier. item: VerifyItem -> Verdict.
+
+    With `verdict_threshold` set, the verdict is read from the verifier's next-token log-probabilities after
+    `{"verdict": "` instead of from generated text: unsafe when log P(unsafe) - log P(safe) > threshold.
+    Small models answer "safe" to almost everything when they generate, yet their log-odds still rank a
+    risky pair above its parts; the threshold calibrates that bias (see docs/generation.md)."""
 
     prompt_name = "verify"
+    VERDICT_PREFIX = '{"verdict": "'
+
+    def __init__(self, *, verdict_threshold: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.verdict_threshold = verdict_threshold
+        if verdict_threshold is not None:
+            self.template_version = f"{self.template_version}+logodds>{verdict_threshold}"
+
+    def request(self, item) -> ChatRequest:
+        request = super().request(item)
+        if self.verdict_threshold is None:
+            return request
+        return replace(request, choices=(SAFE, UNSAFE), answer_prefix=self.VERDICT_PREFIX, max_tokens=1)
 
     def variables(self, item: VerifyItem) -> dict:
         return {"shown": _SHOWN[item.check], "with_image": item.photo is not None, "text": item.text}
@@ -321,7 +339,14 @@ class VerifyCall(TemplateCall):
         return item.photo
 
     def parse(self, item: VerifyItem, response: ChatResponse) -> Verdict:
-        return parse_verdict_answer(response)
+        if self.verdict_threshold is None:
+            return parse_verdict_answer(response)
+        scores = parse_json(response.text, expect=dict).get("choice_logprobs") or {}
+        if SAFE not in scores or UNSAFE not in scores:
+            raise ParseError(f"no choice log-probabilities for safe/unsafe in {response.text[:80]!r}")
+        log_odds = scores[UNSAFE] - scores[SAFE]
+        verdict = UNSAFE if log_odds > self.verdict_threshold else SAFE
+        return Verdict(verdict, f"log-odds unsafe:safe {log_odds:+.2f} vs threshold {self.verdict_threshold:+.2f}")
 
 
 @dataclass(frozen=True)

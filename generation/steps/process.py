@@ -280,7 +280,8 @@ class ShardProcessor:
                                     "feedback": list(candidate.feedback), "image_file": record.filename}))
 
     async def _verify_loop(self, candidates, scenes, generator: Backend, verifier: Backend):
-        verify_call = VerifyCall(vision=verifier.supports_images, **self._tokens(VerifyCall))
+        verify_call = VerifyCall(vision=verifier.supports_images, verdict_threshold=self.config.verdict_threshold,
+                                 **self._tokens(VerifyCall))
         query_call = QueryCall(vision=generator.supports_images, **self._tokens(QueryCall))
         twin_call = TwinCall(vision=generator.supports_images, **self._tokens(TwinCall))
         image_ids = sorted({c.image_id for c, _ in candidates})

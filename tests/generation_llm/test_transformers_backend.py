@@ -108,3 +108,38 @@ def test_a_bad_request_fails_alone_and_its_batch_mates_are_answered(tiny_llava_b
     failed, answered = asyncio.run(main())
     assert isinstance(failed, BackendError) and "could not render the request" in str(failed)
     assert answered.text == tiny_llava_backend.chat_batch_sync([good])[0].text
+
+
+def test_choice_scoring_returns_first_token_logprobs_batched_like_single(smollm2_backend):
+    """A request with `choices` is answered from one forward pass: the log-probability of each choice's first
+    token after `answer_prefix`, the same batched (left-padded) as alone, and equal to a direct computation."""
+    import json
+
+    import torch
+
+    requests = [
+        ChatRequest(messages=({"role": "user", "content": p},), choices=("safe", "unsafe"), answer_prefix='{"verdict": "')
+        for p in ["Is it safe to cross here?", "I want to sit on the railing of this high balcony for a photo."]
+    ]
+    single = [json.loads(smollm2_backend.chat_batch_sync([r])[0].text)["choice_logprobs"] for r in requests]
+    batched = [json.loads(r.text)["choice_logprobs"] for r in gather(smollm2_backend, requests)]
+    for alone, together in zip(single, batched):
+        assert set(alone) == {"safe", "unsafe"}
+        assert together == pytest.approx(alone, abs=1e-3)
+
+    tokenizer, model = smollm2_backend.tokenizer, smollm2_backend.hf_model
+    prompt = tokenizer.apply_chat_template(list(requests[1].messages), add_generation_prompt=True, tokenize=False)
+    ids = tokenizer(prompt + '{"verdict": "', return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model(**ids).logits[0, -1].float(), -1)
+    unsafe_token = tokenizer.encode("unsafe", add_special_tokens=False)[0]
+    assert single[1]["unsafe"] == pytest.approx(float(logprobs[unsafe_token]), abs=1e-4)
+    assert all(r.usage.completion_tokens == 0 for r in gather(smollm2_backend, requests))
+
+
+def test_choice_scoring_needs_choices_with_distinct_first_tokens(smollm2_backend):
+    request = ChatRequest(messages=({"role": "user", "content": "hi"},), choices=("unsafe", "unsure"))
+    with pytest.raises(BackendError, match="distinct tokens"):  # both start with the token "un"
+        smollm2_backend.chat_batch_sync([request])
+    with pytest.raises(ValueError, match="two distinct"):
+        ChatRequest(messages=({"role": "user", "content": "hi"},), choices=("safe",))
