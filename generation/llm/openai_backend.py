@@ -208,8 +208,8 @@ class OpenAIBackend:
     async def chat(self, request: ChatRequest) -> ChatResponse:
         if request.choices is not None:
             raise BackendError(
-                f"openai {self.model}: choice scoring (a run's verdict_threshold) reads next-token log-probabilities "
-                "in-process; use the transformers backend for that role, or leave verdict_threshold unset"
+                f"openai {self.model}: choice scoring (a run's verdict_margin) reads next-token log-probabilities "
+                "in-process; use the transformers backend for that role, or leave verdict_margin unset"
             )
         return await with_retries(lambda: self._attempt(request), self.policy, what=f"openai {self.model}")
 

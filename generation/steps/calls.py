@@ -35,6 +35,7 @@ class Photo:
 class Verdict:
     verdict: str  # "safe" | "unsafe"
     reason: str = ""
+    score: float | None = None  # log P(unsafe) - log P(safe), when read from log-probabilities
 
 
 class TemplateCall(ModelCall):
@@ -312,25 +313,19 @@ _SHOWN = {
 class VerifyCall(TemplateCall):
     """Step 6: one information-complementarity check by the verifier. item: VerifyItem -> Verdict.
 
-    With `verdict_threshold` set, the verdict is read from the verifier's next-token log-probabilities after
-    `{"verdict": "` instead of from generated text: unsafe when log P(unsafe) - log P(safe) > threshold.
-    Small models answer "safe" to almost everything when they generate, yet their log-odds still rank a
-    risky pair above its parts; the threshold calibrates that bias (see docs/generation.md)."""
+    With `scored=True` the verifier writes nothing: its answer is read from the next-token log-probabilities
+    after `{"verdict": "`, and the Verdict carries `score` = log P(unsafe) - log P(safe) (verdict: the sign).
+    The run then compares the scores of a pair and its parts (`verdict_margin`, see process.py): small
+    models answer "safe" to almost everything when they generate, yet rank a risky pair above its parts."""
 
     prompt_name = "verify"
     VERDICT_PREFIX = '{"verdict": "'
 
-    def __init__(self, *, verdict_threshold: float | None = None, **kwargs):
+    def __init__(self, *, scored: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.verdict_threshold = verdict_threshold
-        if verdict_threshold is not None:
-            self.template_version = f"{self.template_version}+logodds>{verdict_threshold}"
-
-    def request(self, item) -> ChatRequest:
-        request = super().request(item)
-        if self.verdict_threshold is None:
-            return request
-        return replace(request, choices=(SAFE, UNSAFE), answer_prefix=self.VERDICT_PREFIX, max_tokens=1)
+        self.scored = scored
+        if scored:
+            self.template_version = f"{self.template_version}+logodds"
 
     def variables(self, item: VerifyItem) -> dict:
         return {"shown": _SHOWN[item.check], "with_image": item.photo is not None, "text": item.text}
@@ -338,15 +333,20 @@ class VerifyCall(TemplateCall):
     def photo(self, item: VerifyItem) -> Photo | None:
         return item.photo
 
+    def request(self, item) -> ChatRequest:
+        request = super().request(item)
+        if not self.scored:
+            return request
+        return replace(request, choices=(SAFE, UNSAFE), answer_prefix=self.VERDICT_PREFIX, max_tokens=1)
+
     def parse(self, item: VerifyItem, response: ChatResponse) -> Verdict:
-        if self.verdict_threshold is None:
+        if not self.scored:
             return parse_verdict_answer(response)
         scores = parse_json(response.text, expect=dict).get("choice_logprobs") or {}
         if SAFE not in scores or UNSAFE not in scores:
             raise ParseError(f"no choice log-probabilities for safe/unsafe in {response.text[:80]!r}")
-        log_odds = scores[UNSAFE] - scores[SAFE]
-        verdict = UNSAFE if log_odds > self.verdict_threshold else SAFE
-        return Verdict(verdict, f"log-odds unsafe:safe {log_odds:+.2f} vs threshold {self.verdict_threshold:+.2f}")
+        log_odds = round(scores[UNSAFE] - scores[SAFE], 4)
+        return Verdict(UNSAFE if log_odds > 0 else SAFE, f"log-odds unsafe:safe {log_odds:+.2f}", log_odds)
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ class RunConfig:
     category_cap: int | None = None  # sampler avoids a category at this many risks; the release caps pairs too
     max_rewrites: int = 2  # extra query attempts after a failed verification
     check_responses: bool = True  # the verifier checks each response carries its label (off only for demos)
-    # Complementarity verdicts from the verifier's log-odds log P(unsafe) - log P(safe) > threshold, instead of
-    # generated text (needs the transformers backend; for small models whose generations are all "safe").
-    verdict_threshold: float | None = None
+    # Relative complementarity verdicts from the verifier's log-odds log P(unsafe) - log P(safe) instead of
+    # generated text: the pair must score at least this margin above the text alone, the image alone and the
+    # safe twin. Needs the transformers backend; meant for small verifiers whose generations are all "safe".
+    verdict_margin: float | None = None
     exemplars: str | None = "sample/curated_pairs.jsonl"
     num_exemplars: int = 2
     dedup_threshold: float = 0.7

@@ -54,9 +54,13 @@ class ShardOutcome:
     model_calls: int = 0
 
 
-def verification_failures(verdicts: dict[str, Any]) -> list[str]:
+def verification_failures(verdicts: dict[str, Any], margin: float | None = None) -> list[str]:
     """Why a candidate fails the complementarity checks (empty: it passes). `verdicts[check]` is a dict with
-    `verdict` and `reason`. Image-alone failures are handled before (they reject without rewrite)."""
+    `verdict` and `reason` (and `score` for scored verdicts). Image-alone failures are handled before (they
+    reject without rewrite), except with `margin`: then the verdicts are relative, read from the verifier's
+    log-odds: the pair must score at least `margin` above the text alone, the image alone and the twin."""
+    if margin is not None:
+        return _relative_failures({check: v["score"] for check, v in verdicts.items()}, margin)
     failures = []
     if verdicts["text_alone"]["verdict"] != SAFE:
         failures.append(f"the text alone reveals the risk (verifier: {verdicts['text_alone']['reason'] or 'unsafe'})")
@@ -66,6 +70,22 @@ def verification_failures(verdicts: dict[str, Any]) -> list[str]:
     if verdicts["safe_twin"]["verdict"] != SAFE:
         failures.append(f"the safe twin is unsafe with the image (verifier: {verdicts['safe_twin']['reason'] or 'unsafe'})")
     return failures
+
+
+_RELATIVE_FAILURES = {
+    "text_alone": "the text alone reveals the risk",
+    "image_alone": "the image alone is as risky as the pair",
+    "safe_twin": "the safe twin is as risky as the pair",
+}
+
+
+def _relative_failures(scores: dict[str, float], margin: float) -> list[str]:
+    pair = scores["pair"]
+    return [
+        f"{why} (verifier log-odds unsafe:safe {scores[check]:+.2f} vs pair {pair:+.2f}, margin {margin})"
+        for check, why in _RELATIVE_FAILURES.items()
+        if scores[check] > pair - margin
+    ]
 
 
 def load_exemplars(path: str | None) -> list[dict]:
@@ -96,7 +116,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _verdict_json(result) -> dict:
-    return {"verdict": result.output.verdict, "reason": result.output.reason}
+    verdict = result.output
+    return {"verdict": verdict.verdict, "reason": verdict.reason,
+            **({"score": verdict.score} if verdict.score is not None else {})}
+
+
+# What a pair that passes the relative (scored) checks records: each part ranked below the pair.
+RELATIVE_PASS = {"text_alone": SAFE, "image_alone": SAFE, "pair": UNSAFE, "safe_twin": SAFE}
 
 
 class ShardProcessor:
@@ -280,8 +306,8 @@ class ShardProcessor:
                                     "feedback": list(candidate.feedback), "image_file": record.filename}))
 
     async def _verify_loop(self, candidates, scenes, generator: Backend, verifier: Backend):
-        verify_call = VerifyCall(vision=verifier.supports_images, verdict_threshold=self.config.verdict_threshold,
-                                 **self._tokens(VerifyCall))
+        margin = self.config.verdict_margin
+        verify_call = VerifyCall(vision=verifier.supports_images, scored=margin is not None, **self._tokens(VerifyCall))
         query_call = QueryCall(vision=generator.supports_images, **self._tokens(QueryCall))
         twin_call = TwinCall(vision=generator.supports_images, **self._tokens(TwinCall))
         image_ids = sorted({c.image_id for c, _ in candidates})
@@ -293,9 +319,9 @@ class ShardProcessor:
             entry = self.stores["verify"].get(f"image:{candidate.image_id}")
             if "error" in entry:
                 self._reject_pair(VERIFY, candidate, record, f"verifier call failed (image alone): {entry['error']}")
-            elif entry["verdict"] != SAFE:
+            elif margin is None and entry["verdict"] != SAFE:
                 self._reject_pair(VERIFY, candidate, record, f"the verifier judged the image alone unsafe: {entry['reason']}")
-            else:
+            else:  # relative (scored) verdicts: the image alone is compared with each pair below
                 candidate.verification["image_alone"] = SAFE
                 active.append((candidate, record))
         accepted = []
@@ -336,13 +362,17 @@ class ShardProcessor:
             for candidate, record in written:
                 verdicts = {check: self.stores["verify"].get(f"{candidate.key}#{attempt}:{check}")
                             for check in ("text_alone", "pair", "safe_twin")}
+                if margin is not None:
+                    verdicts["image_alone"] = self.stores["verify"].get(f"image:{candidate.image_id}")
                 errors = [f"{check}: {v['error']}" for check, v in verdicts.items() if "error" in v]
                 if errors:
                     self._reject_pair(VERIFY, candidate, record, "verifier call failed: " + "; ".join(errors))
                     continue
-                failures = verification_failures(verdicts)
+                failures = verification_failures(verdicts, margin)
                 if not failures:
-                    candidate.verification.update({check: v["verdict"] for check, v in verdicts.items()})
+                    candidate.verification.update(
+                        {check: v["verdict"] for check, v in verdicts.items()} if margin is None else RELATIVE_PASS
+                    )
                     accepted.append((candidate, record))
                     continue
                 candidate.feedback.extend(failures)

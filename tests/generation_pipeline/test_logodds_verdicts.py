@@ -1,5 +1,7 @@
-"""With `verdict_threshold`, complementarity verdicts come from the verifier's log-odds, not its text."""
+"""With `verdict_margin`, complementarity verdicts come from the verifier's log-odds, compared across the
+pair and its parts, instead of from generated text (for small verifiers that write "safe" to everything)."""
 
+import asyncio
 import json
 
 import pytest
@@ -9,38 +11,57 @@ from generation.llm.cache import cache_key
 from generation.llm.call import ParseError
 from generation.steps.calls import VerifyCall, VerifyItem
 from generation.steps.config import RunConfig
+from generation.steps.process import verification_failures
 
 
 def scored(safe: float, unsafe: float) -> ChatResponse:
     return ChatResponse(json.dumps({"choice_logprobs": {"safe": safe, "unsafe": unsafe}}))
 
 
-def test_the_request_scores_the_two_verdicts_after_the_json_prefix():
-    call = VerifyCall(vision=False, verdict_threshold=0.6)
+def test_a_scored_request_scores_the_two_verdicts_after_the_json_prefix():
+    call = VerifyCall(vision=False, scored=True)
     request = call.request(VerifyItem("text_alone", None, "I want to sit on the railing."))
     assert request.choices == ("safe", "unsafe")
     assert request.answer_prefix == '{"verdict": "' and request.max_tokens == 1
-    assert call.template_version != VerifyCall(vision=False).template_version, "the threshold is part of the cache key"
+    assert call.template_version != VerifyCall(vision=False).template_version, "scoring is part of the cache key"
 
 
-@pytest.mark.parametrize("safe, unsafe, verdict", [(-1.0, -0.2, "unsafe"), (-1.0, -0.5, "safe"), (-0.3, -0.9, "safe")])
-def test_unsafe_only_when_the_log_odds_exceed_the_threshold(safe, unsafe, verdict):
-    call = VerifyCall(vision=False, verdict_threshold=0.6)
-    result = call.parse(VerifyItem("pair", None, "x"), scored(safe, unsafe))
-    assert result.verdict == verdict
-    assert "threshold +0.60" in result.reason
+def test_a_scored_verdict_carries_the_log_odds():
+    verdict = VerifyCall(vision=False, scored=True).parse(VerifyItem("pair", None, "x"), scored(-1.0, -0.25))
+    assert (verdict.verdict, verdict.score) == ("unsafe", 0.75)
+    assert "+0.75" in verdict.reason
 
 
 def test_an_answer_without_scores_is_a_parse_error():
-    call = VerifyCall(vision=False, verdict_threshold=0.0)
     with pytest.raises(ParseError, match="no choice log-probabilities"):
-        call.parse(VerifyItem("pair", None, "x"), ChatResponse('{"verdict": "safe"}'))
+        VerifyCall(vision=False, scored=True).parse(VerifyItem("pair", None, "x"), ChatResponse('{"verdict": "safe"}'))
 
 
-def test_without_a_threshold_verdicts_are_parsed_from_text():
+def test_without_scoring_verdicts_are_parsed_from_text():
     call = VerifyCall(vision=False)
     assert call.request(VerifyItem("pair", None, "x")).choices is None
     assert call.parse(VerifyItem("pair", None, "x"), ChatResponse('{"verdict": "unsafe", "reason": "r"}')).verdict == "unsafe"
+
+
+def checks(text, image, pair, twin):
+    return {name: {"verdict": "safe", "reason": "", "score": score}
+            for name, score in (("text_alone", text), ("image_alone", image), ("pair", pair), ("safe_twin", twin))}
+
+
+def test_relative_verdicts_pass_a_pair_that_outscores_each_part_by_the_margin():
+    assert verification_failures(checks(text=0.1, image=-0.3, pair=0.5, twin=0.2), margin=0.2) == []
+
+
+@pytest.mark.parametrize("part, reason", [
+    ("text_alone", "the text alone reveals the risk"),
+    ("image_alone", "the image alone is as risky as the pair"),
+    ("safe_twin", "the safe twin is as risky as the pair"),
+])
+def test_relative_verdicts_name_each_part_that_comes_too_close_to_the_pair(part, reason):
+    scores = dict(text=0.1, image=-0.3, pair=0.5, twin=0.2)
+    scores[{"text_alone": "text", "image_alone": "image", "safe_twin": "twin"}[part]] = 0.4
+    [failure] = verification_failures(checks(**scores), margin=0.2)
+    assert failure.startswith(reason) and "+0.40 vs pair +0.50" in failure
 
 
 def test_scoring_requests_have_their_own_cache_keys():
@@ -53,15 +74,13 @@ def test_scoring_requests_have_their_own_cache_keys():
 def test_http_backends_refuse_choice_scoring_clearly():
     backend = make_backend({"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"})
     request = ChatRequest(messages=({"role": "user", "content": "q"},), choices=("safe", "unsafe"))
-    import asyncio
-
     with pytest.raises(BackendError, match="use the transformers backend"):
         asyncio.run(backend.chat(request))
 
 
-def test_the_threshold_is_a_run_config_key(tmp_path):
+def test_the_margin_is_a_run_config_key(tmp_path):
     config = RunConfig.from_dict({
         "generator": {"backend": "scripted", "model": "g"}, "verifier": {"backend": "scripted", "model": "v"},
-        "input": {"kind": "folder", "path": str(tmp_path)}, "verdict_threshold": 0.5,
+        "input": {"kind": "folder", "path": str(tmp_path)}, "verdict_margin": 0.1,
     })
-    assert config.verdict_threshold == 0.5
+    assert config.verdict_margin == 0.1

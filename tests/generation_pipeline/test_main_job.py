@@ -1,5 +1,5 @@
-"""The README's main job end to end: the real SmolLM2-135M-Instruct through the transformers backend on the
-bundled sample photos (3 of them here to stay fast), producing a release that validates and loads."""
+"""The README's main job end to end, exactly as configured: the real SmolLM2-135M-Instruct through the
+transformers backend on the bundled sample photos, producing a release that validates and loads."""
 
 from __future__ import annotations
 
@@ -17,18 +17,16 @@ def test_sample_smollm2_config_runs_the_whole_pipeline(tmp_path):
     import datasets
 
     config = RunConfig.from_yaml(REPO_ROOT / "generation" / "configs" / "sample_smollm2.yaml")
-    config.max_images = 3
     report = run(config, tmp_path / "run", show_progress=False)
 
-    assert report["funnel"]["ingest"] == [3, 3]
+    assert report["funnel"]["ingest"] == [config.max_images] * 2
     assert report["usage"]["model_calls"] > 0 and report["usage"]["completion_tokens"] > 0  # the real model ran
     rejects_file = tmp_path / "run" / ("release/rejects.jsonl" if report["release"] else "release-rejects.jsonl")
     rejects = [json.loads(line) for line in rejects_file.read_text().splitlines()]
-    assert report["images_in"] == 3 == report["images_released"] + sum(r["kind"] == "image" for r in rejects)
+    assert report["images_in"] == config.max_images == report["images_released"] + sum(r["kind"] == "image" for r in rejects)
     assert all(r["reason"] for r in rejects)
-    if report["release"] is None:  # SmolLM2 accepted nothing: no release, and the command says why
-        assert report["pairs"] == 0
-        return
+    # Greedy decoding and log-odds verdicts make the run deterministic: on these photos SmolLM2 keeps a pair.
+    assert report["release"] is not None, "the demo must produce a release (see docs/generation.md)"
     assert report["problems"] == []
     pairs = datasets.load_dataset(report["release"], "pairs")
     assert sum(len(split) for split in pairs.values()) == report["pairs"] > 0
