@@ -71,6 +71,14 @@ def load_json(path: Path) -> Any:
         raise AnnotationError(f"{path}: not valid JSON (line {error.lineno}, column {error.colno}): {error.msg}") from error
 
 
+def load_json_list(path: Path) -> list:
+    """A JSON file holding a list of items; anything else is an `AnnotationError` naming the file."""
+    rows = load_json(path)
+    if not isinstance(rows, list):
+        raise AnnotationError(f"{path}: expected a JSON list of items, got {type(rows).__name__}")
+    return rows
+
+
 def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     """CSV rows as dicts; raises `AnnotationError` when a required column is absent."""
     with open(path, encoding="utf-8", newline="") as handle:

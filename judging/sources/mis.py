@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from judging.records import QUERY, RESPONSE, JudgeExample, Task
-from judging.sources.benchmark_files import AnnotationError, BenchmarkReport, load_json, require
+from judging.sources.benchmark_files import AnnotationError, BenchmarkReport, load_json_list, require
 from judging.sources.registry import Source, register_source
 from rms_dataset import SAFE, UNSAFE
 
@@ -88,9 +88,7 @@ class MIS(Source):
         path = self.data_dir / (TRAIN_FILE if split == "train" else TEST_FILES[self.test_subset])
         if not path.is_file():
             raise AnnotationError(f"mis: {path} is missing")
-        rows = load_json(path)
-        if not isinstance(rows, list):
-            raise AnnotationError(f"{path}: expected a JSON list of items, got {type(rows).__name__}")
+        rows = load_json_list(path)
         self.report = BenchmarkReport()
         for index, row in enumerate(rows):
             where = f"{path}: item {index}"

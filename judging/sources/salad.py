@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from judging.records import QUERY, Task
-from judging.sources.benchmark_files import AnnotationError, BenchmarkSource, load_json, require
+from judging.sources.benchmark_files import AnnotationError, BenchmarkSource, load_json_list, require
 from judging.sources.registry import register_source
 from rms_dataset import VERDICTS
 
@@ -26,9 +26,7 @@ class SaLAD(BenchmarkSource):
     annotation_file = "data.json"
 
     def _examples(self, task: Task) -> Iterator:
-        rows = load_json(self.annotations)
-        if not isinstance(rows, list):
-            raise AnnotationError(f"{self.annotations}: expected a JSON list of items, got {type(rows).__name__}")
+        rows = load_json_list(self.annotations)
         for index, row in enumerate(rows):
             where = f"{self.annotations}: item {index}"
             label = require(row, "safety type", where).strip().lower()
