@@ -19,7 +19,6 @@ import argparse
 import base64
 import csv
 import html
-import io
 import json
 import math
 import os

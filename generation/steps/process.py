@@ -20,7 +20,6 @@ import json
 import os
 import random
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
