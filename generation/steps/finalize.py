@@ -27,6 +27,7 @@ from .dedup import find_duplicates
 from .ingest import dhash, hamming
 from .records import CAP, DEDUP, INGEST, STAGES, ImageRecord, Reject
 from .split import split_for
+from .store import read_jsonl
 from .taxonomy import Taxonomy, normalise_label
 
 
@@ -47,14 +48,7 @@ def read_shard(run_dir: str | Path) -> ShardData:
                                 " (rerun it: finished steps are resumed from the checkpoints)")
 
     def jsonl(name):
-        rows = []
-        for number, line in enumerate((shard / name).read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as error:
-                    raise ValueError(f"{shard / name}:{number}: not valid JSON ({error}); rerun the shard") from None
-        return rows
+        return read_jsonl(shard / name, "rerun the shard")
 
     return ShardData(root, [ImageRecord.from_json(r) for r in jsonl("images.jsonl")], jsonl("pairs.jsonl"),
                      [Reject.from_json(r) for r in jsonl("rejects.jsonl")], json.loads((shard / "summary.json").read_text()))

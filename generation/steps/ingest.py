@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from rms_dataset import image_id_for
 
 from .records import INGEST, ImageRecord, Reject
+from .store import read_jsonl
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -180,14 +180,7 @@ def _manifest_rows(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: manifest not found (every image needs source + license provenance)")
     if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as error:
-                    raise ValueError(f"{path}:{number}: not valid JSON ({error}); fix or remove the line") from None
-        return rows
+        return read_jsonl(path, "fix or remove the line")
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 

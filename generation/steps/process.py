@@ -37,7 +37,7 @@ from .ingest import Ingestor, read_inputs
 from .records import (INGEST, QUERY, RESPOND, RISKS, SCENE, SCREEN, VERIFY, Candidate, ImageRecord, Reject, Risk)
 from .sampler import CoverageSampler
 from .split import shard_of
-from .store import StepStore
+from .store import StepStore, read_jsonl
 
 STEP_NAMES = ("ingest", "screen", "scene", "risks", "query", "twin", "verify", "respond", "check")
 
@@ -94,13 +94,7 @@ def load_exemplars(path: str | None) -> list[dict]:
     if not resolved.exists():
         print(f"note: exemplar file {path} not found; queries are written without few-shot examples", file=sys.stderr)
         return []
-    exemplars = []
-    for number, line in enumerate(resolved.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                exemplars.append(json.loads(line))
-            except ValueError as error:
-                raise ValueError(f"{resolved}:{number}: not valid JSON ({error})") from None
+    exemplars = read_jsonl(resolved)
     keys = ("scene", "text", "safe_twin_text", "risk_category", "risk_rationale")
     return [{k: e.get(k, "") for k in keys} for e in exemplars if all(e.get(k) for k in ("text", "safe_twin_text"))]
 

@@ -13,6 +13,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def read_jsonl(path: Path, fix: str = "") -> list[Any]:
+    """Every non-blank line of a JSONL file; a bad line is a ValueError naming file and line (+ `fix`)."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as error:
+                raise ValueError(f"{path}:{number}: not valid JSON ({error}){'; ' + fix if fix else ''}") from None
+    return rows
+
+
 class StepStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
