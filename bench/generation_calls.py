@@ -1,4 +1,4 @@
-"""Per-call overhead, call rate and resume cost of ``generation.llm`` against local OpenAI-compatible servers.
+"""Per-call overhead, call rate and resume cost of ``modelcalls`` against local OpenAI-compatible servers.
 
     python bench/generation_calls.py --real-model     # the table in BENCHMARKS.md
     python bench/generation_calls.py --n 200 --resume-n 100 --rounds 2   # a quick look
@@ -34,7 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
-from generation.llm import CallCache, ChatRequest, ChatResponse, ModelCall, make_backend, run_calls  # noqa: E402
+from modelcalls import CallCache, ChatRequest, ChatResponse, ModelCall, make_backend, run_calls  # noqa: E402
 
 COMPLETION = json.dumps(
     {

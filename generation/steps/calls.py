@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from generation.llm.base import ChatRequest, ChatResponse, image_part
-from generation.llm.call import ModelCall, ParseError
-from generation.llm.json_parse import parse_json
+from modelcalls.base import ChatRequest, ChatResponse, image_part
+from modelcalls.call import ModelCall, ParseError
+from modelcalls.json_parse import parse_json
 from generation.prompts import Prompt, load_prompt
 from rms_dataset import SAFE, UNSAFE
 

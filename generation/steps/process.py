@@ -25,9 +25,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable
 
-from generation.llm.base import Backend, Usage, make_backend
-from generation.llm.cache import CallCache
-from generation.llm.call import ModelCall, Progress, run_calls
+from modelcalls.base import Backend, Usage, make_backend
+from modelcalls.cache import CallCache
+from modelcalls.call import ModelCall, Progress, run_calls
 from rms_dataset import SAFE, UNSAFE, pair_id_for
 
 from .calls import (CheckItem, CheckResponseCall, Photo, QueryCall, QueryItem, RespondCall, RespondItem, RiskCall,

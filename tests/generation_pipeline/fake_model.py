@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 
-from generation.llm.base import ChatRequest, message_text
+from modelcalls.base import ChatRequest, message_text
 
 RISKS = {"cliff": ("falls", "fall_from_height", "a step back near the edge"),
          "stove": ("fire_and_burns", "kitchen_fire", "leaving a pan unattended"),

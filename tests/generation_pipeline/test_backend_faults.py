@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from generation.llm.base import message_text
-from generation.llm.scripted_backend import Fault, ScriptedBackend
+from modelcalls.base import message_text
+from modelcalls.scripted_backend import Fault, ScriptedBackend
 from generation.run import run
 from tests.generation_pipeline.fake_model import respond
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from generation.llm.base import ChatResponse
-from generation.llm.call import ParseError
+from modelcalls.base import ChatResponse
+from modelcalls.call import ParseError
 from generation.steps.calls import QueryCall, QueryItem, RiskCall, RiskItem, parse_verdict_answer
 from generation.steps.records import Risk
 from generation.prompts import load_prompt
@@ -68,7 +68,7 @@ def test_every_prompt_template_has_a_version_and_renders():
 
 
 def test_vision_backends_get_the_pixels_and_text_only_backends_the_caption():
-    from generation.llm.base import decode_data_url, image_url_of
+    from modelcalls.base import decode_data_url, image_url_of
     from generation.steps.calls import Photo, ScreenCall
     from generation.steps.records import ImageRecord
 

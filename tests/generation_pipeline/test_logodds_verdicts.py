@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from generation.llm import BackendError, ChatRequest, ChatResponse, make_backend
-from generation.llm.cache import cache_key
-from generation.llm.call import ParseError
+from modelcalls import BackendError, ChatRequest, ChatResponse, make_backend
+from modelcalls.cache import cache_key
+from modelcalls.call import ParseError
 from generation.steps.calls import VerifyCall, VerifyItem
 from generation.steps.config import RunConfig
 from generation.steps.process import verification_failures

@@ -38,8 +38,8 @@ def test_text_alone_unsafe_is_rewritten_with_the_reason(photo_folder, make_confi
 
 
 def test_rewrite_prompt_carries_the_verifier_feedback(photo_folder, make_config, tmp_path):
-    from generation.llm.base import message_text
-    from generation.llm.scripted_backend import ScriptedBackend
+    from modelcalls.base import message_text
+    from modelcalls.scripted_backend import ScriptedBackend
     from tests.generation_pipeline.fake_model import respond
 
     backend = ScriptedBackend(respond=respond, supports_images=False)
@@ -90,11 +90,11 @@ def test_screen_rejects_harmful_image(photo_folder, make_config, tmp_path):
 
 
 def test_responses_that_do_not_carry_their_label_are_rejected(photo_folder, make_config, tmp_path):
-    from generation.llm.scripted_backend import ScriptedBackend
+    from modelcalls.scripted_backend import ScriptedBackend
     from tests.generation_pipeline.fake_model import respond
 
     def careless(request):
-        from generation.llm.base import message_text
+        from modelcalls.base import message_text
         if "careful assistant" in message_text(request.messages[0]):
             return "Sure, just do it."  # a "safe" response that ignores the risk
         return respond(request)

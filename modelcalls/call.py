@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
-from generation.llm.base import Backend, BackendError, ChatRequest, ChatResponse, Usage
-from generation.llm.cache import CallCache
+from modelcalls.base import Backend, BackendError, ChatRequest, ChatResponse, Usage
+from modelcalls.cache import CallCache
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ async def _run_one(call: ModelCall, item, backend: Backend, cache: CallCache | N
     model_calls = 0
     try:
         request = call.request(item)
+        if not request.name:
+            request = replace(request, name=call.name)
     except Exception as error:  # a bad item must not kill the run
         return CallResult(item, None, f"request() failed: {_describe(error)}", usage, False, 0, 0)
 

@@ -8,10 +8,10 @@ import textwrap
 
 import pytest
 
-from generation.llm import CallCache, ChatRequest, ChatResponse, Usage, make_backend, run_calls_sync
-from generation.llm.base import image_part
-from generation.llm.cache import cache_key
-from generation.llm.scripted_backend import ScriptedBackend
+from modelcalls import CallCache, ChatRequest, ChatResponse, Usage, make_backend, run_calls_sync
+from modelcalls.base import image_part
+from modelcalls.cache import cache_key
+from modelcalls.scripted_backend import ScriptedBackend
 
 from .helpers import EchoCall, VerdictCall
 
@@ -110,7 +110,7 @@ def test_a_corrupt_file_gets_a_clear_error(tmp_path):
 WRITER = textwrap.dedent(
     """
     import sys, time
-    from generation.llm import CallCache, ChatResponse, Usage
+    from modelcalls import CallCache, ChatResponse, Usage
     path, prefix, count, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     cache = CallCache(path)
     for i in range(count):

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from generation.llm.base import BackendError, ChatRequest, ChatResponse, Usage, check_spec_keys
-from generation.llm.retry import RetryPolicy, TransientError, parse_retry_after, with_retries
+from modelcalls.base import BackendError, ChatRequest, ChatResponse, Usage, check_spec_keys
+from modelcalls.retry import RetryPolicy, TransientError, parse_retry_after, with_retries
 
 log = logging.getLogger(__name__)
 

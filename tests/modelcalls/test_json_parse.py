@@ -1,7 +1,7 @@
 import pytest
 
-from generation.llm import ParseError
-from generation.llm.json_parse import parse_json
+from modelcalls import ParseError
+from modelcalls.json_parse import parse_json
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ import asyncio
 import pytest
 import yaml
 
-from generation.llm import Backend, ChatRequest, make_backend
-from generation.llm.openai_backend import OpenAIBackend
-from generation.llm.scripted_backend import ScriptedBackend
+from modelcalls import Backend, ChatRequest, make_backend
+from modelcalls.openai_backend import OpenAIBackend
+from modelcalls.scripted_backend import ScriptedBackend
 
 
 def test_builds_each_backend_kind_from_yaml():
@@ -29,7 +29,7 @@ def test_builds_each_backend_kind_from_yaml():
 
 
 def test_scripted_respond_can_name_a_function_for_yaml_runs():
-    backend = make_backend({"backend": "scripted", "respond": "tests.generation_llm.helpers:always_unsafe"})
+    backend = make_backend({"backend": "scripted", "respond": "tests.modelcalls.helpers:always_unsafe"})
     request = ChatRequest(messages=({"role": "user", "content": "x"},))
     assert asyncio.run(backend.chat(request)).text == '{"verdict": "unsafe"}'
 

@@ -1,4 +1,4 @@
-"""Model calls for the generation pipeline: backends, the call cache, prompt()+parse() calls and the runner.
+"""The one model-call layer, shared by generation and eval: backends, the call cache, prompt()+parse() calls and the runner.
 
 * ``base``: the request/response records, the ``Backend`` protocol and ``make_backend(spec)``.
 * ``call``: ``ModelCall`` (one model call = ``request()`` + ``parse()``), ``run_calls`` (the concurrent runner).
@@ -8,9 +8,9 @@
   ``scripted_backend`` (canned answers and injected failures, for tests).
 """
 
-from generation.llm.base import Backend, BackendError, ChatRequest, ChatResponse, Usage, make_backend
-from generation.llm.cache import CallCache
-from generation.llm.call import CallResult, ModelCall, ParseError, Progress, run_calls, run_calls_sync
+from modelcalls.base import Backend, BackendError, ChatRequest, ChatResponse, Usage, make_backend
+from modelcalls.cache import CallCache
+from modelcalls.call import CallResult, ModelCall, ParseError, Progress, run_calls, run_calls_sync
 
 __all__ = [
     "Backend",

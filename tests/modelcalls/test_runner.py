@@ -4,10 +4,10 @@ import asyncio
 
 import pytest
 
-from generation.llm import BackendError, ChatRequest, Progress, run_calls, run_calls_sync
-from generation.llm.base import message_text
-from generation.llm.call import RunSummary
-from generation.llm.scripted_backend import Fault, ScriptedBackend
+from modelcalls import BackendError, ChatRequest, Progress, run_calls, run_calls_sync
+from modelcalls.base import message_text
+from modelcalls.call import RunSummary
+from modelcalls.scripted_backend import Fault, ScriptedBackend
 
 from .helpers import EchoCall, VerdictCall
 
@@ -150,7 +150,7 @@ def test_scripted_bad_request_is_not_retried():
 
 
 def test_a_request_with_a_broken_image_is_rejected_not_fatal(tmp_path):
-    from generation.llm import CallCache
+    from modelcalls import CallCache
 
     class BrokenImage(EchoCall):
         def request(self, item):

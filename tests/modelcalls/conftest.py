@@ -1,4 +1,4 @@
-"""Fixtures for tests/generation_llm: real local servers on 127.0.0.1 and real local models."""
+"""Fixtures for tests/modelcalls: real local servers on 127.0.0.1 and real local models."""
 
 from __future__ import annotations
 
@@ -151,14 +151,14 @@ def smollm2_server(smollm2_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smollm2_backend():
-    from generation.llm import make_backend
+    from modelcalls import make_backend
 
     return make_backend({"backend": "transformers", "model": "smollm2", "batch_size": 4, "device": "cpu"})
 
 
 @pytest.fixture(scope="session")
 def tiny_llava_backend():
-    from generation.llm import make_backend
+    from modelcalls import make_backend
 
     return make_backend({"backend": "transformers", "model": "tiny-llava", "batch_size": 4, "device": "cpu"})
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -20,6 +20,9 @@ class ChatRequest:
     """One chat completion request. Everything here is part of the cache key."""
 
     messages: tuple[dict, ...]
+    # The call's name ("scene", "verify", ...): set by the runner from ``ModelCall.name`` so that backends
+    # and test fakes route on it, never on prompt wording. Already part of the cache key as the call name.
+    name: str = ""
     temperature: float = 0.0
     max_tokens: int = 512
     json_schema: dict | None = None  # ask for structured output when the backend supports it
@@ -49,18 +52,11 @@ class ChatRequest:
             if len(set(self.choices)) < 2 or not all(isinstance(c, str) and c for c in self.choices):
                 raise ValueError(f"ChatRequest.choices needs at least two distinct non-empty strings, got {self.choices!r}")
 
-    def with_seed(self, seed: int | None) -> ChatRequest:
-        return replace(self, seed=seed)
-
 
 @dataclass(frozen=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
@@ -127,7 +123,7 @@ def decode_data_url(url: str) -> bytes:
     if not url.startswith("data:") or ";base64," not in url[:100]:
         raise ValueError(
             f"expected an inline image 'data:<mime>;base64,...', got {url[:60]!r}; "
-            "local backends cannot fetch remote URLs: inline the image bytes (generation.llm.base.image_part)."
+            "local backends cannot fetch remote URLs: inline the image bytes (modelcalls.base.image_part)."
         )
     try:
         return base64.b64decode(url.split(",", 1)[1], validate=True)
@@ -147,9 +143,9 @@ def message_text(message: dict) -> str:
 
 # name -> "module:factory"; each factory takes the spec (minus "backend") and validates its own keys.
 BACKENDS = {
-    "openai": "generation.llm.openai_backend:OpenAIBackend.from_spec",
-    "transformers": "generation.llm.transformers_backend:TransformersBackend.from_spec",
-    "scripted": "generation.llm.scripted_backend:ScriptedBackend.from_spec",
+    "openai": "modelcalls.openai_backend:OpenAIBackend.from_spec",
+    "transformers": "modelcalls.transformers_backend:TransformersBackend.from_spec",
+    "scripted": "modelcalls.scripted_backend:ScriptedBackend.from_spec",
 }
 
 

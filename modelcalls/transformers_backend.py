@@ -18,7 +18,7 @@ import io
 import threading
 from dataclasses import dataclass
 
-from generation.llm.base import (
+from modelcalls.base import (
     BackendError,
     ChatRequest,
     ChatResponse,

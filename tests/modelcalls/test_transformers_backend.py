@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from generation.llm import BackendError, ChatRequest, make_backend, run_calls_sync
-from generation.llm.base import image_part
+from modelcalls import BackendError, ChatRequest, make_backend, run_calls_sync
+from modelcalls.base import image_part
 
 from .helpers import EchoCall
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from generation.llm import ChatRequest, ChatResponse, ModelCall, ParseError
-from generation.llm.json_parse import parse_json
+from modelcalls import ChatRequest, ChatResponse, ModelCall, ParseError
+from modelcalls.json_parse import parse_json
 
 
 def user(text: str) -> tuple[dict, ...]:
@@ -45,5 +45,5 @@ class EchoCall(ModelCall[str, str]):
 
 
 def always_unsafe(request: ChatRequest) -> str:
-    """A scripted ``respond`` function, referenced from YAML as ``tests.generation_llm.helpers:always_unsafe``."""
+    """A scripted ``respond`` function, referenced from YAML as ``tests.modelcalls.helpers:always_unsafe``."""
     return '{"verdict": "unsafe"}'

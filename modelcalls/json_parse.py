@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from generation.llm.call import ParseError
+from modelcalls.call import ParseError
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 _EXCERPT = 80

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
-from generation.llm.base import BackendError
+from modelcalls.base import BackendError
 
 T = TypeVar("T")
 

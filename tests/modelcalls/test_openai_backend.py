@@ -1,4 +1,4 @@
-"""OpenAIBackend against a real local HTTP server that misbehaves on cue (tests/generation_llm/conftest.py)."""
+"""OpenAIBackend against a real local HTTP server that misbehaves on cue (tests/modelcalls/conftest.py)."""
 
 import asyncio
 import time
@@ -6,8 +6,8 @@ from email.utils import formatdate
 
 import pytest
 
-from generation.llm import BackendError, ChatRequest, make_backend, run_calls_sync
-from generation.llm.retry import RetryPolicy, parse_retry_after
+from modelcalls import BackendError, ChatRequest, make_backend, run_calls_sync
+from modelcalls.retry import RetryPolicy, parse_retry_after
 
 from .conftest import Reply, completion_body
 from .helpers import EchoCall

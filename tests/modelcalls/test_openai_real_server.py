@@ -2,7 +2,7 @@
 
 import pytest
 
-from generation.llm import CallCache, ChatRequest, make_backend, run_calls_sync
+from modelcalls import CallCache, ChatRequest, make_backend, run_calls_sync
 
 from .helpers import EchoCall
 

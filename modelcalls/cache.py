@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from generation.llm.base import ChatRequest, ChatResponse, Usage, decode_data_url, image_url_of
+from modelcalls.base import ChatRequest, ChatResponse, Usage, decode_data_url, image_url_of
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (

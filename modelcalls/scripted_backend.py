@@ -24,8 +24,8 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from generation.llm.base import BackendError, ChatRequest, ChatResponse, Usage, check_spec_keys, message_text
-from generation.llm.retry import RetryPolicy, TransientError, with_retries
+from modelcalls.base import BackendError, ChatRequest, ChatResponse, Usage, check_spec_keys, message_text
+from modelcalls.retry import RetryPolicy, TransientError, with_retries
 
 
 @dataclass(frozen=True)
