@@ -200,7 +200,8 @@ async def _run_one(call: ModelCall, item, backend: Backend, cache: CallCache | N
         except Exception as error:
             return CallResult(item, None, f"parse() failed: {_describe(error)}", usage, False, attempts, model_calls)
         if cache is not None:
-            # Stored under the first request's key, so a rerun is served this accepted answer directly.
+            # Stored under the first request's key, so a rerun is served this accepted answer directly;
+            # committed with its batch (group commit), at the latest when the run ends.
             try:
                 cache.put(key, response, call_name=call.name, model=backend.model)
             except sqlite3.Error as error:  # keep the answer; only a rerun pays for it again
@@ -244,7 +245,14 @@ async def run_calls(
             if on_result is not None:
                 on_result(index, result)
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, max(len(items), 1)))))
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, max(len(items), 1)))))
+    finally:
+        if cache is not None:  # commit the last batch of answers (the cache commits in groups)
+            try:
+                cache.flush()
+            except sqlite3.Error as error:
+                log.warning("%s: could not commit the last answers (%s); a rerun asks for them again", cache.path, error)
     return results  # type: ignore[return-value]
 
 

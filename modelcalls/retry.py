@@ -3,6 +3,8 @@
 A backend's single attempt raises ``TransientError`` for what is worth retrying (HTTP 429 / 5xx, timeouts,
 connection errors) and ``BackendError`` for what is not (e.g. 400, 401). ``with_retries`` runs the attempt
 until it succeeds or ``max_retries`` retries are spent, then raises ``BackendError`` with the last reason.
+A ``TransientError(failover=True)`` (a replica did not answer and another one can) is re-sent at once,
+without waiting and without spending a retry, at most ``failovers`` times per call.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ T = TypeVar("T")
 class TransientError(Exception):
     """A failure worth retrying; ``retry_after`` (seconds) comes from the server when it said so."""
 
-    def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None,
+                 failover: bool = False):
         super().__init__(reason)
         self.status = status
         self.retry_after = retry_after
+        self.failover = failover  # another replica can take the request now: re-send without waiting
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -74,17 +78,24 @@ async def with_retries(
     *,
     what: str,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    failovers: int = 0,
 ) -> T:
-    """Run ``attempt()`` until it returns, retrying ``TransientError`` up to ``policy.max_retries`` times."""
-    for retry in range(policy.max_retries + 1):
+    """Run ``attempt()`` until it returns, retrying ``TransientError`` up to ``policy.max_retries`` times
+    (plus up to ``failovers`` immediate re-sends of ``failover`` errors)."""
+    retry = attempts = 0
+    while True:
+        attempts += 1
         try:
             return await attempt()
         except TransientError as error:
+            if error.failover and failovers > 0:
+                failovers -= 1
+                continue
             if retry == policy.max_retries:
                 raise BackendError(
-                    f"{what}: gave up after {retry + 1} attempts; last error: {error}",
+                    f"{what}: gave up after {attempts} attempts; last error: {error}",
                     status=error.status,
-                    attempts=retry + 1,
+                    attempts=attempts,
                 ) from None
             await sleep(policy.delay(retry, error.retry_after))
-    raise AssertionError("unreachable")
+            retry += 1

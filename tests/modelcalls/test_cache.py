@@ -1,10 +1,14 @@
 """CallCache: what enters the key, resume after a restart, sharing between processes, crash safety."""
 
 import os
+import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -109,47 +113,123 @@ def test_a_corrupt_file_gets_a_clear_error(tmp_path):
 
 WRITER = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from modelcalls import CallCache, ChatResponse, Usage
-    path, prefix, count, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    cache = CallCache(path)
+    path, prefix, count, batch, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    cache = CallCache(path, batch_size=batch, max_batch_delay_s=3600)
     for i in range(count):
-        cache.put(f"{prefix}-{i}", ChatResponse(f"{prefix} {i}", Usage(1, 1), "stop"))
-        print(i, flush=True)
-        time.sleep(pause)
+        cache.put(f"{prefix}-{i}", ChatResponse(f"{prefix} {i} " + "x" * size, Usage(1, 1), "stop"))
+        if cache.pending == 0:
+            print(i + 1, flush=True)  # answers committed so far
     """
 )
 
 
-def _writer(path, prefix, count, pause):
+def _writer(path, prefix, count, batch=1, size=0):
+    """A process putting `count` answers into the cache at `path`, committing every `batch` answers; it
+    never calls close(), so what it commits when it ends is the cache's own doing."""
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), prefix, str(count), str(pause)],
+        [sys.executable, "-c", WRITER, str(path), prefix, str(count), str(batch), str(size)],
         cwd=repo, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo},
     )
 
 
 def test_several_processes_share_one_cache_file(tmp_path):
     path = tmp_path / "shared.sqlite"
-    writers = [_writer(path, f"w{n}", 50, 0) for n in range(3)]
+    writers = [_writer(path, f"w{n}", 50, batch=7) for n in range(3)]  # they open the new file at once
     for writer in writers:
-        writer.communicate(timeout=60)
+        writer.communicate(timeout=120)
         assert writer.returncode == 0
     with CallCache(path) as cache:
-        assert len(cache) == 150
-        assert cache.get("w2-49").text == "w2 49"
+        assert len(cache) == 150  # the last, partial batch of each writer was committed at exit
+        assert cache.get("w2-49").text == "w2 49 "
 
 
-def test_a_killed_writer_keeps_every_committed_answer(tmp_path):
+def test_answers_are_committed_in_batches_and_visible_before(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with CallCache(path, batch_size=4, max_batch_delay_s=3600) as cache:
+        for i in range(10):
+            cache.put(f"k{i}", ChatResponse(f"answer {i}"))
+        assert (cache.commits, cache.writes, cache.pending) == (2, 8, 2)  # one transaction per 4 answers
+        assert cache.get("k9").text == "answer 9" and len(cache) == 10  # a queued answer is served already
+        with sqlite3.connect(path) as other:  # another process sees the committed batches only
+            assert other.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 8
+    with sqlite3.connect(path) as other:  # close() committed the rest
+        assert other.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 10
+
+
+def test_a_slow_trickle_of_answers_is_committed_without_waiting_for_a_full_batch(tmp_path):
+    with CallCache(tmp_path / "c.sqlite", batch_size=1000, max_batch_delay_s=0) as cache:
+        cache.put("a", ChatResponse("one"))
+        cache.put("b", ChatResponse("two"))
+        assert cache.pending == 0 and cache.commits == 2
+
+
+def test_run_calls_commits_its_last_batch_when_it_ends(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with CallCache(path, batch_size=1000, max_batch_delay_s=3600) as cache:
+        run_calls_sync(EchoCall(), ["a", "b", "c"], ScriptedBackend(respond=lambda r: "x"), cache=cache, concurrency=2)
+        assert cache.pending == 0 and cache.commits == 1
+        with sqlite3.connect(path) as other:
+            assert other.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 3
+
+
+def test_opening_waits_for_another_process_holding_the_file(tmp_path):
+    path = tmp_path / "busy.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # e.g. another shard creating the file or recovering its WAL
+    threading.Timer(0.5, holder.rollback).start()
+    with CallCache(path, busy_timeout_s=30) as cache:  # waits, then opens
+        cache.put("k", ChatResponse("fine"))
+    holder.close()
+    with CallCache(path) as cache:
+        assert cache.get("k").text == "fine"
+
+
+def test_a_file_locked_past_the_busy_timeout_is_a_clear_error(tmp_path):
+    path = tmp_path / "held.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(TimeoutError, match="still locked by another process after 0.2 s"):
+            CallCache(path, busy_timeout_s=0.2)
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def _committed_answers(process) -> int:
+    """Read the writer's progress lines until it has committed a few batches."""
+    for line in process.stdout:
+        if int(line) >= 3 * 500:
+            return int(line)
+    raise AssertionError("the writer ended early")
+
+
+def test_a_killed_writer_keeps_every_committed_batch(tmp_path):
     path = tmp_path / "killed.sqlite"
-    writer = _writer(path, "k", 10_000, 0.01)
-    written = -1
-    for line in writer.stdout:
-        written = int(line)
-        if written >= 20:
-            break
+    writer = _writer(path, "k", 10_000_000, batch=500)
+    committed = _committed_answers(writer)
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait(timeout=10)
     with CallCache(path) as cache:
-        assert len(cache) >= written + 1
-        assert cache.get(f"k-{written}").text == f"k {written}"
+        assert len(cache) >= committed and len(cache) % 500 == 0  # whole batches, nothing torn
+        assert cache.get(f"k-{committed - 1}").text == f"k {committed - 1} "
+
+
+def test_a_writer_killed_in_the_middle_of_batch_commits_leaves_a_valid_file(tmp_path):
+    path = tmp_path / "torn.sqlite"
+    rng = random.Random(11)
+    for round_number in range(4):
+        # Batches of 500 answers of 4 KB: most of the writer's time is spent inside a commit.
+        writer = _writer(path, f"r{round_number}", 10_000_000, batch=500, size=4000)
+        _committed_answers(writer)
+        time.sleep(rng.uniform(0, 0.3))
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=10)
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            for prefix in {f"r{n}" for n in range(round_number + 1)}:
+                rows = db.execute("SELECT COUNT(*) FROM calls WHERE key LIKE ?", (f"{prefix}-%",)).fetchone()[0]
+                assert rows % 500 == 0 and rows >= 1500  # every batch whole or absent
