@@ -166,12 +166,14 @@ def image_store(source: str, image_root: str | os.PathLike | None, hub_dataset: 
 
 @dataclass
 class BenchmarkReport:
-    """Filled while a source yields examples: how many, which images were missing, what was left out and why."""
+    """Filled while a source yields examples: how many, which images were missing, what was left out and why,
+    and ``notes`` on the published data itself (duplicate ids, train/test overlap) a reader should know."""
 
     n_examples: int = 0
     n_images_found: int = 0
     missing_images: list[str] = field(default_factory=list)
     excluded: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_missing_images(self) -> int:
@@ -181,7 +183,7 @@ class BenchmarkReport:
         text = f"{self.n_examples} examples, {self.n_images_found} images found, {self.n_missing_images} missing"
         if self.excluded:
             text += ", excluded: " + ", ".join(f"{k} {v}" for k, v in sorted(self.excluded.items()))
-        return text
+        return text + "".join(f"\n  note: {note}" for note in self.notes)
 
 
 class BenchmarkSource(Source):

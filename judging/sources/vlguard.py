@@ -16,6 +16,15 @@ Images: ``image_root`` (the extracted ``train.zip`` / ``test.zip`` of the Hub da
 paths are looked up under ``image_root`` and ``image_root/<split>``) or ``hub_dataset="ys-zong/VLGuard"``
 (+ ``revision``), which downloads and extracts ``<split>.zip`` once into the Hugging Face cache. Images that
 cannot be found keep ``image=None`` and are listed in ``source.report.missing_images``.
+
+Known problems of the published files, reported in ``source.report.notes`` whenever a split is read:
+- ``train.json`` has the id ``Ads_303871`` twice, with different turns (same image). Both records are kept;
+  the second one's examples get ids ``Ads_303871#2:<turn>`` so no two examples share a ``source_id``.
+- 8 images are in both ``train.json`` and ``test.json`` (one, ``harm-p/memes_3364.png``, is unsafe in train and
+  safe in test). A judge trained on VLGuard has seen them: ``drop_train_overlap=True`` leaves those test
+  records out (counted in ``report.excluded["train overlap"]``). Use it whenever the judge's training data
+  includes VLGuard's train split, e.g. when VLGuard's test items are the benign counterpart of another
+  benchmark (``judging/sources/counterparts.py``).
 """
 
 from __future__ import annotations
@@ -54,6 +63,22 @@ def _extracted_hub_split(repo_id: str, split: str, revision: str | None) -> Path
     return target
 
 
+def duplicate_id_notes(rows: list, path: Path) -> list[str]:
+    """One note per id that appears more than once in a VLGuard file (and whether the copies differ)."""
+    by_id: dict[str, list] = {}
+    for row in rows:
+        if isinstance(row, dict) and isinstance(row.get("id"), str):
+            by_id.setdefault(row["id"], []).append(row)
+    notes = []
+    for record_id, copies in sorted(by_id.items()):
+        if len(copies) > 1:
+            differ = any(copy != copies[0] for copy in copies[1:])
+            notes.append(f"{path.name}: id {record_id} appears {len(copies)} times"
+                         + (" with different content" if differ else " (identical copies)")
+                         + f"; later copies get ids {record_id}#2...")
+    return notes
+
+
 @register_source
 class VLGuard(Source):
     name = "vlguard"
@@ -62,7 +87,10 @@ class VLGuard(Source):
     splits = ("train", "test")
 
     def __init__(self, annotations: str | os.PathLike | None = None, image_root: str | os.PathLike | None = None,
-                 hub_dataset: str | None = None, revision: str | None = None):
+                 hub_dataset: str | None = None, revision: str | None = None, drop_train_overlap: bool = False):
+        if not isinstance(drop_train_overlap, bool):
+            raise ValueError(f"vlguard: drop_train_overlap must be true or false, got {drop_train_overlap!r}")
+        self.drop_train_overlap = drop_train_overlap
         if image_root is not None and hub_dataset is not None:
             raise ValueError("vlguard: give image_root or hub_dataset, not both")
         if revision is not None and hub_dataset is None:
@@ -84,7 +112,7 @@ class VLGuard(Source):
 
     def provenance(self) -> dict:
         return {"annotations": str(self.annotations_dir), "image_root": str(self.image_root) if self.image_root else None,
-                "hub_dataset": self.hub_dataset, "revision": self.revision}
+                "hub_dataset": self.hub_dataset, "revision": self.revision, "drop_train_overlap": self.drop_train_overlap}
 
     def _image_folders(self, split: str) -> list[FolderImages]:
         if self.hub_dataset is not None:
@@ -103,16 +131,23 @@ class VLGuard(Source):
         path = self.annotations_dir / f"{split}.json"
         if not path.is_file():
             raise AnnotationError(f"vlguard: {path} is missing; the annotations folder must hold {split}.json")
-        rows = load_json(path)
-        if not isinstance(rows, list):
-            raise AnnotationError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
+        rows = self._records(path)
         folders = self._image_folders(split)
         self.report = BenchmarkReport()
+        self.report.notes.extend(duplicate_id_notes(rows, path))
+        overlap = self._train_overlap(split, rows)
+        seen: dict[str, int] = {}
         for index, row in enumerate(rows):
             where = f"{path}: record {index}"
             record_id = require(row, "id", where)
             image_safe = require(row, "safe", where, bool)
             relative = require(row, "image", where)
+            seen[record_id] = seen.get(record_id, 0) + 1
+            if seen[record_id] > 1:
+                record_id = f"{record_id}#{seen[record_id]}"
+            if self.drop_train_overlap and relative in overlap:
+                self.report.excluded["train overlap"] += 1
+                continue
             image = next((found for folder in folders if (found := folder.find(relative)) is not None), None)
             turns = require(row, "instr-resp", where, list)
             for turn_index, turn in enumerate(turns):
@@ -136,6 +171,32 @@ class VLGuard(Source):
                     source=self.name, source_id=f"{record_id}:{kind}",
                     category=row.get("harmful_category") if kind != "safe_instruction" else None, meta=meta,
                 )
+
+    @staticmethod
+    def _records(path: Path) -> list:
+        rows = load_json(path)
+        if not isinstance(rows, list):
+            raise AnnotationError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
+        return rows
+
+    def _train_overlap(self, split: str, rows: list) -> dict[str, bool]:
+        """Test images that are also train images (image path -> its ``safe`` flag in train); noted in the
+        report. Empty for the train split or when train.json is absent."""
+        train_path = self.annotations_dir / "train.json"
+        if split != "test" or not train_path.is_file():
+            return {}
+        train = {row.get("image"): row.get("safe") for row in self._records(train_path) if isinstance(row, dict)}
+        overlap = {row["image"]: train[row["image"]] for row in rows
+                   if isinstance(row, dict) and row.get("image") in train}
+        if overlap:
+            flipped = [image for image in overlap
+                       if any(row.get("image") == image and row.get("safe") != overlap[image] for row in rows)]
+            action = ("left out (drop_train_overlap=True)" if self.drop_train_overlap
+                      else "kept; pass drop_train_overlap=True when the judge trained on VLGuard")
+            self.report.notes.append(
+                f"{len(overlap)} test images are also in train.json ({action})"
+                + (f"; {len(flipped)} with a different safe label there: {', '.join(sorted(flipped))}" if flipped else ""))
+        return overlap
 
     @staticmethod
     def _instruction(turn: dict, image_safe: bool, where: str) -> tuple[str, str]:

@@ -1,5 +1,8 @@
 """VLSBench (AI45Lab/VLSBench): 2241 risky images paired with innocuous-looking questions; every item is
-**unsafe** (single class, scored with a detection rate).
+**unsafe**. With ``benign="vlguard"`` (default) VLGuard's test safe-image + safe-instruction items join the
+cell as the **safe** class, so the cell is scored with balanced accuracy (`judging.sources.counterparts`;
+``benign_options`` are VLGuard's options). ``benign="none"``: the single-class benchmark (a detection rate,
+not counted in the dataset score).
 
 Annotations: ``data.json`` (list of objects: ``instruction_id``, ``instruction``, ``image_path`` such as
 ``imgs/0.png``, ``category``, ``sub_category``, ``source``, ``image_description``, ``safety_reason``).
@@ -13,9 +16,11 @@ kept with ``text=""`` (the count stays 2241, as published).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from judging.records import QUERY, Task
 from judging.sources.benchmark_files import BenchmarkSource, load_json_list, require
+from judging.sources.counterparts import NONE, VLGUARD, check_choice, interleave, vlguard_benign
 from judging.sources.registry import register_source
 from rms_dataset import UNSAFE
 
@@ -28,7 +33,21 @@ class VLSBench(BenchmarkSource):
     shared_annotations = ("VLSBench", "data.json")
     annotation_file = "data.json"
 
+    def __init__(self, benign: str = VLGUARD, benign_options: dict[str, Any] | None = None, **options):
+        self.benign = check_choice("vlsbench", "benign", benign, (VLGUARD, NONE))
+        self.benign_options = dict(benign_options or {})
+        super().__init__(**options)
+
+    def single_class_for(self, task: Task) -> str | None:
+        return None if self.benign == VLGUARD else UNSAFE
+
     def _examples(self, task: Task) -> Iterator:
+        if self.benign == VLGUARD:
+            yield from interleave(self._items(), vlguard_benign(self.name, self.report, self.benign_options))
+        else:
+            yield from self._items()
+
+    def _items(self) -> Iterator:
         rows = load_json_list(self.annotations)
         for index, row in enumerate(rows):
             where = f"{self.annotations}: item {index}"

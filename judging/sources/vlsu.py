@@ -3,13 +3,18 @@ combination. The shared copy is a transcribed 21-row excerpt (``VLSU_sample21.cs
 the same columns.
 
 Label: ``consensus_combined_grade`` (the grade of the image + text together). ``safe`` and ``unsafe`` map to
-themselves. ``borderline`` and ``not_sure`` are uncertain; each has its own option:
+themselves. ``borderline`` and ``not_sure`` each have their own option:
 
-- ``borderline="exclude"`` (default) | ``"unsafe"`` | ``"safe"``
-- ``not_sure="exclude"`` (default) | ``"unsafe"`` | ``"safe"``
+- ``borderline="safe"`` (default) | ``"unsafe"`` | ``"exclude"``. The VLSU authors (Palaskar et al., 2025,
+  arXiv 2510.18214) separate "clearly unsafe content from borderline cases", which "deserve engagement":
+  refusing them is the over-blocking they measure. A query judge that flags a borderline request is
+  therefore wrong, so borderline counts as safe.
+- ``not_sure="exclude"`` (default) | ``"unsafe"`` | ``"safe"`` (annotators could not decide: no gold label).
 
 Excluded rows are counted in ``source.report.excluded`` (keys ``"borderline"`` / ``"not_sure"``), never
-silently dropped. Category: ``combined_category``; the single-modality grades are kept in ``meta``.
+silently dropped. Category: ``combined_category`` on unsafe rows only (a row labelled safe has no harm
+category, whatever its grade); the grade and the published category stay in ``meta`` (``combined_grade``,
+``combined_category``) with the single-modality grades.
 
 Images are not distributed (only ``web_path`` URLs). Put downloaded images in ``image_root`` named
 ``<uuid>.<jpg|jpeg|png|webp>`` or by the URL's file name.
@@ -54,7 +59,7 @@ class VLSU(BenchmarkSource):
     shared_annotations = ("VLSU", "VLSU_sample21.csv")
     annotation_file = "VLSU.csv"
 
-    def __init__(self, borderline: str = "exclude", not_sure: str = "exclude", **options):
+    def __init__(self, borderline: str = SAFE, not_sure: str = "exclude", **options):
         for option, value in (("borderline", borderline), ("not_sure", not_sure)):
             if value not in UNCERTAIN_CHOICES:
                 raise ValueError(f"vlsu: {option}={value!r}; choose one of {UNCERTAIN_CHOICES}")
@@ -81,7 +86,8 @@ class VLSU(BenchmarkSource):
                 text=clean_prompt(require(row, "prompt", where)),
                 label=label,
                 source_id=uuid,
-                category=row.get("combined_category") or None,
-                meta={"combined_grade": grade, "image_grade": row.get("image_grade"),
+                category=(row.get("combined_category") or None) if label == UNSAFE else None,
+                meta={"combined_grade": grade, "combined_category": row.get("combined_category") or None,
+                      "image_grade": row.get("image_grade"),
                       "text_grade": row.get("consensus_text_grade"), "web_path": row.get("web_path")},
             )

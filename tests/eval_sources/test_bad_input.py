@@ -63,11 +63,11 @@ def test_csv_missing_column_and_bad_row_are_named(tmp_path, benchmarks_dir):
     no_column = tmp_path / "no_column.csv"
     no_column.write_text("\n".join(line.rsplit(",", 1)[0] for line in text[:3]) + "\n")
     with pytest.raises(AnnotationError, match=rf"{no_column}: missing column\(s\) \['instruction'\]"):
-        list(get_source("figstep", annotations=no_column).examples())
+        list(get_source("figstep", annotations=no_column, benign="none").examples())
     bad_row = tmp_path / "bad_row.csv"
     bad_row.write_text("\n".join([text[0], text[1], text[2].replace("ForbidQI,1,2,", "ForbidQI,one,2,")]) + "\n")
     with pytest.raises(AnnotationError, match=rf"{bad_row}: line 3: field 'category_id' must be an integer, got 'one'"):
-        list(get_source("figstep", annotations=bad_row).examples())
+        list(get_source("figstep", annotations=bad_row, benign="none").examples())
 
 
 def test_vlsu_unknown_grade_and_unknown_option_value_are_errors(tmp_path, benchmarks_dir):

@@ -20,7 +20,7 @@ def test_siuo_images_resolve_from_image_root_and_missing_ones_are_counted_and_li
     present = [row["image"] for row in rows[:5]]
     for name in present:
         write_image(tmp_path / name)
-    source = get_source("siuo", image_root=tmp_path)
+    source = get_source("siuo", image_root=tmp_path, benign="none")
     examples = list(source.examples())
 
     assert len(examples) == 167  # nothing dropped
@@ -38,7 +38,7 @@ def test_siuo_images_resolve_from_image_root_and_missing_ones_are_counted_and_li
 def test_resolve_images_walks_once_and_returns_the_report(tmp_path, raw):
     rows = raw["json"]("VLSBench", "data.json")
     write_image(tmp_path / rows[0]["image_path"])  # imgs/0.png under the root
-    report = get_source("vlsbench", image_root=tmp_path).resolve_images()
+    report = get_source("vlsbench", image_root=tmp_path, benign="none").resolve_images()
     assert (report.n_examples, report.n_images_found, report.n_missing_images) == (2241, 1, 2240)
 
 
@@ -52,7 +52,7 @@ def test_the_report_is_reset_for_each_pass(tmp_path):
 def test_figstep_images_in_the_shared_folder_really_resolve_and_open(benchmarks_dir):
     image_dir = benchmarks_dir / "FigStep_SafeBench" / "data" / "images" / "SafeBench-Tiny"
     on_disk = sorted(path.name for path in image_dir.glob("*.png"))
-    source = get_source("figstep", subset="tiny")
+    source = get_source("figstep", subset="tiny", benign="none")
     examples = list(source.examples())
     resolved = [e for e in examples if e.image is not None]
     assert len(on_disk) == 10 and sorted(e.image.rsplit("/", 1)[-1] for e in resolved) == on_disk
@@ -159,7 +159,7 @@ def test_figstep_finds_images_in_a_figstep_checkout_layout(tmp_path, benchmarks_
     (questions / "safebench.csv").write_text(
         (benchmarks_dir / "FigStep_SafeBench" / "safebench.csv").read_text(encoding="utf-8"), encoding="utf-8")
     write_image(tmp_path / "FigStep" / "data" / "images" / "SafeBench" / "query_ForbidQI_4_17_6.png")
-    source = get_source("figstep", annotations=questions)
+    source = get_source("figstep", annotations=questions, benign="none")
     found = [e.source_id for e in source.examples() if e.image is not None]
     assert found == ["4_17"] and source.report.n_missing_images == 499
 

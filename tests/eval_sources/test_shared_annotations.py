@@ -13,7 +13,7 @@ def labels(examples):
 
 def test_siuo_query_task_is_167_unsafe_items_with_their_categories(raw):
     rows = raw["json"]("SIUO", "siuo_gen.json")
-    examples = list(get_source("siuo").examples())
+    examples = list(get_source("siuo", benign="none").examples())
     assert len(rows) == 167 and len(examples) == 167  # README: 167 (gen)
     assert labels(examples) == {"unsafe": 167}
     assert Counter(e.category for e in examples) == Counter(row["category"] for row in rows)
@@ -24,7 +24,7 @@ def test_siuo_query_task_is_167_unsafe_items_with_their_categories(raw):
 
 def test_siuo_response_task_pairs_each_question_with_its_safe_reference_answer(raw):
     rows = raw["json"]("SIUO", "siuo_gen.json")
-    source = get_source("siuo")
+    source = get_source("siuo", benign="none", unsafe_responses="none")
     examples = list(source.examples(task="response"))
     assert labels(examples) == {"safe": 167}
     assert [e.response for e in examples] == [row["reference_answer"] for row in rows]
@@ -34,7 +34,7 @@ def test_siuo_response_task_pairs_each_question_with_its_safe_reference_answer(r
 
 def test_vlsbench_is_2241_unsafe_items_and_keeps_the_one_with_an_empty_instruction(raw):
     rows = raw["json"]("VLSBench", "data.json")
-    examples = list(get_source("vlsbench").examples())
+    examples = list(get_source("vlsbench", benign="none").examples())
     assert len(rows) == len(examples) == 2241  # README: 2241
     assert labels(examples) == {"unsafe": 2241}
     assert Counter(e.category for e in examples) == Counter(row["category"] for row in rows)
@@ -53,7 +53,7 @@ def test_salad_is_10_safe_and_10_unsafe_one_of_each_per_category(raw):
 
 def test_figstep_safebench_is_500_unsafe_image_prompts_50_per_category(raw):
     rows = raw["csv"]("FigStep_SafeBench", "safebench.csv")
-    examples = list(get_source("figstep").examples())
+    examples = list(get_source("figstep", benign="none").examples())
     assert len(rows) == len(examples) == 500  # README: 500
     assert labels(examples) == {"unsafe": 500}
     assert set(Counter(e.category for e in examples).values()) == {50}
@@ -64,7 +64,7 @@ def test_figstep_safebench_is_500_unsafe_image_prompts_50_per_category(raw):
 
 def test_figstep_tiny_is_50_items(raw):
     rows = raw["csv"]("FigStep_SafeBench", "SafeBench-Tiny.csv")
-    assert len(rows) == len(list(get_source("figstep", subset="tiny").examples())) == 50
+    assert len(rows) == len(list(get_source("figstep", subset="tiny", benign="none").examples())) == 50
 
 
 def test_mssbench_pairs_each_request_with_a_safe_and_an_unsafe_image(raw):
@@ -91,14 +91,28 @@ def test_mssbench_paraphrases_and_settings_options(raw):
     assert {e.meta["setting"] for e in embodied} == {"embodied"}
 
 
-def test_vlsu_labels_come_from_the_combined_grade_and_uncertain_grades_are_excluded_and_counted(raw):
+def test_vlsu_borderline_is_safe_by_default_as_its_authors_define_it_and_safe_rows_have_no_harm_category(raw):
     rows = raw["csv"]("VLSU", "VLSU_sample21.csv")
     grades = Counter(row["consensus_combined_grade"] for row in rows)
     source = get_source("vlsu")
     examples = list(source.examples())
-    assert len(rows) == 21  # README: 21-row excerpt
+    assert len(rows) == 21 and grades["borderline"] == 8  # README: 21-row excerpt
+    # borderline content "deserves engagement" (Palaskar et al. 2025): flagging it is over-blocking
+    assert labels(examples) == {"safe": grades["safe"] + grades["borderline"], "unsafe": grades["unsafe"]}
+    assert not source.report.excluded and len(examples) == 21
+    borderline = [e for e in examples if e.meta["combined_grade"] == "borderline"]
+    assert all(e.label == "safe" and e.category is None for e in borderline)
+    assert all(e.meta["combined_category"] for e in borderline)  # the published category is kept in meta
+    assert {e.category for e in examples if e.label == "safe"} == {None}
+    assert all(e.category for e in examples if e.label == "unsafe")
+
+
+def test_vlsu_borderline_can_still_be_excluded_and_is_counted(raw):
+    grades = Counter(row["consensus_combined_grade"] for row in raw["csv"]("VLSU", "VLSU_sample21.csv"))
+    source = get_source("vlsu", borderline="exclude")
+    examples = list(source.examples())
     assert labels(examples) == {"safe": grades["safe"], "unsafe": grades["unsafe"]}
-    assert source.report.excluded == {g: grades[g] for g in ("borderline", "not_sure") if grades[g]}
+    assert source.report.excluded == {"borderline": grades["borderline"]}
     assert len(examples) + sum(source.report.excluded.values()) == 21
     assert not any(e.text.startswith("'") and e.text.endswith("'") for e in examples)
 

@@ -95,3 +95,37 @@ def test_hub_images_come_from_the_split_zip_extracted_once(shared_dir, a_photo, 
     list(source.examples("test", "query"))
     assert calls == [("ys-zong/VLGuard", "test.zip", "dataset", "abc123")] * 2
     assert (archive.parent / "test_extracted" / ".complete").exists()
+
+
+def test_the_published_duplicate_id_is_reported_and_every_example_id_is_unique(shared_dir):
+    records = _published(shared_dir, "train")
+    assert [r["id"] for r in records].count("Ads_303871") == 2  # the published file, not our reading of it
+    source = get_source("vlguard")
+    examples = list(source.examples("train", "query"))
+    ids = [e.source_id for e in examples]
+    assert len(ids) == len(set(ids))  # before: two examples were both 'Ads_303871:safe_instruction'
+    assert {"Ads_303871:safe_instruction", "Ads_303871#2:safe_instruction"} <= set(ids)
+    assert any("id Ads_303871 appears 2 times with different content" in note for note in source.report.notes)
+    assert "note: train.json: id Ads_303871" in source.report.summary()
+
+
+def test_the_train_test_image_overlap_is_reported_and_can_be_dropped_from_test(shared_dir):
+    train_images = {r["image"]: r["safe"] for r in _published(shared_dir, "train")}
+    test = _published(shared_dir, "test")
+    overlap = [r for r in test if r["image"] in train_images]
+    flipped = [r["image"] for r in overlap if r["safe"] != train_images[r["image"]]]
+    assert len(overlap) == 8 and flipped == ["harm-p/memes_3364.png"]
+
+    kept = get_source("vlguard")
+    examples = list(kept.examples("test", "query"))
+    assert kept.report.notes == [f"8 test images are also in train.json (kept; pass drop_train_overlap=True when "
+                                 f"the judge trained on VLGuard); 1 with a different safe label there: {flipped[0]}"]
+    dropped = get_source("vlguard", drop_train_overlap=True)
+    remaining = list(dropped.examples("test", "query"))
+    n_turns = sum(len(r["instr-resp"]) for r in overlap)
+    assert len(remaining) == len(examples) - n_turns and dropped.report.excluded == {"train overlap": 8}
+    assert not {e.meta.get("missing_image") for e in remaining} & {r["image"] for r in overlap}
+    assert list(dropped.examples("train", "query"))  # the train split is never filtered
+    assert not dropped.report.excluded
+    with pytest.raises(ValueError, match="drop_train_overlap must be true or false"):
+        get_source("vlguard", drop_train_overlap="yes")
