@@ -9,7 +9,8 @@ cell. Finished cells (a readable result file) are skipped on rerun; finished jud
 half-trained judge resumes from its last checkpoint; predictions resume from the prediction cache.
 
 Layout of RESULTS_DIR: ``grid.yaml`` (the config used), ``judges/<run>/`` (adapter + judge_metadata.json),
-``predictions/`` (per-item cache), ``cells/<run>__<benchmark>__<task>.json`` (results), then
+``predictions/`` (per-item cache), ``cells/<run>__<benchmark key>.json`` (results; the key carries task,
+split, options, limit and text-only, `eval.score.BenchmarkSpec.key`), then
 `python -m eval.leaderboard RESULTS_DIR`. The grid YAML format is documented in docs/eval.md.
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from eval.score import BenchmarkSpec, ResultSchemaError, evaluate, read_result, write_result
+from eval.score import BenchmarkSpec, MissingImagesError, ResultSchemaError, evaluate, read_result, write_result
 
 log = logging.getLogger("eval.grid")
 GRID_KEYS = {"name", "datasets", "models", "benchmarks", "suite", "judge", "n_bootstrap", "seed"}
@@ -167,11 +168,12 @@ def load_grid(path: str | Path) -> Grid:
             raise GridError(f"{where}: {spec.name} has no task {spec.task!r}")
         benchmarks.append(spec)
     judge = dict(data.get("judge") or {})
-    allowed = {"mode", "batch_size", "max_new_tokens", "load_in_4bit"}
+    allowed = {"mode", "zero_shot_mode", "batch_size", "max_new_tokens", "load_in_4bit"}
     if set(judge) - allowed:
         raise GridError(f"{path}: judge: unknown key(s) {sorted(set(judge) - allowed)}; allowed: {sorted(allowed)}")
-    if judge.get("mode", "fast") not in ("fast", "generative"):
-        raise GridError(f"{path}: judge.mode must be 'fast' or 'generative', got {judge['mode']!r}")
+    for key in ("mode", "zero_shot_mode"):
+        if judge.get(key, "fast") not in ("fast", "generative"):
+            raise GridError(f"{path}: judge.{key} must be 'fast' or 'generative', got {judge[key]!r}")
     return Grid(data.get("name", path.stem), datasets, models, benchmarks, judge,
                 int(data.get("n_bootstrap", 1000)), int(data.get("seed", 0)), path)
 
@@ -222,6 +224,15 @@ def obtain_judge_dir(run: Run, out: Path) -> Path:
     return judge_dir
 
 
+def judge_options(grid: Grid, run: Run) -> dict[str, Any]:
+    """The HF judge options of a run. Zero-shot rows are scored generatively unless ``judge.zero_shot_mode``
+    says otherwise: an untrained model writes prose first, and reading two logits would invent verdicts."""
+    options = {key: value for key, value in grid.judge.items() if key != "zero_shot_mode"}
+    if run.dataset.zero_shot:
+        options["mode"] = grid.judge.get("zero_shot_mode", "generative")
+    return options
+
+
 def judge_for(grid: Grid, run: Run, judge_dir: Path | None):
     from eval.judges import make_judge
 
@@ -229,8 +240,8 @@ def judge_for(grid: Grid, run: Run, judge_dir: Path | None):
         from recipes.config import load_recipe
 
         base = load_recipe(run.model.recipe, run.model.overrides).model.name_or_path
-        return make_judge({"kind": "hf", "base_model": base, **grid.judge})
-    return make_judge({"kind": "hf", "adapter": str(judge_dir / "adapter"), **grid.judge})
+        return make_judge({"kind": "hf", "base_model": base, **judge_options(grid, run)})
+    return make_judge({"kind": "hf", "adapter": str(judge_dir / "adapter"), **judge_options(grid, run)})
 
 
 def run_grid(grid: Grid, out: Path | str) -> list[Path]:
@@ -285,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{state}  {run.id}  {spec.key}")
             return 0
         paths = run_grid(grid, args.out)
-    except (GridError, ResultSchemaError) as error:
+    except (GridError, ResultSchemaError, MissingImagesError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{len(paths)} cells in {args.out}/cells; next: python -m eval.leaderboard {args.out}")

@@ -3,9 +3,15 @@ cache, compute metrics, and write a result JSON with provenance.
 
 `python -m eval.score --benchmark siuo --base-model tiny-llava [--adapter DIR] [--mode fast] --out RESULT.json`
 
-A result file is a JSON object with ``schema_version`` (`RESULT_SCHEMA_VERSION`); `read_result` refuses any
-other version with a clear error. The *primary* value of a result is the unsafe-class F1, or the detection
-rate for single-class benchmarks (every gold label the same): see docs/eval.md.
+A result file (a *cell*) is a JSON object with ``schema_version`` (`RESULT_SCHEMA_VERSION`); `read_result`
+refuses any other version with a clear error. Every cell carries ``n`` (items scored), ``missing_images``,
+``text_only``, ``options``, ``mode``, ``label_mass`` (fast mode: mean probability mass on the label tokens;
+null otherwise), ``format_mismatch`` and ``unparseable`` next to ``primary`` and ``metrics``. The *primary*
+value is the balanced accuracy, or the detection rate for single-class benchmarks: see docs/eval.md.
+
+Images: a multimodal benchmark whose images are missing is an error (`MissingImagesError`, naming the
+benchmark, how many are missing and where to put them), never a silent text-only score; ``--text-only``
+scores every item without its image and labels the cell (and its key) text-only.
 """
 
 from __future__ import annotations
@@ -14,50 +20,108 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from eval.judges.base import Judge
 from eval.predictions import ScoredItem, score_cached
+from judging.format import FORMAT_MISMATCH_MASS
 from judging.records import JudgeExample
 from rms_dataset import SAFE, UNSAFE
 
-RESULT_SCHEMA_VERSION = "1"
+RESULT_SCHEMA_VERSION = "2"
 F1 = "f1"
+BALANCED_ACCURACY = "balanced_accuracy"  # the per-benchmark value of the dataset score (docs/eval.md)
 DETECTION_RATE = "detection_rate"
+# A generative cell with more unparseable answers than this fraction is flagged format_mismatch.
+UNPARSEABLE_MISMATCH_RATE = 0.5
 
 
 class ResultSchemaError(ValueError):
     pass
 
 
+class MissingImagesError(ValueError):
+    """A multimodal benchmark was asked to be scored with images that are not there."""
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from the command line, the value read as a YAML scalar (``false`` -> False, ``3`` -> 3,
+    ``[chat]`` -> a list), exactly as the same option written in a grid or suite YAML. Used by every CLI."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"--option expects KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"--option {text!r}: the value is not a YAML scalar ({error})") from None
+
+
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.+-]{1,24}")
+
+
+def _option_slug(value: Any) -> str:
+    """A short, file-name-safe rendering of an option value for cell keys (a hash for paths and long values)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (list, tuple)):
+        text = "+".join(str(item) for item in value)
+    else:
+        text = str(value)
+    if _PLAIN_VALUE.fullmatch(text):
+        return text
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+SPEC_KEYS = ("name", "options", "split", "task", "limit", "text_only")
+
+
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    """Which benchmark to score on: a registered source name, its options, split, task and an optional limit
-    (the first ``limit`` items in the source's order, for smoke tests)."""
+    """Which benchmark to score on: a registered source name, its options, split, task, an optional limit
+    (the first ``limit`` items in the source's order, for smoke tests) and ``text_only`` (score every item
+    without its image; the cell is labelled and keyed as text-only)."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     split: str = "test"
     task: str = "query"
     limit: int | None = None
+    text_only: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | str, *, where: str = "benchmark") -> BenchmarkSpec:
         if isinstance(data, str):
             return cls(name=data)
-        unknown = set(data) - {"name", "options", "split", "task", "limit"}
+        unknown = set(data) - set(SPEC_KEYS)
         if unknown or "name" not in data:
-            raise ValueError(f"{where}: expected keys name, options, split, task, limit; got {sorted(data)}")
+            raise ValueError(f"{where}: expected keys {', '.join(SPEC_KEYS)}; got {sorted(data)}")
         return cls(**data)
 
     @property
     def key(self) -> str:
-        return f"{self.name}__{self.task}" + (f"__{self.split}" if self.split != "test" else "")
+        """The cell key: everything that selects the items and how they are shown, so that two settings of
+        one benchmark (``subset: tiny`` vs the default, a text-only run) never share a file or a column.
+        ``figstep__query__subset=tiny``; path-like option values appear as a short hash."""
+        parts = [self.name, self.task]
+        if self.split != "test":
+            parts.append(self.split)
+        from eval.benchmarks import LOCATION_OPTIONS  # where images are found does not change what is scored
+
+        parts += [f"{key}={_option_slug(value)}" for key, value in sorted(self.options.items())
+                  if key not in LOCATION_OPTIONS]
+        if self.limit is not None:
+            parts.append(f"limit={self.limit}")
+        if self.text_only:
+            parts.append("text-only")
+        return "__".join(parts)
 
 
 @dataclass
@@ -98,13 +162,13 @@ def load_benchmark(spec: BenchmarkSpec) -> LoadedBenchmark:
         "split": spec.split,
         "task": spec.task,
         "limit": spec.limit,
-        "options": {key: str(value) for key, value in spec.options.items()},
+        "options": dict(spec.options),
         "revision": getattr(images, "revision", None) or spec.options.get("revision"),
         "annotations": str(annotations) if annotations else None,
         "annotations_sha256": _file_sha256(annotations) if annotations and Path(annotations).is_file() else None,
         "n_items": len(examples),
         "n_by_label": {label: sum(example.label == label for example in examples) for label in (SAFE, UNSAFE)},
-        "n_missing_images": sum(example.image is None for example in examples),
+        "n_missing_images": count_missing_images(examples),
         "single_class": single_class,
     }
     if report is not None and hasattr(report, "excluded"):
@@ -112,9 +176,30 @@ def load_benchmark(spec: BenchmarkSpec) -> LoadedBenchmark:
     return LoadedBenchmark(spec, examples, single_class, provenance)
 
 
+def count_missing_images(examples: list[JudgeExample]) -> int:
+    """Items whose image the source could not find (it marks them with ``meta["missing_image"]``); items
+    that have no image by design (text-only benchmarks) are not missing anything."""
+    return sum(example.image is None and bool(example.meta.get("missing_image")) for example in examples)
+
+
+def check_images(benchmark: LoadedBenchmark) -> None:
+    """Refuse to score a multimodal benchmark whose images are missing (unless the spec is text-only)."""
+    missing = [example for example in benchmark.examples if example.image is None and example.meta.get("missing_image")]
+    if not missing or benchmark.spec.text_only:
+        return
+    spec = benchmark.spec
+    raise MissingImagesError(
+        f"{spec.name} ({spec.task}): {len(missing)} of {len(benchmark.examples)} items have no image "
+        f"(first missing: {missing[0].meta['missing_image']!r}). Put the benchmark's images in a folder and pass "
+        f"--option image_root=DIR (grid/suite: options.image_root; `python -m eval.benchmarks --benchmark "
+        f"{spec.name} --show-missing 5` lists them; docs/eval_benchmarks.md says where each benchmark's images "
+        "come from), or score without images on purpose with --text-only (grid/suite: text_only: true)."
+    )
+
+
 def primary_metric(metrics: dict[str, Any], single_class: str | None) -> tuple[str, float | None, list | None]:
     """(name, value, [low, high]) of the metric a cell is ranked by."""
-    name = DETECTION_RATE if single_class else F1
+    name = DETECTION_RATE if single_class else BALANCED_ACCURACY
     value = metrics.get(name)
     ci = (metrics.get("ci") or {}).get(name)
     return name, value, list(ci) if ci is not None else None
@@ -145,22 +230,51 @@ def evaluate(
     n_bootstrap: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Score `judge` on the benchmark (resuming from the prediction cache) and return the result record."""
+    """Score `judge` on the benchmark (resuming from the prediction cache) and return the result record.
+    Raises `MissingImagesError` when images are missing and the spec is not text-only."""
     benchmark = load_benchmark(spec)
-    items = score_cached(judge, benchmark.examples, cache_dir)
+    if getattr(judge, "reads_images", True):  # sanity judges (eval/judges/sanity.py) never look at an image
+        check_images(benchmark)
+    examples = benchmark.examples
+    if spec.text_only:
+        examples = [replace(example, image=None) for example in examples]
+    items = score_cached(judge, examples, cache_dir)
     metrics = compute_cell_metrics(items, benchmark.single_class, n_bootstrap=n_bootstrap, seed=seed)
     n_unparseable = sum(item.prediction.label is None for item in items)
     name, value, ci = primary_metric(metrics, benchmark.single_class)
+    description = judge.describe()
+    label_mass = mean_label_mass(items)
+    if label_mass is not None:
+        format_mismatch = label_mass < FORMAT_MISMATCH_MASS
+    else:
+        format_mismatch = n_unparseable > UNPARSEABLE_MISMATCH_RATE * len(items)
     return {
         "schema_version": RESULT_SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "judge": {"id": judge.judge_id, **judge.describe(), "metadata": judge_metadata or {}},
+        "key": spec.key,
+        "judge": {"id": judge.judge_id, **description, "metadata": judge_metadata or {}},
         "training": training or {},
         "benchmark": benchmark.provenance,
-        "n_unparseable": n_unparseable,
+        "n": len(items),
+        "missing_images": benchmark.provenance["n_missing_images"],
+        "text_only": spec.text_only,
+        "options": dict(spec.options),
+        "mode": description.get("mode"),
+        "label_mass": label_mass,
+        "format_mismatch": format_mismatch,
+        "unparseable": n_unparseable,
+        "n_unparseable": n_unparseable,  # the leaderboard's name until it reads "unparseable"
         "primary": {"metric": name, "value": value, "ci": ci},
         "metrics": metrics,
     }
+
+
+def mean_label_mass(items: list[ScoredItem]) -> float | None:
+    """Mean probability mass on the label tokens over a fast-path cell (None when a judge does not report it)."""
+    masses = [item.prediction.extras.get("label_mass") for item in items]
+    if not masses or any(mass is None for mass in masses):
+        return None
+    return sum(masses) / len(masses)
 
 
 def write_result(path: Path | str, result: dict[str, Any]) -> Path:
@@ -201,7 +315,8 @@ def add_judge_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> No
     parser.add_argument(f"{p}kind", default="hf", help="judge kind: hf, llama-guard, llavaguard, api (default hf)")
     parser.add_argument(f"{p}base-model", help="base model: Hub id, local dir, or offline alias smollm2 / tiny-llava")
     parser.add_argument(f"{p}adapter", help="LoRA adapter directory from the recipes (judge_metadata.json is read)")
-    parser.add_argument(f"{p}mode", default=None, choices=("fast", "generative"), help="HF scoring path")
+    parser.add_argument(f"{p}mode", default=None, choices=("fast", "generative"),
+                        help="HF scoring path (default: fast with --adapter, generative for a zero-shot base model)")
     parser.add_argument(f"{p}batch-size", type=int, default=8)
     parser.add_argument(f"{p}max-new-tokens", type=int, default=None, help="generative path: tokens to generate")
     parser.add_argument(f"{p}load-in-4bit", action="store_true", help="load the base model in 4-bit (GPU)")
@@ -221,6 +336,8 @@ def judge_spec_from_args(args: argparse.Namespace, prefix: str = "") -> dict[str
                             "batch_size": get("batch-size"), "load_in_4bit": get("load-in-4bit")}
     if get("mode"):
         spec["mode"] = get("mode")
+    elif kind == "hf":  # a zero-shot base model writes prose first: read what it writes, not two logits
+        spec["mode"] = "fast" if spec["adapter"] else "generative"
     if get("max-new-tokens"):
         spec["max_new_tokens"] = get("max-new-tokens")
     if kind == "llavaguard" and get("policy-file"):
@@ -234,8 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.score", description=__doc__.splitlines()[0],
                                      epilog="See docs/eval.md.")
     parser.add_argument("--benchmark", required=True, help="registered source name, e.g. siuo, vlsbench, mssbench")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="benchmark source option (annotations=..., image_root=...); repeatable")
+    parser.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="benchmark source option (annotations=..., image_root=..., paraphrases=false); the "
+                             "value is read as YAML, as in a grid file; repeatable")
+    parser.add_argument("--text-only", action="store_true",
+                        help="score every item without its image; the cell is labelled and keyed text-only")
     parser.add_argument("--task", default="query", choices=("query", "response"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, help="score only the first N items")
@@ -246,30 +366,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_options(pairs: list[str]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"--option {pair!r}: expected KEY=VALUE")
-        key, value = pair.split("=", 1)
-        options[key] = value
-    return options
+def format_cell_line(result: dict[str, Any], out: Path | str) -> str:
+    """One line a person reads after scoring a cell: the primary value and CI, n, missing images,
+    unparseable answers, label mass, and the text-only / format-mismatch labels."""
+    primary, benchmark = result["primary"], result["benchmark"]
+    value = "n/a" if primary["value"] is None else f"{primary['value']:.3f}"
+    ci = "" if not primary["ci"] else f" [{primary['ci'][0]:.3f}, {primary['ci'][1]:.3f}]"
+    mass = "" if result["label_mass"] is None else f", label mass {result['label_mass']:.2f}"
+    flags = (" TEXT-ONLY" if result["text_only"] else "") + (" FORMAT-MISMATCH" if result["format_mismatch"] else "")
+    return (f"{result['key']}: {primary['metric']} = {value}{ci}; n={result['n']}, missing images "
+            f"{result['missing_images']}, unparseable {result['unparseable']}{mass} ({result['mode']}){flags} "
+            f"-> {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from eval.judges import make_judge
 
-    spec = BenchmarkSpec(args.benchmark, parse_options(args.option), args.split, args.task, args.limit)
+    spec = BenchmarkSpec(args.benchmark, dict(args.option), args.split, args.task, args.limit, args.text_only)
     judge = make_judge(judge_spec_from_args(args))
     out = Path(args.out)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out.parent / "predictions"
-    result = evaluate(judge, spec, cache_dir, n_bootstrap=args.n_bootstrap,
-                      judge_metadata=getattr(getattr(judge, "loaded", None), "adapter_metadata", None))
+    try:
+        result = evaluate(judge, spec, cache_dir, n_bootstrap=args.n_bootstrap,
+                          judge_metadata=getattr(getattr(judge, "loaded", None), "adapter_metadata", None))
+    except MissingImagesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     write_result(out, result)
-    primary = result["primary"]
-    print(f"{spec.name} ({spec.task}): {primary['metric']} = {primary['value']} CI {primary['ci']}; "
-          f"{result['benchmark']['n_items']} items, {result['n_unparseable']} unparseable -> {out}")
+    print(format_cell_line(result, out))
+    if result["format_mismatch"]:
+        print(f"warning: {spec.key}: format mismatch: the judge does not answer with a verdict first (label mass "
+              f"{result['label_mass']}, {result['unparseable']} unparseable); its verdicts here are not its "
+              "answers. Score it with --mode generative, or train it on the judge format.", file=sys.stderr)
     return 0
 
 

@@ -12,7 +12,9 @@ Messages use the transformers multimodal chat format: content parts ``{"type": "
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from judging.records import QUERY, RESPONSE, JudgeExample, Task
 from rms_dataset import SAFE, UNSAFE
@@ -71,21 +73,51 @@ def training_messages(example: JudgeExample, with_category: bool = False) -> lis
 
 
 @dataclass(frozen=True)
-class VerdictTokens:
+class LabelTokens:
+    """Where the fast path reads a verdict: the first token at which the answers "safe" and "unsafe" differ,
+    as the model's own chat template renders them as the assistant's answer.
+
+    ``prefix_ids`` are the tokens both answers share after the generation prompt (e.g. a lone SentencePiece
+    ``▁`` in some vocabularies): the fast path appends them to the prompt before reading the next token.
+    """
+
     safe: int
     unsafe: int
+    prefix_ids: tuple[int, ...] = ()
+
+    @property
+    def ids(self) -> tuple[int, int]:
+        return (self.safe, self.unsafe)
 
 
-def verdict_token_ids(tokenizer) -> VerdictTokens:
-    """First token of each verdict as the judge would write it right after the assistant header."""
-    safe = tokenizer.encode(SAFE, add_special_tokens=False)
-    unsafe = tokenizer.encode(UNSAFE, add_special_tokens=False)
-    if not safe or not unsafe or safe[0] == unsafe[0]:
-        raise ValueError(
-            f"tokenizer {getattr(tokenizer, 'name_or_path', '?')} does not give 'safe' and 'unsafe' distinct "
-            "first tokens; the single-forward-pass scorer cannot be used, use the generative path."
-        )
-    return VerdictTokens(safe=safe[0], unsafe=unsafe[0])
+# A text-only probe conversation in the judge format: label tokens are computed from its renderings.
+PROBE_EXAMPLE = JudgeExample(image=None, text="Is this safe?", label=SAFE, source="probe", source_id="probe")
+
+
+def verdict_token_ids(tokenizer, chat_template=None, *, messages: list[dict] | None = None) -> LabelTokens:
+    """The verdict tokens of a judge, from its real chat template (not from encoding the bare words).
+
+    Each label is rendered as the assistant's answer after ``messages`` (default: a probe prompt in the judge
+    format) by ``chat_template.apply_chat_template`` (the processor of a VLM; default the tokenizer), and
+    tokenized; the label tokens are the first tokens where the two renderings differ. This handles
+    templates that put a space before the answer (LLaVA-1.5 ``ASSISTANT: safe``, Idefics3 ``Assistant:
+    safe``, whose first tokens are `` safe``/`` uns``) and SentencePiece's ``▁``. Raises ValueError (use
+    the generative path) when the generation prompt is not a token prefix of the rendered answers or the
+    labels never diverge.
+    """
+    from modelcalls.transformers_backend import answer_tokens, flat_messages
+
+    owner = chat_template if chat_template is not None else tokenizer
+    messages = messages if messages is not None else prompt_messages(PROBE_EXAMPLE)
+    if getattr(owner, "tokenizer", None) is None:  # a plain tokenizer: text-only template, string contents
+        messages = flat_messages(messages)
+    name = getattr(tokenizer, "name_or_path", "?")
+    try:
+        choice = answer_tokens(tokenizer, owner, messages, VERDICT_LABELS)
+    except ValueError as error:
+        raise ValueError(f"tokenizer {name}: {error}; the single-forward-pass scorer cannot be used, use the "
+                         "generative path (mode: generative)") from None
+    return LabelTokens(safe=choice.ids[SAFE], unsafe=choice.ids[UNSAFE], prefix_ids=choice.prefix_ids)
 
 
 _VERDICT = re.compile(r"\b(unsafe|safe|not safe|harmful|harmless)\b", re.IGNORECASE)
@@ -99,3 +131,38 @@ def parse_verdict(text: str) -> str | None:
 
 
 TASK_NAMES: dict[Task, str] = {QUERY: "query judge", RESPONSE: "response judge"}
+
+# A fast-path cell whose mean probability mass on the two label tokens is below this is flagged
+# ``format_mismatch``: the model mostly wants to write something else first (a zero-shot model starting
+# with prose), so its safe/unsafe ratio is not a verdict it would give. A verdict-first judge trained by
+# the recipes puts > 0.9 of its mass there; see docs/eval.md.
+FORMAT_MISMATCH_MASS = 0.5
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """What a format reads from a judge's text: the verdict (None: unparseable) and format-specific details."""
+
+    label: str | None
+    raw_text: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JudgeFormat:
+    """How a judge is prompted and how its text is read: one ``build_messages()`` and one ``parse()``.
+    ``name`` and ``version`` are part of every judge fingerprint: bump the version when either changes."""
+
+    name: str
+    version: str
+    build_messages: Callable[[JudgeExample], list[dict]]
+    parse: Callable[[str], ParsedAnswer]
+    supports_fast: bool = True
+    labels: tuple[str, ...] = VERDICT_LABELS
+
+
+def parse_rms(text: str) -> ParsedAnswer:
+    return ParsedAnswer(label=parse_verdict(text), raw_text=text)
+
+
+RMS_FORMAT = JudgeFormat(name="rms", version=FORMAT_VERSION, build_messages=prompt_messages, parse=parse_rms)

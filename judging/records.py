@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,3 +39,10 @@ class JudgeExample:
     @property
     def task(self) -> Task:
         return QUERY if self.response is None else RESPONSE
+
+
+def content_id(*parts: Any, length: int = 12) -> str:
+    """A stable item id from the item's content (for benchmarks whose records carry no id): the same
+    record gets the same id in a sample and in the full file, wherever it sits in either."""
+    blob = "\x1f".join(str(part) for part in parts)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]

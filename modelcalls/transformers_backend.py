@@ -9,14 +9,24 @@ Concurrent ``chat()`` calls are collected into batches of up to ``batch_size`` r
 generation settings, left-padded, and generated in a worker thread so that the event loop keeps going
 (greedy when ``temperature == 0``). ``json_schema`` is not enforced (no constrained decoding): the
 prompt must ask for JSON.
+
+The same plumbing serves the eval judges (`eval.judges.hf`): ``load_model`` (base model + optional LoRA
+adapter + 4-bit, with a ``fingerprint`` of the weights), ``render_chat``, ``encode`` (left padding),
+``last_position_logits`` and ``answer_tokens`` (the first token where answers' renderings differ, read
+in context: choice scoring here and the judges' verdict tokens both use it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
+import json
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from modelcalls.base import (
     BackendError,
@@ -36,45 +46,246 @@ class _Pending:
     future: asyncio.Future
 
 
+JUDGE_METADATA = "judge_metadata.json"
+
+
 @dataclass
-class _Loaded:
-    model: object
-    tokenizer: object
-    processor: object | None
-    lock: threading.Lock  # one generation at a time per loaded model
+class LoadedModel:
+    """A model ready to run: weights (+ LoRA adapter), its processor (VLMs) and tokenizer (left padding),
+    and ``fingerprint``, what identifies its outputs (model revision or weights fingerprint, adapter hash)."""
+
+    model: Any
+    processor: Any  # the multimodal processor of a VLM, else the tokenizer
+    tokenizer: Any
+    is_multimodal: bool
+    base_model: str
+    adapter: str | None = None
+    adapter_metadata: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one forward/generate at a time
 
 
-_LOADED: dict[tuple, _Loaded] = {}
+def read_adapter_metadata(adapter: str | Path) -> dict[str, Any]:
+    """The recipes' ``judge_metadata.json`` in the adapter folder or the run folder above it ({} if none)."""
+    candidates = [Path(adapter) / JUDGE_METADATA, Path(adapter).parent / JUDGE_METADATA]
+    path = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); re-run training or delete the file") from error
+
+
+_EDGE = 1 << 20
+
+
+def _file_fingerprint(path: Path, *, full: bool) -> str:
+    """sha256 of a file (``full``), or of its size plus its first and last MiB (big base-model weights)."""
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if full or size <= 2 * _EDGE:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        else:
+            digest.update(str(size).encode())
+            digest.update(handle.read(_EDGE))
+            handle.seek(size - _EDGE)
+            digest.update(handle.read(_EDGE))
+    return digest.hexdigest()
+
+
+def _weights_fingerprint(folder: Path, *, full: bool) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"})
+    for path in files:
+        digest.update(f"{path.name}:{_file_fingerprint(path, full=full or path.suffix == '.json')}".encode())
+    return digest.hexdigest()[:16]
+
+
+def model_fingerprint(name: str, path: str, config, adapter: str | Path | None) -> dict[str, Any]:
+    """What identifies a loaded model's outputs: the Hub commit when known, else a fingerprint of the
+    local weights (config + size and edges of every weight file), and the sha256 of the adapter files."""
+    revision = getattr(config, "_commit_hash", None)
+    print_ = {"base_model": name, "revision": revision}
+    if revision is None and Path(path).is_dir():
+        print_["weights"] = _weights_fingerprint(Path(path), full=False)
+    if adapter is not None:
+        print_["adapter_sha256"] = _weights_fingerprint(Path(adapter), full=True)
+    return print_
+
+
+def load_model(
+    name: str,
+    adapter: str | Path | None = None,
+    *,
+    load_in_4bit: bool = False,
+    dtype: str = "auto",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a (V)LM: Hub id, local dir or offline alias (``smollm2``, ``tiny-llava``), optionally in 4-bit,
+    optionally with a LoRA adapter; the tokenizer pads on the left. A config with a ``vision_config`` loads
+    ``AutoModelForImageTextToText`` + ``AutoProcessor``, anything else ``AutoModelForCausalLM``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+    from local_models import resolve_model
+
+    path = resolve_model(name)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    multimodal = getattr(config, "vision_config", None) is not None
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if dtype != "auto":
+        kwargs["dtype"] = getattr(torch, dtype)
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
+        kwargs["device_map"] = device or "auto"
+    model_class = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
+    model = model_class.from_pretrained(path, **kwargs)
+    if not load_in_4bit:
+        model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loader = AutoProcessor if multimodal else AutoTokenizer
+    processor = loader.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    metadata = read_adapter_metadata(adapter) if adapter else {}
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    model.eval()
+    return LoadedModel(
+        model=model, processor=processor, tokenizer=tokenizer, is_multimodal=multimodal, base_model=name,
+        adapter=str(adapter) if adapter else None, adapter_metadata=metadata,
+        fingerprint=model_fingerprint(name, path, config, adapter),
+    )
+
+
+_LOADED: dict[tuple, LoadedModel] = {}
 _LOADING = threading.Lock()
 
 
-def _load(path: str, is_vlm: bool, device: str, dtype: str, trust_remote_code: bool) -> _Loaded:
-    """Load a model once per (path, device, dtype): two roles naming the same model share one copy."""
+def shared_model(name: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
+    """Load a model once per (path, device, dtype): two roles (or a backend and a judge) naming the same
+    model share one copy. No adapter: an adapter-wrapped model is loaded with `load_model`."""
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from local_models import resolve_model
+
+    key = (resolve_model(name), device, dtype, trust_remote_code)
+    with _LOADING:
+        if key not in _LOADED:
+            _LOADED[key] = load_model(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        return _LOADED[key]
+
+
+# ------------------------------------------------------------------------------ rendering and scoring
+
+
+def flat_messages(messages) -> list[dict]:
+    """Messages with string contents (text parts joined), for text-only chat templates."""
+    return [{"role": message["role"], "content": message_text(message)} for message in messages]
+
+
+def render_chat(loaded: LoadedModel, messages: list[dict]) -> str:
+    """The prompt text of judge-format messages (content parts; ``{"type": "image"}`` for the image)
+    through the model's own chat template, ending with the generation prompt."""
+    if not loaded.is_multimodal:
+        messages = flat_messages(messages)
+    return loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def encode(loaded: LoadedModel, texts: list[str], images: list[Any]):
+    """One left-padded batch; ``images`` has one entry (PIL image or None) per prompt."""
+    present = [image for image in images if image is not None]
+    if loaded.is_multimodal:
+        batch = loaded.processor(text=texts, images=present or None, padding=True, return_tensors="pt",
+                                 add_special_tokens=False)
+    else:
+        batch = loaded.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+    return batch.to(loaded.model.device)
+
+
+def append_tokens(batch, ids: tuple[int, ...]):
+    """Append the same token ids to every row of a left-padded batch (their attention mask is 1)."""
+    if not ids:
+        return batch
     import torch
 
-    key = (path, device, dtype, trust_remote_code)
-    with _LOADING:
-        if key in _LOADED:
-            return _LOADED[key]
-        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-        if is_vlm:
-            from transformers import AutoModelForImageTextToText, AutoProcessor
+    rows = batch["input_ids"].shape[0]
+    extra = torch.tensor([list(ids)] * rows, dtype=batch["input_ids"].dtype, device=batch["input_ids"].device)
+    batch["input_ids"] = torch.cat([batch["input_ids"], extra], dim=1)
+    batch["attention_mask"] = torch.cat([batch["attention_mask"], torch.ones_like(extra)], dim=1)
+    return batch
 
-            processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-            tokenizer = processor.tokenizer
-            model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            processor = None
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = "left"
-        loaded = _Loaded(model.to(device).eval(), tokenizer, processor, threading.Lock())
-        _LOADED[key] = loaded
-        return loaded
+def last_position_logits(loaded: LoadedModel, batch):
+    """Next-token logits (float32) after each row's last token: one forward pass, the vocabulary projection
+    computed for the last position only (left padding puts every row's last token there)."""
+    import torch
+
+    with loaded.lock, torch.inference_mode():
+        return loaded.model(**batch, logits_to_keep=1).logits[:, -1, :].float()
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
+    """Indices into the original list, sorted by length (longest first) and cut into batches."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+@dataclass(frozen=True)
+class AnswerTokens:
+    """The first token of each answer where the answers' renderings part, and the tokens all of them share
+    after the prompt (to append to the prompt before reading the next-token distribution)."""
+
+    ids: dict[str, int]
+    prefix_ids: tuple[int, ...]
+
+
+def distinguishing_tokens(prompt_ids: list[int], answer_ids: dict[str, list[int]]) -> AnswerTokens:
+    """Given the token ids of the prompt and of prompt + each answer, the first position where the answers
+    differ. Errors (ValueError) when the prompt is not a token prefix of every rendering (the tokenizer
+    merges across the boundary), or when two answers share their first distinguishing token."""
+    sequences = list(answer_ids.values())
+    for answer, ids in answer_ids.items():
+        if ids[: len(prompt_ids)] != list(prompt_ids):
+            raise ValueError(f"the prompt does not tokenize as a prefix of the prompt followed by {answer!r}")
+    common = len(prompt_ids)
+    while all(len(ids) > common for ids in sequences) and len({ids[common] for ids in sequences}) == 1:
+        common += 1
+    if any(len(ids) <= common for ids in sequences):
+        raise ValueError(f"the answers {list(answer_ids)} do not start with distinct tokens")
+    ids = {answer: seq[common] for answer, seq in answer_ids.items()}
+    if len(set(ids.values())) < len(ids):
+        raise ValueError(f"the answers {list(answer_ids)} do not start with distinct tokens")
+    return AnswerTokens(ids, tuple(sequences[0][len(prompt_ids) : common]))
+
+
+def answer_tokens(tokenizer, template, messages: list[dict], answers) -> AnswerTokens:
+    """The distinguishing tokens of ``answers`` written as the assistant's turn after ``messages``, rendered
+    by ``template.apply_chat_template`` (a tokenizer or a processor) and tokenized by ``tokenizer``."""
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    prompt = template.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    renderings = {}
+    for answer in answers:
+        content = answer if all(isinstance(m["content"], str) for m in messages) else [{"type": "text", "text": answer}]
+        conversation = [*messages, {"role": "assistant", "content": content}]
+        renderings[answer] = ids(template.apply_chat_template(conversation, tokenize=False))
+    return distinguishing_tokens(ids(prompt), renderings)
 
 
 def _batch_key(request: ChatRequest) -> tuple:
@@ -116,8 +327,10 @@ class TransformersBackend:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
-        loaded = _load(path, self.is_vlm, device, dtype, trust_remote_code)
-        self.hf_model, self.tokenizer, self.processor = loaded.model, loaded.tokenizer, loaded.processor
+        loaded = shared_model(model, device, dtype, trust_remote_code)
+        self.loaded = loaded
+        self.hf_model, self.tokenizer = loaded.model, loaded.tokenizer
+        self.processor = loaded.processor if self.is_vlm else None
         self._generate_lock = loaded.lock
         self._eos_ids = self._eos_token_ids()
         self._pending: list[_Pending] = []
@@ -210,33 +423,31 @@ class TransformersBackend:
     def _inputs(self, rendered: list[tuple[str, list]]):
         texts = [text for text, _ in rendered]
         images = [image for _, request_images in rendered for image in request_images]
-        if self.is_vlm:
-            inputs = self.processor(
-                text=texts, images=images or None, padding=True, return_tensors="pt", add_special_tokens=False
-            )
-        else:
-            inputs = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
-        return inputs.to(self.device)
+        return encode(self.loaded, texts, images)
 
-    def _choice_token_ids(self, choices: tuple[str, ...]) -> dict[str, int]:
-        ids = {choice: self.tokenizer.encode(choice, add_special_tokens=False)[0] for choice in choices}
-        if len(set(ids.values())) < len(ids):
-            raise BackendError(f"{self.model}: the choices {list(choices)} do not start with distinct tokens")
-        return ids
+    def _choice_token_ids(self, prompt: str, choices: tuple[str, ...]) -> dict[str, int]:
+        """Each choice's first token as it tokenizes right after this prompt (in context: a leading space
+        or SentencePiece's ``▁`` merges into the choice's first token)."""
+        def ids(text: str) -> list[int]:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        try:
+            found = distinguishing_tokens(ids(prompt), {choice: ids(prompt + choice) for choice in choices})
+        except ValueError as error:
+            raise BackendError(f"{self.model}: {error}") from None
+        if found.prefix_ids:
+            raise BackendError(f"{self.model}: the choices {list(choices)} do not start with distinct tokens "
+                               "(they share a first token); move the shared part into answer_prefix")
+        return found.ids
 
     def _score_rendered(self, requests: list[ChatRequest], rendered: list[tuple[str, list]]) -> list[ChatResponse]:
         """One forward pass; each choice's first-token log-probability at the last position (left padding)."""
-        import json
-
-        torch = self._torch
+        ids = [self._choice_token_ids(text, request.choices) for request, (text, _) in zip(requests, rendered)]
         inputs = self._inputs(rendered)
-        with self._generate_lock, torch.inference_mode():
-            logits = self.hf_model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
+        logprobs = self._torch.log_softmax(last_position_logits(self.loaded, inputs), dim=-1)
         responses = []
-        for row, request in enumerate(requests):
-            ids = self._choice_token_ids(request.choices)
-            scores = {choice: round(float(logprobs[row, token]), 6) for choice, token in ids.items()}
+        for row, choice_ids in enumerate(ids):
+            scores = {choice: round(float(logprobs[row, token]), 6) for choice, token in choice_ids.items()}
             prompt_tokens = int(inputs["attention_mask"][row].sum())
             responses.append(ChatResponse(json.dumps({"choice_logprobs": scores}), Usage(prompt_tokens, 0), "stop"))
         self.batches_run.append(len(requests))

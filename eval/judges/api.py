@@ -1,49 +1,74 @@
-"""API judge: any OpenAI-compatible chat endpoint (vLLM, `transformers serve`, OpenAI, ...), generative path.
+"""API judge: any OpenAI-compatible chat endpoint (vLLM, `transformers serve`, OpenAI, ...), generative path,
+through the one model-call layer (`modelcalls`: the OpenAI backend's client, concurrency and retries).
 
-The prompt is the shared judge format (`judging.format.prompt_messages`) with the image inlined as a data
-URL; the answer is parsed with `judging.format.parse_verdict` (unparseable -> ``label=None``, counted).
-HTTP failures after retries raise `APIJudgeError` naming the item; nothing already scored is lost because
-callers write predictions through `eval.predictions` as each chunk finishes.
+The prompt is the judge format (`judging.format.prompt_messages` by default) with the image inlined as a
+data URL; the answer is read by the format's ``parse`` (unparseable -> ``label=None``, counted). A call
+that still fails after the backend's retries raises `APIJudgeError` naming the item; nothing already
+scored is lost because callers write predictions through `eval.predictions` as each chunk finishes.
 """
 
 from __future__ import annotations
 
-import base64
 import io
-import os
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from eval.judges.base import Judge, Prediction
-from eval.judges.hf import RMS_FORMAT, JudgeFormat
 from eval.judges.images import load_image
+from judging.format import RMS_FORMAT, JudgeFormat, ParsedAnswer
 from judging.records import JudgeExample
+from modelcalls import ChatRequest, ChatResponse, ModelCall, make_backend, run_calls_sync
+from modelcalls.base import Backend, image_part
 
 
 class APIJudgeError(RuntimeError):
     pass
 
 
-def _data_url(image) -> str:
+def jpeg_bytes(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
 
 
 def openai_messages(messages: list[dict], image) -> list[dict]:
-    """Judge-format messages -> OpenAI chat messages ({"type": "image"} becomes an inline image_url part)."""
+    """Judge-format messages -> OpenAI chat messages ({"type": "image"} becomes an inline image_url part;
+    it is dropped when there is no image)."""
     converted = []
     for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            converted.append({"role": message["role"], "content": content})
+            continue
         parts = []
-        for part in message["content"]:
+        for part in content:
             if part["type"] == "image":
                 if image is not None:
-                    parts.append({"type": "image_url", "image_url": {"url": _data_url(image)}})
+                    parts.append(image_part(jpeg_bytes(image)))
             else:
                 parts.append({"type": "text", "text": part["text"]})
         converted.append({"role": message["role"], "content": parts})
     return converted
+
+
+class JudgeCall(ModelCall[JudgeExample, ParsedAnswer]):
+    """One judge call: the format's prompt (+ the example's image) -> the format's parse."""
+
+    name = "judge"
+    max_parse_retries = 0  # an unparseable verdict is a result (counted), not something to retry
+
+    def __init__(self, judge_format: JudgeFormat, max_tokens: int, *, send_images: bool = True):
+        self.format = judge_format
+        self.max_tokens = max_tokens
+        self.send_images = send_images
+        self.template_version = f"{judge_format.name}-{judge_format.version}"
+
+    def request(self, example: JudgeExample) -> ChatRequest:
+        image = load_image(example.image, where=f"{example.source}/{example.source_id}") if self.send_images else None
+        messages = openai_messages(self.format.build_messages(example), image)
+        return ChatRequest(messages=tuple(messages), name=self.name, temperature=0.0, max_tokens=self.max_tokens)
+
+    def parse(self, example: JudgeExample, response: ChatResponse) -> ParsedAnswer:
+        return self.format.parse(response.text)
 
 
 class APIJudge(Judge):
@@ -54,65 +79,36 @@ class APIJudge(Judge):
         model: str,
         base_url: str,
         *,
-        api_key: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
+        api_key_env: str | None = None,
         max_tokens: int = 64,
         max_workers: int = 4,
         retries: int = 3,
         timeout_s: float = 120.0,
         judge_format: JudgeFormat = RMS_FORMAT,
+        backend: Backend | None = None,
     ) -> None:
         self.model = model
         self.base_url = base_url.rstrip("/")
-        self.api_key = api_key or os.environ.get(api_key_env) or "EMPTY"
         self.max_tokens = max_tokens
         self.max_workers = max_workers
-        self.retries = retries
-        self.timeout_s = timeout_s
         self.format = judge_format
+        spec: dict[str, Any] = {"backend": "openai", "model": model, "base_url": self.base_url,
+                                "max_concurrency": max_workers, "timeout_s": timeout_s, "max_retries": retries}
+        if api_key_env:
+            spec["api_key_env"] = api_key_env
+        self.backend = backend if backend is not None else make_backend(spec)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.name, "model": self.model, "base_url": self.base_url, "mode": "generative",
-                "format": self.format.name, "format_version": self.format.version, "max_tokens": self.max_tokens}
+                "format": self.format.name, "format_version": self.format.version, "labels": list(self.format.labels),
+                "images": self.backend.supports_images, "decoding": {"temperature": 0.0, "max_tokens": self.max_tokens}}
 
     def score(self, examples: list[JudgeExample]) -> list[Prediction]:
-        import httpx
-
-        with httpx.Client(timeout=self.timeout_s) as client, ThreadPoolExecutor(self.max_workers) as pool:
-            return list(pool.map(lambda example: self._score_one(client, example), examples))
-
-    def _score_one(self, client, example: JudgeExample) -> Prediction:
-        where = f"{example.source}/{example.source_id}"
-        image = load_image(example.image, where=where)
-        body = {
-            "model": self.model,
-            "messages": openai_messages(self.format.build_messages(example), image),
-            "max_tokens": self.max_tokens,
-            "temperature": 0.0,
-        }
-        text = self._post(client, body, where)
-        parsed = self.format.parse(text)
-        return Prediction(label=parsed.label, p_unsafe=parsed.p_unsafe, raw_text=text, extras=parsed.extras)
-
-    def _post(self, client, body: dict, where: str) -> str:
-        url = f"{self.base_url}/chat/completions"
-        headers = {"Authorization": f"Bearer {self.api_key}"}
-        error = "no attempt made"
-        for attempt in range(self.retries):
-            try:
-                response = client.post(url, json=body, headers=headers)
-            except Exception as exc:  # connection errors: retry
-                error = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    try:
-                        return response.json()["choices"][0]["message"]["content"] or ""
-                    except (ValueError, KeyError, IndexError, TypeError):
-                        raise APIJudgeError(
-                            f"{where}: {url} answered 200 but not an OpenAI chat completion: {response.text[:200]!r}"
-                        ) from None
-                error = f"HTTP {response.status_code}: {response.text[:200]!r}"
-                if response.status_code < 500 and response.status_code != 429:
-                    break
-            time.sleep(min(2**attempt, 10) * 0.5)
-        raise APIJudgeError(f"{where}: judge call to {url} failed ({error}); check --judge-base-url and the server")
+        call = JudgeCall(self.format, self.max_tokens, send_images=self.backend.supports_images)
+        results = run_calls_sync(call, examples, self.backend, cache=None, concurrency=self.max_workers)
+        for example, result in zip(examples, results, strict=True):
+            if not result.ok:
+                raise APIJudgeError(f"{example.source}/{example.source_id}: judge call to {self.base_url} failed "
+                                    f"({result.error}); check --base-url and the server")
+        return [Prediction(label=r.output.label, raw_text=r.output.raw_text, extras=dict(r.output.extras))
+                for r in results]

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from judging.format import VERDICT_LABELS
 from judging.records import JudgeExample
 
 
@@ -45,8 +46,12 @@ class Prediction:
 class Judge:
     """A safety judge: ``score(examples)`` returns one `Prediction` per example, in the same order.
 
-    ``describe()`` is the judge's provenance (base model, adapter, scoring path, prompt format, ...);
-    ``judge_id`` is a readable name plus a short hash of that description, used to key cached predictions.
+    ``describe()`` is the judge's fingerprint and provenance: everything that determines its outputs
+    (base model + revision or weights fingerprint, adapter hash, prompt format + version, mode, decoding
+    parameters, label tokens), and nothing that does not (batch size). ``judge_id`` is a readable name
+    plus a short hash of it. ``rendered_prompt(example)`` is the exact prompt text the judge sends for an
+    example; together with the judge id, the image hash, task and labels it keys cached predictions
+    (`eval.predictions.prediction_key`).
     """
 
     name: str = "judge"
@@ -56,6 +61,20 @@ class Judge:
 
     def describe(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def rendered_prompt(self, example: JudgeExample) -> str:
+        """The judge's prompt for ``example`` (default: its format's messages as JSON, else the texts)."""
+        judge_format = getattr(self, "format", None)
+        if judge_format is not None:
+            content: Any = judge_format.build_messages(example)
+        else:
+            content = {"text": example.text, "response": example.response}
+        return json.dumps(content, sort_keys=True, ensure_ascii=False)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        judge_format = getattr(self, "format", None)
+        return tuple(judge_format.labels) if judge_format is not None else VERDICT_LABELS
 
     @property
     def judge_id(self) -> str:

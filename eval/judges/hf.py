@@ -2,26 +2,38 @@
 
 Two scoring paths over the same prompt (`judging.format.prompt_messages`, or a guard model's own format):
 
-* ``fast``: one batched forward pass; the verdict is read from the next-token probabilities of the two
-  label tokens (`judging.format.verdict_token_ids`) at the last position: p_unsafe = P(unsafe) /
-  (P(safe) + P(unsafe)). Only valid for judges trained/prompted to answer with the verdict first.
-* ``generative``: ``generate()`` then a tolerant parse; unparseable outputs get ``label=None`` and are counted.
+* ``fast``: one batched forward pass; the verdict is read at the last position from the two label tokens
+  (`judging.format.verdict_token_ids`: the first tokens where "safe" and "unsafe" differ when the model's
+  own chat template renders them as the answer): p_unsafe = P(unsafe) / (P(safe) + P(unsafe)). Each
+  prediction also records ``label_mass`` = P(safe) + P(unsafe) over the whole vocabulary: a cell whose mean
+  mass is below `judging.format.FORMAT_MISMATCH_MASS` is flagged ``format_mismatch`` (the model does not
+  answer verdict-first, so the ratio is not its verdict). Only valid for verdict-first judges.
+* ``generative``: ``generate()`` then a tolerant parse; unparseable outputs get ``label=None`` and are
+  counted. ``p_unsafe`` is the label-token ratio at the step where the verdict would start (the first
+  step), so AUROC is still measured.
 
-Batches are grouped by prompt length (sorted, batched, order restored) with left padding, under
-``torch.inference_mode``.
+Batches are grouped by prompt length (sorted, batched, order restored) with left padding, on the shared
+plumbing of `modelcalls.transformers_backend`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from eval.judges.base import Judge, Prediction
-from eval.judges.hf_model import LoadedModel, encode, length_grouped_batches, load_model, prompt_lengths, render_prompt
+from eval.judges.hf_model import (
+    LoadedModel,
+    encode,
+    last_position_logits,
+    length_grouped_batches,
+    load_model,
+    prompt_lengths,
+    render_prompt,
+)
 from eval.judges.images import load_image
-from judging.format import FORMAT_VERSION, parse_verdict, prompt_messages, verdict_token_ids
+from judging.format import PROBE_EXAMPLE, RMS_FORMAT, JudgeFormat, LabelTokens, verdict_token_ids
 from judging.records import JudgeExample
+from modelcalls.transformers_backend import append_tokens
 from rms_dataset import SAFE, UNSAFE
 
 FAST = "fast"
@@ -29,30 +41,16 @@ GENERATIVE = "generative"
 MODES = (FAST, GENERATIVE)
 
 
-@dataclass(frozen=True)
-class JudgeFormat:
-    """How a judge is prompted and how its text is read: one prompt() and one parse()."""
+def label_probabilities(logits, tokens: LabelTokens) -> tuple[list[float], list[float]]:
+    """(p_unsafe, label mass) per row of next-token logits: p_unsafe = P(unsafe) / (P(safe) + P(unsafe)),
+    mass = P(safe) + P(unsafe) over the whole vocabulary (computed in log space)."""
+    import torch
 
-    name: str
-    version: str
-    build_messages: Callable[[JudgeExample], list[dict]]
-    parse: Callable[[str], Prediction]
-    supports_fast: bool = True
-
-
-def _parse_rms(text: str) -> Prediction:
-    return Prediction(label=parse_verdict(text), raw_text=text)
-
-
-RMS_FORMAT = JudgeFormat(name="rms", version=FORMAT_VERSION, build_messages=prompt_messages, parse=_parse_rms)
-
-
-def _optional_verdict_tokens(loaded: LoadedModel):
-    """Label tokens for the generative path's diagnostics (first-step p_unsafe); None when they clash."""
-    try:
-        return verdict_token_ids(loaded.tokenizer)
-    except ValueError:
-        return None
+    logits = logits.float()
+    pair = logits[:, list(tokens.ids)]
+    p_unsafe = torch.sigmoid(pair[:, 1] - pair[:, 0])
+    mass = torch.exp(torch.logsumexp(pair, dim=-1) - torch.logsumexp(logits, dim=-1))
+    return p_unsafe.tolist(), mass.tolist()
 
 
 class HFJudge(Judge):
@@ -76,7 +74,18 @@ class HFJudge(Judge):
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.format = judge_format
-        self.verdict_tokens = verdict_token_ids(loaded.tokenizer) if mode == FAST else _optional_verdict_tokens(loaded)
+        self.verdict_tokens = self._verdict_tokens(required=mode == FAST)
+
+    def _verdict_tokens(self, *, required: bool) -> LabelTokens | None:
+        """The label tokens under this model's chat template and this format's prompt; in generative mode
+        they only serve the first-step p_unsafe, so a template where they clash gives None there."""
+        try:
+            return verdict_token_ids(self.loaded.tokenizer, self.loaded.processor,
+                                     messages=self.format.build_messages(PROBE_EXAMPLE))
+        except ValueError:
+            if required:
+                raise
+            return None
 
     @classmethod
     def from_pretrained(cls, base_model: str | None = None, adapter: str | None = None, *, load_in_4bit: bool = False,
@@ -84,22 +93,29 @@ class HFJudge(Judge):
         return cls(load_model(base_model, adapter, load_in_4bit=load_in_4bit), **options)
 
     def describe(self) -> dict[str, Any]:
+        tokens = self.verdict_tokens
         return {
             "kind": self.name,
             "base_model": self.loaded.base_model,
+            "weights": self.loaded.fingerprint,
             "adapter": self.loaded.adapter,
             "adapter_metadata": self.loaded.adapter_metadata,
             "mode": self.mode,
             "format": self.format.name,
             "format_version": self.format.version,
-            "max_new_tokens": self.max_new_tokens if self.mode == GENERATIVE else None,
+            "labels": list(self.format.labels),
+            "label_tokens": None if tokens is None else {"ids": list(tokens.ids), "prefix": list(tokens.prefix_ids)},
+            "decoding": {"greedy": True, "max_new_tokens": self.max_new_tokens} if self.mode == GENERATIVE else None,
         }
+
+    def rendered_prompt(self, example: JudgeExample) -> str:
+        return render_prompt(self.loaded, self.format.build_messages(example))
 
     # -- scoring -----------------------------------------------------------------------------------------
     def score(self, examples: list[JudgeExample]) -> list[Prediction]:
         if not examples:
             return []
-        prompts = [render_prompt(self.loaded, self.format.build_messages(example)) for example in examples]
+        prompts = [self.rendered_prompt(example) for example in examples]
         results: list[Prediction | None] = [None] * len(examples)
         for indices in length_grouped_batches(prompt_lengths(self.loaded, prompts), self.batch_size):
             images = [
@@ -113,40 +129,39 @@ class HFJudge(Judge):
                 results[index] = prediction
         return results  # type: ignore[return-value]
 
-    def _label_probability(self, logits) -> list[float]:
-        pair = logits[:, [self.verdict_tokens.safe, self.verdict_tokens.unsafe]].float().softmax(dim=-1)
-        return pair[:, 1].tolist()
-
     def _score_fast(self, batch) -> list[Prediction]:
-        import torch
-
-        with torch.inference_mode():
-            # Only the last position's logits are needed: skip the vocabulary projection everywhere else.
-            logits = self.loaded.model(**batch, logits_to_keep=1).logits[:, -1, :]
-        return [
-            Prediction(label=UNSAFE if p >= 0.5 else SAFE, p_unsafe=p)
-            for p in self._label_probability(logits)
-        ]
+        batch = append_tokens(batch, self.verdict_tokens.prefix_ids)
+        p_unsafe, mass = label_probabilities(last_position_logits(self.loaded, batch), self.verdict_tokens)
+        return [Prediction(label=UNSAFE if p >= 0.5 else SAFE, p_unsafe=p, extras={"label_mass": m})
+                for p, m in zip(p_unsafe, mass, strict=True)]
 
     def _score_generative(self, batch) -> list[Prediction]:
         import torch
 
         tokenizer = self.loaded.tokenizer
-        with torch.inference_mode():
+        with self.loaded.lock, torch.inference_mode():
             output = self.loaded.model.generate(
-                **batch, max_new_tokens=self.max_new_tokens, do_sample=False,
-                output_scores=True, return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
+                **batch, max_new_tokens=self.max_new_tokens, do_sample=False, temperature=None, top_p=None,
+                top_k=None, output_scores=True, return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
             )
         new_tokens = output.sequences[:, batch["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        first_step_p = self._label_probability(output.scores[0]) if self.verdict_tokens else [None] * len(texts)
+        tokens = self.verdict_tokens
+        step = len(tokens.prefix_ids) if tokens is not None else 0
+        if tokens is not None and step < len(output.scores):
+            first_p, first_mass = label_probabilities(output.scores[step], tokens)
+        else:
+            first_p = first_mass = [None] * len(texts)
         predictions = []
-        for text, tokens, p_first in zip(texts, new_tokens, first_step_p, strict=True):
+        for row, (text, generated) in enumerate(zip(texts, new_tokens.tolist(), strict=True)):
             parsed = self.format.parse(text)
-            first_token = int(tokens[0])
-            extras = {**parsed.extras, "first_token_id": first_token}
-            if p_first is not None:
-                extras["first_step_p_unsafe"] = p_first
-                extras["first_token_is_label"] = first_token in (self.verdict_tokens.safe, self.verdict_tokens.unsafe)
-            predictions.append(Prediction(label=parsed.label, p_unsafe=parsed.p_unsafe, raw_text=text, extras=extras))
+            extras = {**parsed.extras, "first_token_id": generated[0]}
+            p_unsafe = None
+            # The verdict position is read only when generation really wrote the shared prefix before it.
+            if first_p[row] is not None and generated[:step] == list(tokens.prefix_ids):
+                p_unsafe = first_p[row]
+                extras["first_step_p_unsafe"] = p_unsafe
+                extras["first_step_label_mass"] = first_mass[row]
+                extras["first_token_is_label"] = len(generated) > step and generated[step] in tokens.ids
+            predictions.append(Prediction(label=parsed.label, p_unsafe=p_unsafe, raw_text=text, extras=extras))
         return predictions

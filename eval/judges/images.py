@@ -1,7 +1,9 @@
-"""Turn whatever a `JudgeExample.image` holds (PIL image, path, bytes, datasets dict) into an RGB PIL image."""
+"""The one image loader of eval: whatever a `JudgeExample.image` holds (PIL image, path, bytes, datasets dict)
+becomes an RGB PIL image (`load_image`) or a content hash for cache keys (`image_sha256`)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -26,3 +28,32 @@ def load_image(image: Any, *, where: str = "") -> Image.Image | None:
         raise FileNotFoundError(f"{where}: image file {path} does not exist; fix the benchmark's image folder option")
     with Image.open(path) as opened:
         return opened.convert("RGB")
+
+
+NO_IMAGE = "no image"
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def image_sha256(image: Any) -> str:
+    """What identifies an example's pixels, for cache keys: the sha256 of the file or encoded bytes, of a
+    PIL image's mode + size + raw pixels, or ``"no image"``. File digests are remembered per (path, size,
+    mtime), so a rerun reads each image once."""
+    if image is None:
+        return NO_IMAGE
+    if isinstance(image, Image.Image):
+        digest = hashlib.sha256(f"{image.mode}:{image.size}".encode())
+        digest.update(image.tobytes())
+        return "pixels:" + digest.hexdigest()
+    if isinstance(image, dict):
+        return image_sha256(image.get("bytes") or image.get("path"))
+    if isinstance(image, (bytes, bytearray)):
+        return hashlib.sha256(image).hexdigest()
+    path = Path(image)
+    try:
+        stat = path.stat()
+    except OSError:
+        raise FileNotFoundError(f"image file {path} does not exist; fix the benchmark's image folder option") from None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _FILE_DIGESTS[key]

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 
-from eval.judges.base import Prediction
-from eval.judges.hf import JudgeFormat
+from judging.format import JudgeFormat, ParsedAnswer
 from judging.records import RESPONSE, JudgeExample
 from rms_dataset import SAFE, UNSAFE
 
@@ -47,11 +46,11 @@ def build_messages(example: JudgeExample) -> list[dict]:
     return messages
 
 
-def parse(text: str) -> Prediction:
+def parse(text: str) -> ParsedAnswer:
     """``safe`` -> safe; ``unsafe\\nS1,S11`` -> unsafe with codes and names; anything else -> unparseable."""
     match = _FIRST_LINE.match(text or "")
     if not match:
-        return Prediction(label=None, raw_text=text)
+        return ParsedAnswer(label=None, raw_text=text)
     label = UNSAFE if match.group(1).lower() == UNSAFE else SAFE
     extras: dict = {}
     if label == UNSAFE:
@@ -61,7 +60,7 @@ def parse(text: str) -> Prediction:
                   "category_names": [CATEGORIES[code] for code in codes if code in CATEGORIES]}
         if unknown:
             extras["unknown_codes"] = unknown
-    return Prediction(label=label, raw_text=text, extras=extras)
+    return ParsedAnswer(label=label, raw_text=text, extras=extras)
 
 
 LLAMA_GUARD_FORMAT = JudgeFormat(

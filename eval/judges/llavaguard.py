@@ -14,8 +14,7 @@ import json
 import re
 from functools import partial
 
-from eval.judges.base import Prediction
-from eval.judges.hf import JudgeFormat
+from judging.format import JudgeFormat, ParsedAnswer
 from judging.records import RESPONSE, JudgeExample
 from rms_dataset import SAFE, UNSAFE
 
@@ -56,25 +55,25 @@ def build_messages(example: JudgeExample, policy: str = DEFAULT_POLICY) -> list[
     return [{"role": "user", "content": parts}]
 
 
-def parse(text: str) -> Prediction:
+def parse(text: str) -> ParsedAnswer:
     """Reads the JSON object (also inside code fences or with text around it); a missing/odd rating is unparseable."""
     match = _JSON_OBJECT.search(text or "")
     if not match:
-        return Prediction(label=None, raw_text=text)
+        return ParsedAnswer(label=None, raw_text=text)
     try:
         payload = json.loads(match.group(0))
     except json.JSONDecodeError:
-        return Prediction(label=None, raw_text=text, extras={"error": "invalid JSON"})
+        return ParsedAnswer(label=None, raw_text=text, extras={"error": "invalid JSON"})
     given = str(payload.get("rating", "")).strip() if isinstance(payload, dict) else ""
     rating = given.lower()
     if rating not in (SAFE, UNSAFE):
-        return Prediction(label=None, raw_text=text, extras={"error": f"rating {given!r} is not Safe/Unsafe"})
+        return ParsedAnswer(label=None, raw_text=text, extras={"error": f"rating {given!r} is not Safe/Unsafe"})
     category = str(payload.get("category") or "")
     code = category.split(":", 1)[0].strip()
     extras = {"category": category, "rationale": payload.get("rationale")}
     if code in CATEGORIES:
         extras["category_code"] = code
-    return Prediction(label=rating, raw_text=text, extras=extras)
+    return ParsedAnswer(label=rating, raw_text=text, extras=extras)
 
 
 def llavaguard_format(policy: str | None = None) -> JudgeFormat:

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from judging.records import QUERY, RESPONSE, JudgeExample, Task
+from judging.records import QUERY, RESPONSE, JudgeExample, Task, content_id
 from judging.sources.benchmark_files import AnnotationError, BenchmarkReport, load_json_list, require
 from judging.sources.registry import Source, register_source
 from rms_dataset import SAFE, UNSAFE
@@ -96,9 +96,17 @@ class MIS(Source):
             image, meta = self._image(row, where)
             yield JudgeExample(
                 image=image, text=text, response=response if task == RESPONSE else None,
-                label=SAFE if task == RESPONSE else UNSAFE, source=self.name, source_id=str(row.get("id", index)),
+                label=SAFE if task == RESPONSE else UNSAFE, source=self.name, source_id=self._id(row, text),
                 category=row.get("category"), meta=meta,
             )
+
+    @staticmethod
+    def _id(row: dict, text: str) -> str:
+        """The record's id, or one derived from its question and image paths (stable across files)."""
+        if row.get("id") is not None:
+            return str(row["id"])
+        images = row.get("image", row.get("images"))
+        return content_id(text, *([images] if isinstance(images, str) else images or []))
 
     @staticmethod
     def _train_turns(row: dict, where: str) -> tuple[str, str]:

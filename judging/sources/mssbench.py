@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from judging.records import QUERY, Task
+from judging.records import QUERY, Task, content_id
 from judging.sources.benchmark_files import AnnotationError, BenchmarkSource, load_json, require
 from judging.sources.registry import register_source
 from rms_dataset import SAFE, UNSAFE
@@ -63,11 +63,12 @@ class MSSBench(BenchmarkSource):
         for number, query in enumerate(queries):
             if not isinstance(query, str) or not query.strip():
                 raise AnnotationError(f"{where}: field 'queries'[{number}] must be a non-empty string, got {query!r}")
+            pair = f"chat-{content_id(images[SAFE], images[UNSAFE], query.strip())}"  # stable across files
             for label, image in images.items():
                 yield self._example(
                     [f"chat/{image}", image], text=query.strip(), label=label,
-                    source_id=f"chat-{index}-q{number}-{label}", category=category,
-                    meta={"setting": "chat", "intent": record.get("intent"), "pair": f"chat-{index}-q{number}"},
+                    source_id=f"{pair}-{label}", category=category,
+                    meta={"setting": "chat", "intent": record.get("intent"), "pair": pair, "record": index},
                 )
 
     def _embodied(self, record: dict, where: str, index: int) -> Iterator:
@@ -84,7 +85,8 @@ class MSSBench(BenchmarkSource):
                                           f"non-empty string, got {instruction!r}")
                 yield self._example(
                     f"embodied/{image}", text=instruction.strip(), label=label,
-                    source_id=f"embodied-{index}-i{number}-{label}", category=category,
-                    meta={"setting": "embodied", "task": record.get("task"), "pair": f"embodied-{index}-i{number}",
+                    source_id=f"embodied-{content_id(image, instruction.strip())}-{label}", category=category,
+                    meta={"setting": "embodied", "task": record.get("task"),
+                          "pair": f"embodied-{content_id(record[SAFE], record[UNSAFE])}-i{number}", "record": index,
                           "observation": record.get(f"observation_{label}")},
                 )

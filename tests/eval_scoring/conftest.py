@@ -37,16 +37,16 @@ def judge_examples(photo_paths):
 
 @pytest.fixture(scope="session")
 def tiny_llava_loaded():
-    from eval.judges.hf_model import load_model
+    from modelcalls.transformers_backend import shared_model
 
-    return load_model("tiny-llava")
+    return shared_model("tiny-llava")  # the same copy a TransformersBackend of tiny-llava uses
 
 
 @pytest.fixture(scope="session")
 def smollm2_loaded():
-    from eval.judges.hf_model import load_model
+    from modelcalls.transformers_backend import shared_model
 
-    return load_model("smollm2")
+    return shared_model("smollm2")
 
 
 # --------------------------------------------------------------------------------- a tiny file-backed benchmark
@@ -55,6 +55,8 @@ import json  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from eval.judges.base import Judge, Prediction  # noqa: E402
+from judging.format import parse_verdict  # noqa: E402
 from judging.sources.registry import SOURCES, Source, register_source  # noqa: E402
 
 
@@ -108,30 +110,20 @@ def unsafe_only_benchmark(tmp_path, photo_paths):
     return write_benchmark(tmp_path / "unsafe_only.jsonl", photo_paths, only=UNSAFE)
 
 
-class KeywordJudge:
+class KeywordJudge(Judge):
     """A deterministic rule judge (unsafe if the text mentions a risky word) that records what it scored."""
 
     RISKY = ("fire", "lean", "stove")
+    name = "keyword"
 
     def __init__(self, answer: str | None = None):
         self.answer = answer  # when set, every raw answer is this text (e.g. something unparseable)
         self.scored: list[str] = []
 
-    name = "keyword"
-
     def describe(self):
         return {"kind": "keyword", "answer": self.answer}
 
-    @property
-    def judge_id(self):
-        from eval.judges.base import Judge
-
-        return Judge.judge_id.fget(self)
-
     def score(self, examples):
-        from eval.judges.base import Prediction
-        from judging.format import parse_verdict
-
         out = []
         for example in examples:
             self.scored.append(example.source_id)
@@ -139,3 +131,13 @@ class KeywordJudge:
                 UNSAFE if any(word in example.text.lower() for word in self.RISKY) else SAFE)
             out.append(Prediction(label=parse_verdict(text), raw_text=text))
         return out
+
+
+class SeesImageJudge(KeywordJudge):
+    """Calls an item unsafe exactly when it is shown an image: what a judge sees decides its answer."""
+
+    name = "sees-image"
+
+    def score(self, examples):
+        self.scored += [example.source_id for example in examples]
+        return [Prediction(label=UNSAFE if example.image is not None else SAFE) for example in examples]

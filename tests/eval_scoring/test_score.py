@@ -18,7 +18,7 @@ def test_binary_benchmark_result_has_f1_with_ci_and_provenance(tmp_path, binary_
     spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)})
     result = evaluate(KeywordJudge(), spec, tmp_path / "predictions", n_bootstrap=200)
     assert result["schema_version"] == RESULT_SCHEMA_VERSION
-    assert result["primary"]["metric"] == "f1"
+    assert result["primary"]["metric"] == "balanced_accuracy"
     assert result["primary"]["value"] == pytest.approx(1.0)  # the keyword rule matches the fixture's labels
     low, high = result["primary"]["ci"]
     assert low <= 1.0 <= high + 1e-9
@@ -52,7 +52,7 @@ def test_unknown_benchmark_names_the_known_ones(tmp_path):
 def test_result_of_another_schema_version_is_a_clear_error(tmp_path):
     path = write_result(tmp_path / "cell.json", {"schema_version": "0", "judge": {}, "benchmark": {},
                                                  "primary": {}, "metrics": {}})
-    with pytest.raises(ResultSchemaError, match=r"cell.json: result schema_version '0', this toolkit reads '1'"):
+    with pytest.raises(ResultSchemaError, match=rf"cell.json: result schema_version '0', this toolkit reads '{RESULT_SCHEMA_VERSION}'"):
         read_result(path)
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ResultSchemaError, match="broken.json: not valid JSON"):
@@ -126,7 +126,7 @@ def test_api_judge_unparseable_answers_are_counted_and_http_errors_name_the_item
         result = evaluate(APIJudge("m", server.url), spec, tmp_path, n_bootstrap=0)
         assert result["n_unparseable"] == 8
         wrong_path = APIJudge("m", server.url.removesuffix("/v1"), retries=1)
-        with pytest.raises(APIJudgeError, match=r"eval_fixture/item\d: judge call to .* failed \(HTTP 404"):
+        with pytest.raises(APIJudgeError, match=r"eval_fixture/item\d: judge call to .* failed \(.*HTTP 404"):
             wrong_path.score([spec_example(binary_benchmark)])
 
 
@@ -149,4 +149,87 @@ def test_score_cli_writes_a_result_and_reuses_predictions(tmp_path, binary_bench
     result = read_result(out)
     assert result["benchmark"]["n_items"] == 6 and result["benchmark"]["limit"] == 6
     assert (tmp_path / "r" / "predictions" / result["judge"]["id"] / "eval_fixture__query.jsonl").is_file()
-    assert "f1 =" in capsys.readouterr().out
+    line = capsys.readouterr().out
+    assert "balanced_accuracy = " in line and "n=6, missing images 0, unparseable 0 (generative)" in line
+
+
+# ------------------------------------------------------------------------- no silent text-only; cell contract
+
+
+def test_cell_records_the_contract_fields(tmp_path, binary_benchmark):
+    spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)}, limit=6)
+    result = evaluate(KeywordJudge(), spec, tmp_path, n_bootstrap=0)
+    assert {key: result[key] for key in ("n", "missing_images", "text_only", "mode", "label_mass",
+                                         "format_mismatch", "unparseable")} == {
+        "n": 6, "missing_images": 0, "text_only": False, "mode": None, "label_mass": None,
+        "format_mismatch": False, "unparseable": 0}
+    assert result["options"] == {"annotations": str(binary_benchmark)} and result["key"] == spec.key
+
+
+def test_missing_images_fail_by_default_naming_benchmark_count_and_where(tmp_path):
+    """Observed: FigStep and MSSBench without their images were scored text-only without a word (MSSBench
+    then gives exactly 0.5: both halves of a pair become the same text)."""
+    from eval.score import MissingImagesError
+
+    with pytest.raises(MissingImagesError, match=r"figstep \(query\): 40 of 100 items have no image .*"
+                                                 r"--option image_root=DIR.*--text-only"):
+        evaluate(KeywordJudge(), BenchmarkSpec("figstep", {"subset": "tiny"}), tmp_path)
+    with pytest.raises(MissingImagesError, match=r"mssbench \(query\): 36 of 36 items have no image"):
+        evaluate(KeywordJudge(), BenchmarkSpec("mssbench"), tmp_path)
+
+
+def test_text_only_is_an_explicit_labelled_mode_with_its_own_key(tmp_path):
+    from .conftest import SeesImageJudge
+
+    judge = SeesImageJudge()
+    spec = BenchmarkSpec("figstep", {"subset": "tiny"}, text_only=True)
+    result = evaluate(judge, spec, tmp_path, n_bootstrap=0)
+    assert result["text_only"] is True and result["missing_images"] == 40 and result["n"] == 100
+    assert result["key"].endswith("__text-only") and result["key"] != BenchmarkSpec("figstep", {"subset": "tiny"}).key
+    assert len(judge.scored) == 100 and result["metrics"]["recall"] == 0.0  # it was shown no image
+
+
+def test_score_cli_refuses_missing_images_and_prints_text_only_cells(tmp_path, capsys):
+    from eval.score import main
+
+    with _ChatServer(lambda body: "unsafe") as server:
+        base = ["--benchmark", "mssbench", "--kind", "api", "--api-model", "j", "--base-url", server.url,
+                "--n-bootstrap", "0"]
+        assert main([*base, "--out", str(tmp_path / "a.json")]) == 2
+        err = capsys.readouterr().err
+        assert "mssbench (query): 36 of 36 items have no image" in err and "Traceback" not in err
+        assert not server.requests  # nothing was scored
+        assert main([*base, "--text-only", "--option", "paraphrases=false", "--out", str(tmp_path / "b.json")]) == 0
+        out = capsys.readouterr().out
+        assert "n=36, missing images 36" in out and "TEXT-ONLY" in out
+        assert main([*base, "--text-only", "--option", "paraphrases=true", "--out", str(tmp_path / "c.json")]) == 0
+        assert "n=52, missing images 52" in capsys.readouterr().out  # "false" was a truthy string before
+    assert all(part["type"] == "text" for body in server.requests for part in body["messages"][1]["content"])
+
+
+def test_options_are_yaml_scalars_in_every_cli():
+    import argparse
+
+    from eval.score import parse_option
+
+    assert parse_option("paraphrases=false") == ("paraphrases", False)
+    assert parse_option("limit=3") == ("limit", 3)
+    assert parse_option("settings=[chat]") == ("settings", ["chat"])
+    assert parse_option("image_root=/data/a=b") == ("image_root", "/data/a=b")
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        parse_option("paraphrases")
+
+
+def test_cell_keys_carry_options_split_limit_and_text_only():
+    """Observed: figstep subset tiny vs the default, or two vlsu borderline settings, overwrote each other."""
+    keys = {
+        BenchmarkSpec("figstep").key, BenchmarkSpec("figstep", {"subset": "tiny"}).key,
+        BenchmarkSpec("vlsu", {"borderline": "safe"}).key, BenchmarkSpec("vlsu", {"borderline": "unsafe"}).key,
+        BenchmarkSpec("figstep", {"subset": "tiny"}, limit=8).key, BenchmarkSpec("figstep", text_only=True).key,
+        BenchmarkSpec("figstep", split="train").key,
+    }
+    assert len(keys) == 7
+    assert BenchmarkSpec("figstep", {"subset": "tiny"}).key == "figstep__query__subset=tiny"
+    assert BenchmarkSpec("vlsu", {"image_root": "/data/vlsu"}).key == "vlsu__query"  # where images live is not a setting
+    path_key = BenchmarkSpec("eval_fixture", {"annotations": "/some/long/path/file.jsonl"}).key
+    assert path_key.startswith("eval_fixture__query__annotations=") and "/" not in path_key
