@@ -63,7 +63,8 @@ def load_yaml(path: str | Path, *, what: str = "config") -> Any:
 
 def _describe(model: type[BaseModel], problem: dict, source: str) -> str:
     location = problem["loc"]
-    key = ".".join(str(part) for part in location) or "(top level)"
+    shown, _ = _walk(model, location)
+    key = ".".join(shown) or "(top level)"
     if problem["type"] == "extra_forbidden":
         allowed = _fields_at(model, location[:-1])
         hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
@@ -71,23 +72,69 @@ def _describe(model: type[BaseModel], problem: dict, source: str) -> str:
     if problem["type"] == "missing":
         return f"{source}: {key}: required key is missing"
     given = problem.get("input")
-    shown = f" (got {given!r:.80})" if not isinstance(given, (dict, list)) else ""
-    return f"{source}: {key}: {problem['msg']}{shown}"
+    shown_value = f" (got {given!r:.80})" if not isinstance(given, (dict, list)) and not _is_secret(shown) else ""
+    message = str(problem["ctx"]["error"]) if problem["type"] == "value_error" else problem["msg"]  # no "Value error, "
+    return f"{source}: {key}: {message}{shown_value}"
+
+
+def _is_secret(location: list[str]) -> bool:
+    """A value under ``headers`` or a credential-named key is never echoed in an error."""
+    from modelcalls.redact import is_secret_name
+
+    return any(part.lower() == "headers" or is_secret_name(part) for part in location)
+
+
+def _walk(model: type[BaseModel], location: tuple) -> tuple[list[str], Any]:
+    """``location`` as the user wrote it (the tags pydantic inserts for a tagged union, e.g. the
+    ``openai`` of ``generator.openai.base_url``, dropped) and the annotation it leads to (None if unknown)."""
+    shown: list[str] = []
+    current: Any = model
+    for part in location:
+        member = _tagged_member(current, part)
+        if member is not None:
+            current = member
+            continue
+        shown.append(str(part))
+        current = _child(current, part)
+    return shown, current
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _tagged_member(annotation: Any, tag: Any) -> Any:
+    annotation = _unwrap(annotation)
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    for member in typing.get_args(annotation):
+        if typing.get_origin(member) is typing.Annotated:
+            if any(getattr(meta, "tag", None) == tag for meta in member.__metadata__):
+                return typing.get_args(member)[0]
+    return None
+
+
+def _child(annotation: Any, part: Any) -> Any:
+    found = _model_in(annotation)
+    if isinstance(part, str) and found is not None and part in found.model_fields:
+        return found.model_fields[part].annotation
+    annotation = _unwrap(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, dict):
+        return typing.get_args(annotation)[-1] if typing.get_args(annotation) else None
+    if origin in (typing.Union, types.UnionType):  # Optional[list[...]] and the like: follow the non-None member
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]
+        return _child(members[0], part) if len(members) == 1 else None
+    return None
 
 
 def _fields_at(model: type[BaseModel], location: tuple) -> list[str]:
-    """The field names of the (nested) model found by following ``location`` from ``model``; [] when the
-    location does not lead to a model (a dict of free keys, a union we cannot follow)."""
-    current: Any = model
-    for part in location:
-        current = _model_in(current)
-        if current is None:
-            return []
-        if isinstance(part, str) and part in current.model_fields:
-            current = current.model_fields[part].annotation
-        elif not isinstance(part, str) or part not in current.model_fields:
-            continue  # list index or dict key: stay on the element type, unwrapped below
-    found = _model_in(current)
+    """The field names of the (nested) model that ``location`` leads to from ``model``; [] when it does not
+    lead to a model (a dict of free keys, an untagged union we cannot follow)."""
+    _, annotation = _walk(model, location)
+    found = _model_in(annotation)
     return sorted(found.model_fields) if found is not None else []
 
 
@@ -95,7 +142,7 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, list, tuple, dict, typing.Annotated):
+    if origin in (typing.Union, types.UnionType, typing.Annotated):
         for argument in reversed(typing.get_args(annotation)):
             found = _model_in(argument)
             if found is not None:

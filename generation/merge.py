@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from generation.run import print_report
-from generation.steps.config import RunConfig
+from generation.steps.config import RunConfig, check_base_release
 from generation.steps.finalize import finalize, load_base_release, read_shard
+from typed_config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +32,7 @@ def merge(shard_dirs: list[str], out: str, base_release: str | None = None) -> d
     seen = [tuple(shard.summary["shard"]) for shard in shards]
     if len(set(seen)) != len(seen):
         raise ValueError(f"the same shard appears twice: {seen}")
-    config = RunConfig.from_dict(configs[0])
+    config = RunConfig.from_dict(configs[0], where=f"{shard_dirs[0]}/shard/summary.json: config")
     total = seen[0][1]
     if sorted(index for index, _ in seen) != list(range(total)):
         print(f"WARNING: merging {len(seen)} of {total} shards ({sorted(i for i, _ in seen)}); the release is partial",
@@ -41,8 +43,11 @@ def merge(shard_dirs: list[str], out: str, base_release: str | None = None) -> d
 
 def main(args: argparse.Namespace) -> int:
     try:
+        check_base_release(args.base_release)
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise ConfigError(f"--out {args.out}: is a file; give a directory for the release")
         report = merge(args.shard_dirs, args.out, args.base_release)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:  # ConfigError included
         print(f"error: {error}", file=sys.stderr)
         return 2
     print_report(report)

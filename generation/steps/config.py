@@ -1,103 +1,264 @@
-"""The run config (`generation/configs/*.yaml`): one typed record, read from YAML with clear errors.
+"""The run config (`generation/configs/*.yaml`): typed models validated through `typed_config`, so a bad
+value is one line naming the key and what is allowed (the CLI exits 2), never a traceback or a silently
+wrong run.
 
 Each role names its own backend and model: `generator` (screen, scene, risks, query, responses) and
-`verifier` (the complementarity checks and the response-label checks; ideally a different model). Relative
-paths (input, exemplars) are resolved against the current directory, then against the repository root.
+`verifier` (the complementarity checks and the response-label checks; ideally a different model). The role
+block is typed per backend (`backend: openai | transformers | scripted`), with that backend's keys.
+Relative paths (input, exemplars) are resolved against the current directory, then the repository root.
+
+Two levels of checking:
+* `RunConfig.from_yaml` / `from_dict`: the values themselves (types, ranges, known keys, splits summing to 1).
+* `check_run(config, out, base_release)`: what depends on this machine, run by the CLI before any model is
+  loaded: the input folder and its manifest exist, an `api_key_env` is set, the cache file is SQLite,
+  `--out` is not a file, `--base-release` exists.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+import math
+import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
-import yaml
+from pydantic import (Discriminator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Tag,
+                      field_validator, model_validator)
 
+from modelcalls.redact import redact
+from typed_config import ConfigError, StrictModel, load_yaml, parse_config
+
+from .gates import GateConfig
 from .ingest import IngestOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PROMPT_DIR = REPO_ROOT / "generation" / "prompts"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
-@dataclass
-class RunConfig:
-    generator: dict[str, Any]
-    verifier: dict[str, Any]
-    input: dict[str, Any]
-    name: str = "rms"
-    max_images: int | None = None  # consider only the first N input files (input order), before sharding
+# ------------------------------------------------------------------------------------------------ roles
+
+
+class _Role(StrictModel):
+    """Keys every backend takes. Knobs left out (None) take the backend's own default."""
+
+    model: NonEmptyStr
+    # Recorded in provenance and checkpoint fingerprints. No backend pins it yet (an OpenAI-compatible
+    # server serves what it serves; the transformers backend loads the path or Hub id as given).
+    revision: str | None = None
+    supports_images: bool | None = None
+    max_concurrency: PositiveInt | None = None
+
+    def backend_spec(self) -> dict[str, Any]:
+        """The mapping `modelcalls.make_backend` takes: the keys that were given, revision left out."""
+        return self.model_dump(exclude_none=True, exclude={"revision"})
+
+
+class OpenAIRole(_Role):
+    backend: Literal["openai"]
+    base_url: NonEmptyStr | None = None
+    api_key_env: NonEmptyStr | None = None  # the NAME of the environment variable holding the key
+    headers: dict[str, str] | None = Field(default=None, repr=False)  # values are redacted wherever written
+    timeout_s: PositiveFloat | None = None
+    max_retries: NonNegativeInt | None = None
+    retry_base_delay_s: NonNegativeFloat | None = None
+    retry_max_delay_s: NonNegativeFloat | None = None
+    structured_output: bool | None = None
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    extra_body: dict[str, Any] | None = Field(default=None, repr=False)
+
+
+class TransformersRole(_Role):
+    backend: Literal["transformers"]
+    batch_size: PositiveInt | None = None
+    device: NonEmptyStr | None = None
+    dtype: NonEmptyStr | None = None
+    trust_remote_code: bool | None = None
+
+
+class ScriptedRole(_Role):
+    """Canned answers for tests and benchmarks: ``replies: [...]`` or ``respond: "module:function"``."""
+
+    backend: Literal["scripted"]
+    model: NonEmptyStr = "scripted"
+    replies: list[Any] | None = None
+    respond: Annotated[str, Field(pattern=r"^[\w.]+:\w+$")] | None = None
+    max_retries: NonNegativeInt | None = None
+    delay_s: NonNegativeFloat | None = None
+
+    @model_validator(mode="after")
+    def _one_source_of_answers(self) -> ScriptedRole:
+        if (self.replies is None) == (self.respond is None):
+            raise ValueError("a scripted role needs exactly one of replies: [...] or respond: 'module:function'")
+        return self
+
+
+ROLE_KINDS = ("openai", "transformers", "scripted")
+
+
+def _tag(key: str, default: str | None = None):
+    def tag_of(value: Any) -> str | None:
+        return value.get(key, default) if isinstance(value, dict) else getattr(value, key, default)
+
+    return tag_of
+
+
+Role = Annotated[
+    Union[Annotated[OpenAIRole, Tag("openai")], Annotated[TransformersRole, Tag("transformers")],
+          Annotated[ScriptedRole, Tag("scripted")]],
+    Discriminator(_tag("backend"), custom_error_type="backend_kind",
+                  custom_error_message=f"'backend' must be one of: {', '.join(ROLE_KINDS)}"),
+]
+
+
+# ------------------------------------------------------------------------------------------------ input
+
+
+class FolderInput(StrictModel):
+    kind: Literal["folder"] = "folder"
+    path: NonEmptyStr
+    manifest: NonEmptyStr = "MANIFEST.csv"  # inside the folder: file, source, license, ...
+
+
+class ManifestInput(StrictModel):
+    kind: Literal["manifest"]
+    path: NonEmptyStr  # a .csv or .jsonl; image paths are relative to it and must stay inside its folder
+
+
+class DatasetInput(StrictModel):
+    kind: Literal["dataset"]
+    path: NonEmptyStr = "dataset"  # a Hub id or a local `save_to_disk` directory
+    dataset: Any = Field(default=None, repr=False)  # an in-memory datasets.Dataset (from Python only)
+    revision: str | None = None
+    split: NonEmptyStr = "train"
+    image_column: NonEmptyStr = "image"
+    source: str | None = None
+    license: str | None = None
+    source_column: str | None = None
+    license_column: str | None = None
+    description_column: str | None = None
+    attribution_column: str | None = None
+
+
+INPUT_KINDS = ("folder", "manifest", "dataset")
+Input = Annotated[
+    Union[Annotated[FolderInput, Tag("folder")], Annotated[ManifestInput, Tag("manifest")],
+          Annotated[DatasetInput, Tag("dataset")]],
+    Discriminator(_tag("kind", "folder"), custom_error_type="input_kind",
+                  custom_error_message=f"'kind' must be one of: {', '.join(INPUT_KINDS)}"),
+]
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+class IngestConfig(StrictModel):
+    max_side: PositiveInt = IngestOptions.max_side
+    min_side: PositiveInt = IngestOptions.min_side
+    max_pixels: PositiveInt = IngestOptions.max_pixels
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = IngestOptions.jpeg_quality
+    near_duplicate_distance: Annotated[int, Field(ge=0, le=64)] = IngestOptions.near_duplicate_distance
+
+
+def prompt_names() -> list[str]:
+    return sorted(path.stem for path in PROMPT_DIR.glob("*.yaml"))
+
+
+class RunConfig(StrictModel):
+    generator: Role
+    verifier: Role
+    input: Input
+    name: NonEmptyStr = "rms"
+    max_images: PositiveInt | None = None  # consider only the first N input files (input order), before sharding
     seed: int = 0
-    proposals_per_image: int = 3  # risks asked for per image
-    risks_per_image: int = 1  # risks kept per image (chosen by the coverage sampler)
-    category_cap: int | None = None  # sampler avoids a category at this many risks; the release caps pairs too
-    max_rewrites: int = 2  # extra query attempts after a failed verification
+    proposals_per_image: PositiveInt = 3  # risks asked for per image
+    risks_per_image: PositiveInt = 1  # risks kept per image (chosen by the coverage sampler)
+    category_cap: PositiveInt | None = None  # sampler avoids a category at this many risks; the release caps pairs too
+    max_rewrites: NonNegativeInt = 2  # extra query attempts after a failed verification
     check_responses: bool = True  # the verifier checks each response carries its label (off only for demos)
     # Relative complementarity verdicts from the verifier's log-odds log P(unsafe) - log P(safe) instead of
     # generated text: the pair must score at least this margin above the text alone, the image alone and the
     # safe twin. Needs the transformers backend; meant for small verifiers whose generations are all "safe".
     verdict_margin: float | None = None
-    exemplars: str | None = "sample/curated_pairs.jsonl"
-    num_exemplars: int = 2
-    dedup_threshold: float = 0.7
-    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "test": 0.2})
-    concurrency: int = 8
-    risk_chunk: int = 8  # images per risk-discovery round (the sampler's counts update between rounds)
-    ingest: dict[str, Any] = field(default_factory=dict)
-    max_tokens: dict[str, int] = field(default_factory=dict)  # per prompt name, overrides the template's default
-    cache: str | None = None  # SQLite call cache; default <out>/calls.sqlite (shards may share one file)
-    pretty_name: str = "RMS"
-    version: str = "0.0.0"
+    exemplars: NonEmptyStr | None = "sample/curated_pairs.jsonl"
+    num_exemplars: NonNegativeInt = 2
+    dedup_threshold: Annotated[float, Field(gt=0, le=1)] = 0.7  # query similarity at which a pair is a duplicate
+    splits: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=lambda: {"train": 0.8, "test": 0.2})
+    concurrency: PositiveInt = 8
+    risk_chunk: PositiveInt = 8  # images per risk-discovery round (the sampler's counts update between rounds)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    max_tokens: dict[str, PositiveInt] = Field(default_factory=dict)  # per prompt name, overrides the template's default
+    cache: NonEmptyStr | None = None  # SQLite call cache; default <out>/calls.sqlite (shards may share one file)
+    gates: GateConfig = Field(default_factory=GateConfig)  # quality gates on every generated text (steps/gates.py)
+    pretty_name: NonEmptyStr = "RMS"
+    version: NonEmptyStr = "0.0.0"
 
+    @field_validator("max_tokens")
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "RunConfig":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: run config not found (see generation/configs/ for examples)")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {error}") from None
-        return cls.from_dict(data, where=str(path))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "RunConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+    def _known_prompts(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(prompt_names()))
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        missing = [key for key in ("generator", "verifier", "input") if key not in data]
-        if missing:
-            raise ValueError(f"{where}: missing key(s) {missing}")
-        for role in ("generator", "verifier"):
-            if not isinstance(data[role], dict) or "backend" not in data[role] or "model" not in data[role]:
-                raise ValueError(f"{where}: '{role}' must be a mapping with 'backend' and 'model'")
-        if not isinstance(data["input"], dict) or not ("path" in data["input"] or "dataset" in data["input"]):
-            raise ValueError(f"{where}: 'input' must be a mapping with 'kind' and 'path'")
-        config = cls(**data)
-        config.ingest_options()  # validate keys early
-        if config.max_rewrites < 0 or config.risks_per_image < 1 or config.proposals_per_image < config.risks_per_image:
-            raise ValueError(f"{where}: need max_rewrites >= 0 and 1 <= risks_per_image <= proposals_per_image")
-        return config
+            raise ValueError(f"unknown prompt name(s) {', '.join(unknown)}; allowed: {', '.join(prompt_names())}")
+        return value
+
+    @field_validator("splits")
+    @classmethod
+    def _splits_sum_to_one(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("give at least one split, e.g. {train: 0.8, test: 0.2}")
+        bad = [name for name in value if not re.fullmatch(r"[A-Za-z0-9_]+", name)]
+        if bad:
+            raise ValueError(f"split names may use letters, digits and _ only, got {bad}")
+        if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-6):
+            raise ValueError(f"the fractions must sum to 1, got {sum(value.values()):g}")
+        return value
+
+    @model_validator(mode="after")
+    def _risks_within_proposals(self) -> RunConfig:
+        if self.risks_per_image > self.proposals_per_image:
+            raise ValueError(f"risks_per_image ({self.risks_per_image}) cannot exceed proposals_per_image "
+                             f"({self.proposals_per_image}): the kept risks are chosen among the proposed ones")
+        return self
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        data = load_yaml(path, what="run config")
+        return cls.from_dict(data if data is not None else {}, where=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "config") -> RunConfig:
+        return parse_config(cls, data, source=where)
+
+    def with_overrides(self, source: str = "command line", **values: Any) -> RunConfig:
+        """A copy with `values` replaced, validated like the file (e.g. `--max-images 0` is refused)."""
+        return parse_config(RunConfig, {**self._plain(), **values}, source=source)
+
+    # ------------------------------------------------------------------------------------------ using
 
     def ingest_options(self) -> IngestOptions:
-        known = {f.name for f in fields(IngestOptions)}
-        unknown = sorted(set(self.ingest) - known)
-        if unknown:
-            raise ValueError(f"ingest: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        return IngestOptions(**self.ingest)
+        return IngestOptions(**self.ingest.model_dump())
 
     def resolved_input(self) -> dict[str, Any]:
-        spec = dict(self.input)
-        if "path" in spec and (spec.get("kind", "folder") != "dataset" or Path(spec["path"]).exists()):
+        spec = self.input.model_dump()
+        if spec["kind"] != "dataset" or Path(spec["path"]).exists():
             spec["path"] = str(resolve_path(spec["path"]))
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (YAML/JSON-safe); an in-memory input Dataset is recorded by its fingerprint."""
-        dataset = self.input.get("dataset")
-        if dataset is None or isinstance(dataset, str):
-            return asdict(self)
-        described = f"in-memory Dataset ({len(dataset)} rows, fingerprint {getattr(dataset, '_fingerprint', '?')})"
-        return asdict(replace(self, input={**self.input, "dataset": described}))
+        """Plain data (YAML/JSON-safe) for writing: summaries, pipeline_config.yaml. Secrets are redacted
+        (`modelcalls.redact`); an in-memory input Dataset is recorded by its fingerprint."""
+        return redact(self._plain())
+
+    def _plain(self) -> dict[str, Any]:
+        data = self.model_dump()
+        dataset = data["input"].get("dataset")
+        if dataset is not None and not isinstance(dataset, str):
+            data["input"]["dataset"] = (f"in-memory Dataset ({len(dataset)} rows, "
+                                        f"fingerprint {getattr(dataset, '_fingerprint', '?')})")
+        return data
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -106,3 +267,86 @@ def resolve_path(path: str | Path) -> Path:
         return path
     candidate = REPO_ROOT / path
     return candidate if candidate.exists() else path
+
+
+# ------------------------------------------------------------------------------------- machine checks
+
+
+def check_run(config: RunConfig, out: str | Path, *, base_release: str | None = None, source: str = "config") -> None:
+    """Everything about this run that depends on the machine, checked before any model is loaded; a
+    `ConfigError` with one line per problem otherwise."""
+    problems = [*_input_problems(config), *_role_problems(config), *_out_problems(config, Path(out)),
+                *_base_release_problems(base_release)]
+    if config.exemplars and not resolve_path(config.exemplars).is_file():
+        problems.append(f"exemplars: {config.exemplars} not found; give an existing JSONL of curated pairs or exemplars: null")
+    if problems:
+        raise ConfigError("\n".join(problem if problem.startswith("--") else f"{source}: {problem}" for problem in problems))
+
+
+def _input_problems(config: RunConfig) -> list[str]:
+    spec = config.input
+    if isinstance(spec, DatasetInput):
+        if spec.dataset is None and _looks_like_a_path(spec.path) and not resolve_path(spec.path).is_dir():
+            return [f"input.path: {spec.path} is not a dataset directory (give a `save_to_disk` folder or a Hub id)"]
+        return []
+    path = resolve_path(spec.path)
+    if isinstance(spec, ManifestInput):
+        return [] if path.is_file() else [f"input.path: manifest {spec.path} not found (a CSV or JSONL with file, source, license)"]
+    if not path.is_dir():
+        return [f"input.path: {spec.path} is not a folder" + (" (it is a file; use kind: manifest for a manifest)" if path.is_file() else "")]
+    if not (path / spec.manifest).is_file():
+        return [f"input.manifest: {path / spec.manifest} not found; every image needs source and license provenance "
+                "(columns file, source, license; see docs/generation.md)"]
+    return []
+
+
+def _role_problems(config: RunConfig) -> list[str]:
+    problems = []
+    for role_name in ("generator", "verifier"):
+        role = getattr(config, role_name)
+        if isinstance(role, OpenAIRole) and role.api_key_env and not os.environ.get(role.api_key_env):
+            problems.append(f"{role_name}.api_key_env: ${role.api_key_env} is not set; export it (or drop api_key_env "
+                            "for a local server that needs no key)")
+        if isinstance(role, TransformersRole) and _looks_like_a_path(role.model) and not resolve_path(role.model).exists():
+            problems.append(f"{role_name}.model: {role.model} does not exist (give a checkpoint directory, a Hub id or smollm2)")
+    return problems
+
+
+def _out_problems(config: RunConfig, out: Path) -> list[str]:
+    problems = []
+    if out.exists() and not out.is_dir():
+        problems.append(f"--out {out}: is a file; give a directory (created if missing)")
+    cache = Path(config.cache) if config.cache else out / "calls.sqlite"
+    if cache.is_dir():
+        problems.append(f"cache: {cache} is a directory; give a file path for the SQLite call cache")
+    elif cache.is_file() and cache.stat().st_size > 0:
+        with open(cache, "rb") as handle:
+            if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                problems.append(f"cache: {cache} is not an SQLite database; point cache at a new file or at a "
+                                "calls.sqlite written by an earlier run")
+    return problems
+
+
+def check_base_release(base_release: str | None) -> None:
+    """A `ConfigError` unless `base_release` is None, a directory or a Hub dataset id (owner/name)."""
+    problems = _base_release_problems(base_release)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _base_release_problems(base_release: str | None) -> list[str]:
+    if not base_release or Path(base_release).is_dir():
+        return []
+    if Path(base_release).exists():
+        return [f"--base-release {base_release}: is a file; give a release directory or a Hub dataset id (owner/name)"]
+    if _looks_like_a_path(base_release) or not re.fullmatch(r"[\w.-]+/[\w.-]+", base_release):
+        return [f"--base-release {base_release}: no such directory (and not a Hub dataset id owner/name)"]
+    return []
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """A local path rather than a Hub id: absolute, relative with ./ or ../, more than one /, or its first
+    component exists here."""
+    first = text.split("/")[0]
+    return (text.startswith(("/", "./", "../", "~")) or text.count("/") > 1
+            or ("/" in text and Path(first).is_dir()))

@@ -1,0 +1,43 @@
+"""The shipped configs are valid, and a config survives being written and read back (summaries and
+merges rely on that)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from generation.steps.config import REPO_ROOT, OpenAIRole, RunConfig, TransformersRole
+
+from .conftest import valid_config
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO_ROOT / "generation" / "configs").glob("*.yaml")))
+def test_every_shipped_config_parses(name):
+    config = RunConfig.from_yaml(REPO_ROOT / "generation" / "configs" / name)
+    assert config.generator.model and config.verifier.model
+
+
+def test_roles_are_typed_per_backend():
+    demo = RunConfig.from_yaml(REPO_ROOT / "generation" / "configs" / "sample_smollm2.yaml")
+    assert isinstance(demo.generator, TransformersRole) and demo.generator.batch_size == 8
+    strong = RunConfig.from_yaml(REPO_ROOT / "generation" / "configs" / "strong_openai.yaml")
+    assert isinstance(strong.verifier, OpenAIRole) and strong.verifier.max_concurrency == 64
+
+
+def test_the_backend_gets_only_the_keys_that_were_given():
+    config = RunConfig.from_dict({**valid_config("p"), "generator": {"backend": "openai", "model": "m", "revision": "abc123",
+                                                                     "base_url": "http://127.0.0.1:9/v1"}})
+    assert config.generator.backend_spec() == {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"}
+
+
+def test_a_config_round_trips_through_yaml(photo_dir):
+    config = RunConfig.from_dict(valid_config(photo_dir))
+    again = RunConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict())))
+    assert again == config
+
+
+def test_a_config_is_immutable_and_overrides_are_validated(photo_dir):
+    config = RunConfig.from_dict(valid_config(photo_dir))
+    with pytest.raises(Exception):
+        config.max_images = 3
+    assert config.with_overrides(max_images=3).max_images == 3
