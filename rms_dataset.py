@@ -38,12 +38,19 @@ UNSAFE = "unsafe"
 VERDICTS = (SAFE, UNSAFE)
 CURATED = "curated"
 
+# The four information-complementarity checks, and how a row's verdicts were obtained.
+CHECKS = ("text_alone", "image_alone", "pair", "safe_twin")
+VERIFICATION_GENERATED = "generated"  # the verifier wrote each verdict
+VERIFICATION_MARGIN = "log_odds_margin"  # verdicts derived from per-check log-odds and a margin (scores stored)
+VERIFICATION_CURATED = "curated"  # a person wrote and checked the pair
+VERIFICATION_MODES = (VERIFICATION_GENERATED, VERIFICATION_MARGIN, VERIFICATION_CURATED)
+
 _VERIFICATION = {
-    "text_alone": datasets.Value("string"),
-    "image_alone": datasets.Value("string"),
-    "pair": datasets.Value("string"),
-    "safe_twin": datasets.Value("string"),
+    **{check: datasets.Value("string") for check in CHECKS},
     "verifier": datasets.Value("string"),
+    "mode": datasets.Value("string"),
+    "scores": {check: datasets.Value("float64") for check in CHECKS},
+    "margin": datasets.Value("float64"),
 }
 
 PAIR_FEATURES = datasets.Features(
@@ -101,7 +108,11 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
         "risk_subcategory": "Finer risk label (e.g. fall_from_height).",
         "risk_rationale": "Why text alone and image alone are safe but the pair is not.",
         "safe_twin_text": "A minimally different query that is genuinely safe with the same image.",
-        "verification": "Verifier verdicts (safe/unsafe) for text_alone, image_alone, pair, safe_twin, and the verifier's model id.",
+        "verification": "How the pair was verified: `text_alone`, `image_alone`, `pair`, `safe_twin` verdicts (safe/unsafe); "
+        "`verifier` (model id, or `human (curated)`); `mode`: `generated` (the verifier wrote each verdict), "
+        "`log_odds_margin` (verdicts derived from the measured scores: a part is safe when it scores at least `margin` "
+        "below the pair, the pair unsafe when every part is) or `curated`; `scores`: the verifier's log P(unsafe) - "
+        "log P(safe) per check (null unless `log_odds_margin`); `margin` (null unless `log_odds_margin`).",
         "generator": "Model id that wrote the pair, or `curated` for hand-written pairs.",
         "pipeline_version": "Version of the generation pipeline that produced the row.",
     },
@@ -144,10 +155,24 @@ def response_id_for(pair_id: str, label: str, response: str) -> str:
     return sha256_hex(f"{pair_id}\n{label}\n{normalise_text(response)}")[:16]
 
 
-def split_for_image(image_id: str, test_fraction: float = 0.25) -> str:
-    """Deterministic split by image: every pair of one photo lands in the same split."""
-    bucket = int(sha256_hex(f"split:{image_id}")[:8], 16) / 0xFFFFFFFF
-    return "test" if bucket < test_fraction else "train"
+SAMPLE_SPLITS = {"train": 0.75, "test": 0.25}
+
+
+def split_for_image(image_id: str, fractions: dict[str, float] = SAMPLE_SPLITS) -> str:
+    """Deterministic split by image: the hash of the image id picks the split, so every pair of one photo
+    lands in the same split and adding images never moves old ones. `fractions` e.g. {"train": 0.8,
+    "test": 0.2} (normalised; the order is fixed by sorting the names). The one split function: the
+    pipeline (run config `splits`) and the sample release (`SAMPLE_SPLITS`) both use it."""
+    if not fractions or any(value < 0 for value in fractions.values()) or sum(fractions.values()) <= 0:
+        raise ValueError(f"splits must map split names to non-negative fractions with a positive sum, got {fractions}")
+    point = int(sha256_hex(f"split:{image_id}")[:12], 16) / 16**12
+    total, cumulative = sum(fractions.values()), 0.0
+    names = sorted(fractions)
+    for name in names:
+        cumulative += fractions[name] / total
+        if point < cumulative:
+            return name
+    return names[-1]
 
 
 # ----------------------------------------------------------------------------------------------------------

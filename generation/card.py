@@ -111,7 +111,8 @@ def _pipeline_summary(root: str) -> str:
         return ""
     import yaml
 
-    config = yaml.safe_load(open(path, encoding="utf-8")) or {}
+    with open(path, encoding="utf-8") as handle:
+        config = (yaml.safe_load(handle) or {}).get("run") or {}
     roles = []
     for role in ("generator", "verifier"):
         spec = config.get(role) or {}

@@ -1,8 +1,11 @@
-"""Render a self-contained HTML gallery of a release (or a run directory's release): thumbnails embedded,
-query, safe twin, risk, verdicts, both responses, a category filter, and every reject with its reason.
+"""Render a self-contained HTML gallery of a run or a release: the released pairs (thumbnails embedded,
+query, safe twin, risk, verdicts with the measured scores, both responses, a category filter), the
+rejected candidates (what the model wrote and why it was refused) and every reject with its reason.
 
-  python -m generation gallery runs/sample            # writes runs/sample/release/gallery.html
+  python -m generation gallery runs/sample            # writes runs/sample/gallery.html (a run dir, with or without a release)
   python -m generation gallery sample_release --out /tmp/sample.html
+
+`python -m generation run` writes RUN/gallery.html itself, also when no pair was kept.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import io
 import json
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -32,6 +36,8 @@ body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222
 .verdicts .unsafe{background:#f6d5d5}.verdicts .safe{background:#d5f0d5}
 .response{white-space:pre-wrap;border-left:3px solid #ccc;padding-left:.6em;margin:.3em 0}
 .response.safe{border-color:#3a3}.response.unsafe{border-color:#c33}
+.candidate{display:flex;gap:1em;background:#fff8f0;border:1px solid #e8d0b0;border-radius:8px;padding:1em;margin:1em 0}
+.candidate img{width:192px;max-height:192px;object-fit:contain;flex:none}.rejected{color:#a33}
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
 """
 
@@ -46,13 +52,27 @@ applyFilter();});
 """
 
 
-def resolve_release(path: str | Path) -> Path:
+@dataclass
+class GallerySource:
+    """Where the gallery reads from: a release (may be None: no pair kept), the rejects file, and the run's
+    images/ (thumbnails of rejected candidates; None for a bare release)."""
+
+    title: str
+    release: Path | None
+    rejects: Path | None
+    images: Path | None
+    default_out: Path
+
+
+def resolve_source(path: str | Path) -> GallerySource:
     path = Path(path)
     if (path / rms.CARD_FILE).exists():
-        return path
-    if (path / "release" / rms.CARD_FILE).exists():
-        return path / "release"
-    raise FileNotFoundError(f"{path}: neither a release (README.md + shards) nor a run directory with release/")
+        return GallerySource(str(path), path, path / "rejects.jsonl", None, path / "gallery.html")
+    if (path / "shard").is_dir() or (path / "release" / rms.CARD_FILE).exists():
+        release = path / "release" if (path / "release" / rms.CARD_FILE).exists() else None
+        rejects = release / "rejects.jsonl" if release else path / "release-rejects.jsonl"
+        return GallerySource(str(path), release, rejects, path / "images", path / "gallery.html")
+    raise FileNotFoundError(f"{path}: neither a release (README.md + shards) nor a run directory (shard/, release/)")
 
 
 def _thumbnail(image_bytes: bytes) -> str:
@@ -63,40 +83,55 @@ def _thumbnail(image_bytes: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _rows(root: Path, config: str) -> list[dict]:
+def _rows(root: Path | None, config: str) -> list[dict]:
     rows = []
-    for split, paths in sorted(rms.find_shards(str(root), config).items()):
+    for split, paths in sorted(rms.find_shards(str(root), config).items()) if root else ():
         for path in paths:
             rows.extend({**row, "split": split} for row in pq.read_table(path).to_pylist())
     return rows
 
 
-def render_gallery(release: str | Path) -> str:
-    root = resolve_release(release)
-    pairs = sorted(_rows(root, rms.PAIRS), key=lambda row: (row["risk_category"], row["id"]))
+def _verdicts(verification: dict) -> str:
+    e = html.escape
+    scores = verification.get("scores") or {}
+    spans = []
+    for check in rms.CHECKS:
+        verdict = str(verification.get(check, ""))
+        score = scores.get(check)
+        measured = f" ({score:+.2f})" if isinstance(score, (int, float)) else ""
+        spans.append(f"<span class='{e(verdict)}'>{check}: {e(verdict)}{measured}</span>")
+    margin = verification.get("margin")
+    how = f"{verification.get('mode') or '?'}" + (f", margin {margin}" if margin is not None else "")
+    return "".join(spans) + f" <small>verifier: {e(str(verification.get('verifier', '')))} ({e(how)})</small>"
+
+
+def render_gallery(path: str | Path) -> str:
+    source = resolve_source(path)
+    pairs = sorted(_rows(source.release, rms.PAIRS), key=lambda row: (row["risk_category"], row["id"]))
     responses = {(row["pair_id"], row["label"]): row["response"]
-                 for config in (rms.SAFE_RESPONSES, rms.UNSAFE_RESPONSES) for row in _rows(root, config)}
-    rejects_path = root / "rejects.jsonl"
-    rejects = [json.loads(line) for line in rejects_path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if rejects_path.exists() else []
+                 for config in (rms.SAFE_RESPONSES, rms.UNSAFE_RESPONSES) for row in _rows(source.release, config)}
+    rejects = [json.loads(line) for line in source.rejects.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if source.rejects and source.rejects.exists() else []
+    candidates = [r for r in rejects if r.get("kind") == "pair" and (r.get("details") or {}).get("text")]
     categories = Counter(row["risk_category"] for row in pairs)
     e = html.escape
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>RMS gallery: {e(root.name)}</title>",
+    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>RMS gallery: {e(Path(source.title).name)}</title>",
            f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
-           f"<h1>RMS gallery: {e(str(root))}</h1>",
+           f"<h1>RMS gallery: {e(source.title)}</h1>",
            f"<p id='summary'><span id='pair-count'>{len(pairs)}</span> pairs in {len(categories)} categories; "
-           f"<span id='reject-count'>{len(rejects)}</span> rejects. Showing <span id='shown-count'>{len(pairs)}</span>.</p>",
-           "<label>Risk category: <select id='category-filter'><option value='all'>all</option>"]
+           f"<span id='candidate-count'>{len(candidates)}</span> rejected candidates; "
+           f"<span id='reject-count'>{len(rejects)}</span> rejects. Showing <span id='shown-count'>{len(pairs)}</span>.</p>"]
+    if source.release is None:
+        out.append("<p id='no-release'><b>No pair was kept, so no release was written.</b> The rejected candidates "
+                   "and every reject are below.</p>")
+    out.append("<label>Risk category: <select id='category-filter'><option value='all'>all</option>")
     out += [f"<option value='{e(name)}'>{e(name)} ({count})</option>" for name, count in sorted(categories.items())]
     out.append("</select></label>")
-    if (root / "taxonomy.png").exists():
-        chart = base64.b64encode((root / "taxonomy.png").read_bytes()).decode("ascii")
+    if source.release and (source.release / "taxonomy.png").exists():
+        chart = base64.b64encode((source.release / "taxonomy.png").read_bytes()).decode("ascii")
         out.append(f"<details><summary>Taxonomy chart</summary><img id='taxonomy-chart' src='data:image/png;base64,{chart}'></details>")
     out.append("<section id='pairs'>")
     for row in pairs:
-        verification = row["verification"] or {}
-        verdicts = "".join(f"<span class='{e(str(verification.get(k, '')))}'>{k}: {e(str(verification.get(k, '')))}</span>"
-                           for k in ("text_alone", "image_alone", "pair", "safe_twin"))
         out.append(
             f"<article class='pair' data-category='{e(row['risk_category'])}' data-id='{e(row['id'])}'>"
             f"<img alt='{e(row['image_id'])}' src='{_thumbnail(row['image']['bytes'])}'><div>"
@@ -104,32 +139,55 @@ def render_gallery(release: str | Path) -> str:
             f"<div class='twin'>Safe twin: {e(row['safe_twin_text'])}</div>"
             f"<div class='risk'>Risk: <b>{e(row['risk_category'])}</b> / {e(row['risk_subcategory'])}: {e(row['risk_rationale'])}</div>"
             f"<div class='scene'>Scene: {e(row['scene'])}</div>"
-            f"<div class='verdicts'>{verdicts} <small>verifier: {e(str(verification.get('verifier', '')))}</small></div>"
+            f"<div class='verdicts'>{_verdicts(row['verification'] or {})}</div>"
             f"<div class='response safe'><b>Safe response:</b> {e(responses.get((row['id'], rms.SAFE), '(missing)'))}</div>"
             f"<div class='response unsafe'><b>Unsafe response:</b> {e(responses.get((row['id'], rms.UNSAFE), '(missing)'))}</div>"
             f"<small>{e(row['split'])} · {e(row['image_license'])} · {e(row['image_source'])} · generator {e(row['generator'])}</small>"
             "</div></article>")
-    out.append("</section><h2>Rejects</h2><table id='rejects'><tr><th>kind</th><th>stage</th><th>item</th><th>reason</th></tr>")
+    out.append("</section><h2>Rejected candidates</h2><section id='candidates'>")
+    for reject in candidates:
+        details = reject["details"]
+        image = source.images / f"{reject['image_id']}.jpg" if source.images else None
+        thumbnail = (f"<img alt='{e(reject['image_id'])}' src='{_thumbnail(image.read_bytes())}'>"
+                     if image is not None and image.exists() else "")
+        risk = details.get("risk") or {}
+        written = "".join(f"<div class='response {e(label)}'><b>{e(label.capitalize())} response:</b> {e(text)}</div>"
+                          for label, text in sorted((details.get("responses") or {}).items()))
+        out.append(
+            f"<article class='candidate' data-stage='{e(str(reject.get('stage', '')))}'>{thumbnail}<div>"
+            f"<div class='query'>{e(details.get('text', ''))}</div>"
+            + (f"<div class='twin'>Safe twin: {e(details['safe_twin_text'])}</div>" if details.get("safe_twin_text") else "")
+            + f"<div class='risk'>Risk: <b>{e(str(risk.get('category', '')))}</b>: {e(str(risk.get('rationale', '')))}</div>"
+            f"{written}<div class='rejected'><b>Rejected at {e(str(reject.get('stage', '')))}</b> "
+            f"({e(str(details.get('cause', '')))}, {details.get('attempts', 0)} attempt(s)): {e(str(reject.get('reason', '')))}</div>"
+            "</div></article>")
+    out.append("</section><h2>Rejects</h2><table id='rejects'><tr><th>kind</th><th>stage</th><th>cause</th><th>item</th><th>reason</th></tr>")
     for reject in rejects:
+        cause = (reject.get("details") or {}).get("cause", "")
         out.append(f"<tr class='reject'><td>{e(str(reject.get('kind', '')))}</td><td>{e(str(reject.get('stage', '')))}</td>"
-                   f"<td>{e(str(reject.get('item', '')))}</td><td>{e(str(reject.get('reason', '')))}</td></tr>")
+                   f"<td>{e(str(cause))}</td><td>{e(str(reject.get('item', '')))}</td><td>{e(str(reject.get('reason', '')))}</td></tr>")
     out.append("</table></body></html>")
     return "\n".join(out)
 
 
+def write_gallery(path: str | Path, out: str | Path | None = None) -> Path:
+    """Render the gallery of a run or release directory and write it (default: its `gallery.html`)."""
+    source = resolve_source(path)
+    target = Path(out) if out else source.default_out
+    target.write_text(render_gallery(path), encoding="utf-8")
+    return target
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("release", metavar="RUN_OR_RELEASE", help="a release directory or a run directory (uses its release/)")
-    parser.add_argument("--out", default=None, help="HTML file to write (default: <release>/gallery.html)")
+    parser.add_argument("release", metavar="RUN_OR_RELEASE", help="a run directory (with or without a release) or a release directory")
+    parser.add_argument("--out", default=None, help="HTML file to write (default: RUN/gallery.html or RELEASE/gallery.html)")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        root = resolve_release(args.release)
-        page = render_gallery(root)
+        out = write_gallery(args.release, args.out)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else root / "gallery.html"
-    out.write_text(page, encoding="utf-8")
-    print(f"wrote {out} ({len(page) // 1024} KiB)")
+    print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
     return 0

@@ -1,6 +1,8 @@
-"""Run the generation pipeline on one config: ingest -> screen -> scene -> risks -> query -> verify ->
-respond, each step checkpointed under --out (a rerun resumes; a killed run loses nothing), then dedup,
-split and write the release to OUT/release (validated).
+"""Run the generation pipeline on one config: ingest -> screen -> scene -> risks -> image alone -> (query ->
+twin -> verify, rewritten with the verifier's reasons) -> responses -> response checks, each step
+checkpointed under --out by a fingerprint of what determines it (a rerun resumes what is unchanged; a
+killed run loses nothing), then dedup, split and write the release to OUT/release (validated) and a
+gallery of the pairs, the rejected candidates and every reject to OUT/gallery.html.
 
   python -m generation run generation/configs/sample_smollm2.yaml --out runs/sample
   python -m generation run CONFIG --shard 3/16 --out runs/v2/shard-03   # one slice; join with `merge`
@@ -18,7 +20,8 @@ from pathlib import Path
 
 from generation.steps.config import RunConfig
 from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
-from generation.steps.process import ShardProcessor, write_shard_outcome
+from generation.gallery import write_gallery
+from generation.steps.executor import Executor, write_shard_outcome
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -49,16 +52,18 @@ def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), 
     Returns the report (funnel, counts, problems)."""
     out = Path(out)
     base = load_base_release(base_release)
-    processor = ShardProcessor(config, out, shard, known_hashes=base.hashes, backends=backends, show_progress=show_progress,
-                               retry_errors=retry_errors)
-    outcome = processor.run()
+    executor = Executor(config, out, shard, known_hashes=base.hashes, backends=backends, show_progress=show_progress,
+                        retry_errors=retry_errors)
+    outcome = executor.run()
     write_shard_outcome(out, outcome, shard, config)
     usage = {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens,
-             "model_calls": outcome.model_calls, "cached_calls": outcome.cached_calls}
+             "model_calls": outcome.model_calls, "cached_calls": outcome.cached_calls,
+             "model_calls_by_step": outcome.model_calls_by_step}
     if shard[1] > 1:
         return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage}
     _, report = finalize([read_shard(out)], out / "release", config, base=base)
     report["usage"] = usage
+    report["gallery"] = str(write_gallery(out))
     return report
 
 
@@ -68,15 +73,18 @@ def print_report(report: dict) -> None:
         print(f"release: {report['release']}  pairs: {report['pairs']} (new: {report['new_pairs']})  "
               f"images in: {report['images_in']}, with pairs: {report['images_released']}, rejected: {report['images_rejected']}")
         if report["pairs"] == 0:
-            print(f"NOTE: no pair passed verification, so no release was written (a release needs at least one row); "
-                  f"every reject and its reason is in {report['rejects_file']}. A small model rarely writes queries "
-                  "its verifier accepts: see docs/generation.md for the looser demo settings.")
+            print(f"NO PAIR KEPT: every candidate was rejected, so no release was written (a release needs at least "
+                  f"one row). Every reject and its reason is in {report['rejects_file']}; the funnel above says "
+                  "where they were lost. A small model rarely writes answers that pass the quality gates and its "
+                  "verifier: see docs/generation.md.")
         for problem in report["problems"]:
             print(f"PROBLEM: {problem}")
     if "usage" in report:
         u = report["usage"]
         print(f"tokens: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion; "
               f"{u['model_calls']} model calls, {u['cached_calls']} answers from the cache")
+    if report.get("gallery"):
+        print(f"gallery (pairs, rejected candidates, every reject): {report['gallery']}")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -25,9 +25,11 @@ PAIR_KEYS = (
     "image_file", "scene", "text", "risk_category", "risk_subcategory", "risk_rationale",
     "safe_twin_text", "safe_response", "unsafe_response",
 )
+# A person wrote and checked each curated pair: the verdicts are theirs, there are no measured scores.
 CURATED_VERIFICATION = {
     "text_alone": rms.SAFE, "image_alone": rms.SAFE, "pair": rms.UNSAFE, "safe_twin": rms.SAFE,
-    "verifier": "human (curated)",
+    "verifier": "human (curated)", "mode": rms.VERIFICATION_CURATED,
+    "scores": {check: None for check in rms.CHECKS}, "margin": None,
 }
 
 
@@ -78,7 +80,7 @@ def curated_rows(sample_dir: Path = SAMPLE_DIR) -> dict[str, dict[str, list[dict
         image_bytes = (images_dir / pair["image_file"]).read_bytes()
         image_id = rms.image_id_for(image_bytes)
         pair_id = rms.pair_id_for(image_id, pair["text"])
-        split = rms.split_for_image(image_id)
+        split = rms.split_for_image(image_id, rms.SAMPLE_SPLITS)
         image = {"bytes": image_bytes, "path": pair["image_file"]}
         rows[rms.PAIRS][split].append(
             {
@@ -94,7 +96,7 @@ def curated_rows(sample_dir: Path = SAMPLE_DIR) -> dict[str, dict[str, list[dict
                 "risk_subcategory": pair["risk_subcategory"],
                 "risk_rationale": pair["risk_rationale"],
                 "safe_twin_text": pair["safe_twin_text"],
-                "verification": dict(CURATED_VERIFICATION),
+                "verification": {**CURATED_VERIFICATION, "scores": dict(CURATED_VERIFICATION["scores"])},
                 "generator": rms.CURATED,
                 "pipeline_version": rms.PIPELINE_VERSION,
             }

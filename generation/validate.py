@@ -51,9 +51,37 @@ def _check_pairs(path: str, seen: dict[str, str], pairs: dict[str, dict]) -> lis
         for name in ("text", "safe_twin_text"):
             if not (record[name] or "").strip():
                 problems.append(Problem(path, "empty text", row, name))
-        for check, verdict in (record["verification"] or {}).items():
-            if check != "verifier" and verdict not in rms.VERDICTS:
-                problems.append(Problem(path, f"verdict {verdict!r} is not safe/unsafe", row, f"verification.{check}"))
+        problems += _check_verification(path, row, record["verification"] or {})
+    return problems
+
+
+def _check_verification(path: str, row: int, verification: dict) -> list[Problem]:
+    """Verdicts are safe/unsafe; the mode is known; in log-odds-margin mode the scores and the margin are
+    there and the verdicts are the ones they imply (a row cannot claim more than was measured)."""
+    problems = []
+    for check in rms.CHECKS:
+        if verification.get(check) not in rms.VERDICTS:
+            problems.append(Problem(path, f"verdict {verification.get(check)!r} is not safe/unsafe", row, f"verification.{check}"))
+    mode = verification.get("mode")
+    if mode not in rms.VERIFICATION_MODES:
+        return problems + [Problem(path, f"mode {mode!r} is not one of {', '.join(rms.VERIFICATION_MODES)}", row,
+                                   "verification.mode")]
+    scores, margin = verification.get("scores") or {}, verification.get("margin")
+    if mode != rms.VERIFICATION_MARGIN:
+        if margin is not None or any(score is not None for score in scores.values()):
+            problems.append(Problem(path, f"scores/margin given but mode is {mode!r}", row, "verification.mode"))
+        return problems
+    missing = [check for check in rms.CHECKS if not isinstance(scores.get(check), (int, float))]
+    if missing or not isinstance(margin, (int, float)):
+        return problems + [Problem(path, f"log_odds_margin mode without the measured scores ({', '.join(missing) or 'margin'})",
+                                   row, "verification.scores")]
+    for check in rms.CHECKS:
+        if check == "pair":
+            continue
+        implied = rms.SAFE if scores[check] <= scores["pair"] - margin else rms.UNSAFE
+        if verification[check] != implied:
+            problems.append(Problem(path, f"verdict {verification[check]!r} contradicts the scores ({scores[check]:+.2f} vs pair "
+                                          f"{scores['pair']:+.2f}, margin {margin})", row, f"verification.{check}"))
     return problems
 
 

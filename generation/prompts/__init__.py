@@ -1,9 +1,12 @@
-"""Versioned prompt templates. Each `<name>.yaml` holds `version`, `system` and `user` (Jinja2 templates);
-`load_prompt(name)` returns a `Prompt` that renders chat messages. The version enters the call cache key, so
-editing a prompt without bumping its version would reuse stale answers: bump it."""
+"""Versioned prompt templates. Each `<name>.yaml` holds `version`, `max_tokens`, `system` and `user` (Jinja2
+templates); `load_prompt(name)` returns a `Prompt` that renders chat messages. The version and a hash of the
+template text (`digest`) enter the call-cache key and the step checkpoint fingerprints, so an edited prompt
+is always asked again, bumped version or not; bump `version` anyway when the meaning changes, it is what
+`pipeline_config.yaml` shows a reader."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +29,12 @@ class Prompt:
     @property
     def cache_version(self) -> str:
         return f"{self.name}-v{self.version}"
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the template text (system, user, default max_tokens)."""
+        text = f"{self.system}\x00{self.user}\x00{self.max_tokens}"
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def render(self, **variables) -> tuple[str, str]:
         """(system text, user text) with the variables filled in."""

@@ -25,8 +25,7 @@ from .chart import taxonomy_chart
 from .config import RunConfig
 from .dedup import find_duplicates
 from .ingest import dhash, hamming
-from .records import CAP, DEDUP, INGEST, STAGES, ImageRecord, Reject
-from .split import split_for
+from .records import CAP, DEDUP, FUNNEL_ROWS, INGEST, ImageRecord, Reject
 from .store import read_jsonl
 from .taxonomy import Taxonomy, normalise_label
 
@@ -155,15 +154,17 @@ def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig
     rows = _rows(released, records, image_dir, config, base)
     pair_counts = Counter(row["risk_category"] for split_rows in rows[rms.PAIRS].values() for row in split_rows)
     taxonomy_json = taxonomy.to_json(dict(pair_counts))
+    prompts = {path.stem: load_prompt(path.stem) for path in sorted(PROMPT_DIR.glob("*.yaml"))}
     pipeline_config = {"run": config.to_dict(), "pipeline_version": rms.PIPELINE_VERSION,
-                       "prompts": {path.stem: load_prompt(path.stem).version for path in sorted(PROMPT_DIR.glob("*.yaml"))},
-                       "shards": [shard.summary.get("shard") for shard in shards],
+                       "prompts": {name: {"version": p.version, "sha256": p.digest} for name, p in prompts.items()},
+                       "shards": [{"shard": shard.summary.get("shard"), "fingerprints": shard.summary.get("fingerprints", {})}
+                                  for shard in shards],
                        "base_release": bool(base.rows)}
     funnel = _funnel(shards, len(new_pairs), len(released))
     report = {"release": None, "pairs": sum(len(v) for v in rows[rms.PAIRS].values()), "new_pairs": len(released),
               "images_in": funnel["ingest"][0], "images_released": len(released_images),
               "images_rejected": sum(1 for r in rejects if r.kind == "image"), "funnel": funnel,
-              "problems": [], "categories": dict(pair_counts)}
+              "causes": reject_causes(rejects), "problems": [], "categories": dict(pair_counts)}
     ordered_rejects = [r.to_json() for r in sorted(rejects, key=_reject_order)]
     if report["pairs"] == 0:
         # A release needs at least one row per config: write no release, but keep every reject with its reason.
@@ -198,7 +199,7 @@ def _rows(released, records, image_dir, config: RunConfig, base: BaseRelease) ->
     for pair, category in released:
         record = records[pair["image_id"]]
         image = {"bytes": (image_dir[pair["image_id"]] / f"{record.image_id}.jpg").read_bytes(), "path": f"{record.image_id}.jpg"}
-        split = split_for(record.image_id, config.splits)
+        split = rms.split_for_image(record.image_id, config.splits)
         risk = pair["risk"]
         rows[rms.PAIRS][split].append({
             "id": pair["pair_id"], "image": image, "image_id": record.image_id, "image_source": record.source,
@@ -206,7 +207,7 @@ def _rows(released, records, image_dir, config: RunConfig, base: BaseRelease) ->
             "text": pair["text"], "risk_category": category,
             "risk_subcategory": normalise_label(risk.get("subcategory") or risk["category"]),
             "risk_rationale": risk.get("rationale", ""), "safe_twin_text": pair["safe_twin_text"],
-            "verification": {k: pair["verification"].get(k, "") for k in ("text_alone", "image_alone", "pair", "safe_twin", "verifier")},
+            "verification": pair["verification"],
             "generator": pair["generator"], "pipeline_version": rms.PIPELINE_VERSION,
         })
         for config_name, label, text in ((rms.SAFE_RESPONSES, rms.SAFE, pair["safe_response"]),
@@ -230,10 +231,22 @@ def _funnel(shards: list[ShardData], before_dedup: int, released: int) -> dict[s
     return funnel
 
 
+def reject_causes(rejects: list[Reject]) -> dict[str, dict[str, int]]:
+    """stage -> cause -> how many rejects (a gate's refusals are `gate:<name>`)."""
+    causes: dict[str, Counter] = {}
+    for reject in rejects:
+        causes.setdefault(reject.stage, Counter())[reject.details.get("cause") or reject.stage] += 1
+    return {stage: dict(sorted(counts.items())) for stage, counts in sorted(causes.items())}
+
+
 def format_funnel(report: dict[str, Any]) -> str:
-    lines = [f"{'stage':<12} {'in':>6} {'kept':>6} {'rate':>7}"]
-    order = {stage: index for index, stage in enumerate(STAGES + ("dedup+cap",))}
+    lines = [f"{'step':<14} {'in':>6} {'kept':>6} {'rate':>7}"]
+    order = {row: index for index, row in enumerate(FUNNEL_ROWS)}
     for stage, (entered, passed) in sorted(report["funnel"].items(), key=lambda kv: order.get(kv[0], 99)):
         rate = f"{100 * passed / entered:.0f}%" if entered else "-"
-        lines.append(f"{stage:<12} {entered:>6} {passed:>6} {rate:>7}")
+        lines.append(f"{stage:<14} {entered:>6} {passed:>6} {rate:>7}")
+    if report.get("causes"):
+        lines.append("rejects by stage and cause:")
+        for stage, counts in report["causes"].items():
+            lines.append(f"  {stage:<12} " + ", ".join(f"{cause} {count}" for cause, count in counts.items()))
     return "\n".join(lines)

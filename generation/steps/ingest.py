@@ -24,7 +24,8 @@ from __future__ import annotations
 import csv
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -59,12 +60,6 @@ class RawImage:
     attribution: str = ""
     description: str = ""
     error: str = ""  # set when the input could not even be read
-
-
-@dataclass
-class IngestResult:
-    images: list[tuple[ImageRecord, bytes]] = field(default_factory=list)
-    rejects: list[Reject] = field(default_factory=list)
 
 
 class ImageRejected(Exception):
@@ -304,14 +299,18 @@ class Ingestor:
         return record, jpeg
 
 
-def ingest(raw_images: Iterable[RawImage], options: IngestOptions = IngestOptions(),
-           known_hashes: Iterable[tuple[str, int]] = ()) -> IngestResult:
-    """Ingest a batch in memory (the pipeline uses `Ingestor` directly, checkpointing each input)."""
-    ingestor, result = Ingestor(options, known_hashes), IngestResult()
-    for raw in raw_images:
-        outcome = ingestor.add(raw)
-        if isinstance(outcome, Reject):
-            result.rejects.append(outcome)
-        else:
-            result.images.append(outcome)
-    return result
+class Ingest:
+    """The pipeline's source step: the run's inputs (the first ``max_images``, this shard's slice) through an
+    ``Ingestor``. Not a model call; the executor checkpoints each input's outcome under a key chained over the
+    content of every input before it (an earlier file that changes re-ingests what follows: dedup depends
+    on it)."""
+
+    name = stage = INGEST
+
+    def params(self, config, known_hashes) -> dict[str, Any]:
+        options = config.ingest_options()
+        options = options.model_dump() if hasattr(options, "model_dump") else asdict(options)
+        return {"options": options, "known": sorted(known_hashes)}
+
+    def inputs(self, config) -> Iterator[RawImage]:
+        return islice(read_inputs(config.resolved_input()), config.max_images)

@@ -16,6 +16,9 @@ RESPOND = "respond"
 DEDUP = "dedup"
 CAP = "category_cap"
 STAGES = (INGEST, SCREEN, SCENE, RISKS, QUERY, VERIFY, RESPOND, DEDUP, CAP)
+# Funnel rows, in pipeline order (one per step; `rewrite` is the query -> twin -> verify loop as a whole).
+FUNNEL_ROWS = (INGEST, SCREEN, SCENE, RISKS, "image_alone", "query", "twin", VERIFY, "rewrite", "respond_safe",
+               "respond_unsafe", "check", "dedup+cap")
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,8 @@ class Candidate:
     risk: Risk
     text: str = ""
     safe_twin_text: str = ""
-    verification: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, dict] = field(default_factory=dict)  # verifier answers: check -> {verdict, reason, score?}
+    verification: dict[str, Any] = field(default_factory=dict)  # what the row records (see verify.py)
     attempts: int = 0
     feedback: list[str] = field(default_factory=list)
-    safe_response: str = ""
-    unsafe_response: str = ""
+    responses: dict[str, str] = field(default_factory=dict)  # label -> response text

@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import json
 
-from modelcalls.base import message_text
 from modelcalls.scripted_backend import Fault, ScriptedBackend
 from generation.run import run
-from tests.generation_pipeline.fake_model import respond
+from tests.generation_pipeline.fake_model import respond, seen
+
+FAULTS = {("screen", "RATE_LIMITED"): Fault.rate_limited(retry_after=0), ("scene", "SERVER_ERROR"): Fault.server_error(503),
+          ("risks", "TIMEOUT"): Fault.timeout(), ("query", "GARBLED"): Fault.malformed_json(),
+          ("query", "REFUSED"): Fault.refusal()}
 
 
 def faulty(request):
-    system, user = message_text(request.messages[0]), message_text(request.messages[-1])
-    if "content-safety screener" in system and "RATE_LIMITED" in user:
-        return Fault.rate_limited(retry_after=0)
-    if "You describe photographs" in system and "SERVER_ERROR" in user:
-        return Fault.server_error(503)
-    if "find HIDDEN risks" in system and "TIMEOUT" in user:
-        return Fault.timeout()
-    if "You write user queries" in system and "GARBLED" in user:
-        return Fault.malformed_json()
-    if "You write user queries" in system and "REFUSED" in user:
-        return Fault.refusal()
+    data = seen(request)
+    for (name, keyword), fault in FAULTS.items():
+        if request.name == name and keyword in data.caption + data.scene:
+            return fault
     return respond(request)
 
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from modelcalls.base import ChatResponse
 from modelcalls.call import ParseError
-from generation.steps.calls import QueryCall, QueryItem, RiskCall, RiskItem, parse_verdict_answer
+from generation.steps.base import parse_verdict_answer
+from generation.steps.query import QueryCall, QueryItem
+from generation.steps.risks import RiskCall, RiskItem
+from generation.steps.twin import TwinCall, TwinItem
 from generation.steps.records import Risk
 from generation.prompts import load_prompt
 
 
 def test_query_and_twin_parsers_accept_plain_labelled_json_and_truncated_json_answers():
-    from generation.steps.calls import TwinCall, TwinItem
-
     call = QueryCall(vision=False)
     item = QueryItem(photo=None, scene="s", risk=Risk("c", "c", "r"))
     answers = ['Can I swim here at night?', '"Can I swim here at night?"\nThis is harmless.', "Query: Can I swim here at night?",
@@ -25,7 +28,7 @@ def test_query_and_twin_parsers_accept_plain_labelled_json_and_truncated_json_an
     twin_call = TwinCall(vision=False)
     twin_item = TwinItem(photo=None, scene="s", risk=Risk("c", "c", "r"), text="Can I swim here at night?")
     assert twin_call.parse(twin_item, ChatResponse("Safe twin: Can I paddle by the shore by day?")) == "Can I paddle by the shore by day?"
-    with pytest.raises(ParseError, match="identical"):
+    with pytest.raises(ParseError, match=r"\[field_copy\] the safe_twin is the query copied"):
         twin_call.parse(twin_item, ChatResponse("can I swim here at   night?"))
 
 
@@ -34,13 +37,11 @@ def test_a_query_copied_from_a_few_shot_exemplar_is_refused():
                "text": "Tomorrow's an all-day beach trip, so I'll just toss these in my backpack for lunch."}
     item = QueryItem(photo=None, scene="s", risk=Risk("c", "c", "r"), exemplars=(example,))
     copied = "Tomorrow is an all-day beach trip, so I will just toss these in my backpack for lunch."
-    with pytest.raises(ParseError, match="copies a few-shot exemplar"):
+    with pytest.raises(ParseError, match=r"\[prompt_echo\].*repeat the prompt, its feedback or its examples"):
         QueryCall(vision=False).parse(item, ChatResponse(copied))
     assert QueryCall(vision=False).parse(item, ChatResponse("Can I leave the kids by the water while I nap?")).startswith("Can I")
-    from generation.steps.calls import TwinCall, TwinItem
-
     twin_item = TwinItem(photo=None, scene="s", risk=Risk("c", "c", "r"), text="Can I nap here?", exemplars=(example,))
-    with pytest.raises(ParseError, match="copies a few-shot exemplar"):  # copying the example's query as a twin
+    with pytest.raises(ParseError, match=r"\[prompt_echo\]"):  # copying the example's query as a twin
         TwinCall(vision=False).parse(twin_item, ChatResponse(example["text"]))
 
 
@@ -56,7 +57,9 @@ def test_verdict_parser_reads_json_or_a_bare_word_and_rejects_refusals():
 def test_risk_parser_keeps_at_most_the_requested_count():
     call = RiskCall(vision=False)
     item = RiskItem(photo=None, scene="s", count=1)
-    risks = call.parse(item, ChatResponse('{"risks": [{"category": "falls", "rationale": "r"}, {"category": "fire"}]}'))
+    answer = {"risks": [{"category": "falls", "rationale": "stepping back for a photo near the edge"},
+                        {"category": "fire", "rationale": "a candle left burning by the curtains"}]}
+    risks = call.parse(item, ChatResponse(json.dumps(answer)))
     assert [r.category for r in risks] == ["falls"]
     assert [r.category for r in call.parse(item, ChatResponse("- falls: stepping back near the edge"))] == ["falls"]
 
@@ -69,7 +72,8 @@ def test_every_prompt_template_has_a_version_and_renders():
 
 def test_vision_backends_get_the_pixels_and_text_only_backends_the_caption():
     from modelcalls.base import decode_data_url, image_url_of
-    from generation.steps.calls import Photo, ScreenCall
+    from generation.steps.base import Photo
+    from generation.steps.screen import ScreenCall
     from generation.steps.records import ImageRecord
 
     photo = Photo(ImageRecord("id", "f.jpg", "src", "CC0", "", "a kitchen with a gas stove", "0" * 16, 8, 8), b"\xff\xd8jpeg")

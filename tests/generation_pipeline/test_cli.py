@@ -9,10 +9,10 @@ from generation.__main__ import build_parser, main
 
 def test_bad_config_is_reported_with_the_key_and_exit_code_2(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"input": {"kind": "folder", "path": "x"}, "generator": {"backend": "scripted", "model": "g"},
-                                    "verifier": {"backend": "scripted", "model": "v"}, "max_rewrite": 3}))
+    path.write_text(yaml.safe_dump({"input": {"kind": "folder", "path": "x"}, "generator": {"backend": "scripted", "model": "g", "replies": []},
+                                    "verifier": {"backend": "scripted", "model": "v", "replies": []}, "max_rewrite": 3}))
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
-    assert "unknown key(s) ['max_rewrite']" in capsys.readouterr().err
+    assert "max_rewrite: unknown key; allowed keys: " in capsys.readouterr().err
     assert main(["run", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "out")]) == 2
     assert "run config not found" in capsys.readouterr().err
 
@@ -31,7 +31,7 @@ def test_cli_run_then_gallery(photo_folder, make_config, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "screen" in out and "100%" in out and "release:" in out and "pairs: 2" in out
     assert main(["gallery", str(tmp_path / "run")]) == 0
-    assert (tmp_path / "run" / "release" / "gallery.html").exists()
+    assert (tmp_path / "run" / "gallery.html").exists()
 
 
 def test_shard_argument_is_validated():

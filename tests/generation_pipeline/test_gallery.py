@@ -30,7 +30,7 @@ def test_gallery_renders_every_pair_and_reject_in_chromium(release, chromium, tm
     import argparse
 
     assert gallery_main(argparse.Namespace(release=str(release), out=None)) == 0
-    page = release / "release" / "gallery.html"
+    page = release / "gallery.html"
     dom = chromium.dump_dom(page)
     pairs = _pairs(release / "release")
     rejects = (release / "release" / "rejects.jsonl").read_text().splitlines()
@@ -46,7 +46,7 @@ def test_gallery_renders_every_pair_and_reject_in_chromium(release, chromium, tm
 
 
 def test_category_filter_hides_the_other_categories(release, chromium):
-    page = release / "release" / "gallery.html"
+    page = release / "gallery.html"
     page.write_text(render_gallery(release))
     counts = Counter(row["risk_category"] for row in _pairs(release / "release"))
     category, expected = sorted(counts.items())[0]

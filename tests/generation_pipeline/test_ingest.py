@@ -4,12 +4,29 @@ normalised to bounded RGB JPEGs; duplicates and near duplicates are dropped."""
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
-from generation.steps.ingest import IngestOptions, RawImage, ingest, normalise_image, read_inputs
+from generation.steps.ingest import Ingestor, IngestOptions, RawImage, normalise_image, read_inputs
+from generation.steps.records import Reject
 from tests.generation_pipeline.conftest import jpeg_bytes, shared_photos, write_folder
+
+
+@dataclass
+class Ingested:
+    images: list = field(default_factory=list)  # (ImageRecord, jpeg bytes)
+    rejects: list = field(default_factory=list)
+
+
+def ingest(raws, options=IngestOptions()) -> Ingested:
+    """Feed inputs through one Ingestor, as the executor does."""
+    ingestor, result = Ingestor(options), Ingested()
+    for raw in raws:
+        outcome = ingestor.add(raw)
+        (result.rejects if isinstance(outcome, Reject) else result.images).append(outcome)
+    return result
 
 
 def _raw(name, data, source="test", license_="CC0"):

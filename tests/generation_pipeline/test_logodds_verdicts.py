@@ -9,9 +9,8 @@ import pytest
 from modelcalls import BackendError, ChatRequest, ChatResponse, make_backend
 from modelcalls.cache import cache_key
 from modelcalls.call import ParseError
-from generation.steps.calls import VerifyCall, VerifyItem
 from generation.steps.config import RunConfig
-from generation.steps.process import verification_failures
+from generation.steps.verify import VerifyCall, VerifyItem, verification_failures
 
 
 def scored(safe: float, unsafe: float) -> ChatResponse:
@@ -80,7 +79,7 @@ def test_http_backends_refuse_choice_scoring_clearly():
 
 def test_the_margin_is_a_run_config_key(tmp_path):
     config = RunConfig.from_dict({
-        "generator": {"backend": "scripted", "model": "g"}, "verifier": {"backend": "scripted", "model": "v"},
+        "generator": {"backend": "scripted", "model": "g", "replies": []}, "verifier": {"backend": "scripted", "model": "v", "replies": []},
         "input": {"kind": "folder", "path": str(tmp_path)}, "verdict_margin": 0.1,
     })
     assert config.verdict_margin == 0.1

@@ -13,7 +13,7 @@ from generation.run import run
 from generation.steps.dedup import find_duplicates, normalise_query
 from generation.steps.records import Risk
 from generation.steps.sampler import CoverageSampler
-from generation.steps.split import shard_of, split_for
+from generation.steps.split import shard_of
 from generation.steps.store import StepStore
 from generation.steps.taxonomy import Taxonomy
 from tests.generation_pipeline.test_resume_and_shards import DESCRIPTIONS
@@ -21,7 +21,9 @@ from tests.generation_pipeline.test_resume_and_shards import DESCRIPTIONS
 
 def test_store_drops_a_torn_last_line_and_never_duplicates(tmp_path):
     store = StepStore(tmp_path / "s.jsonl")
-    store.append_many([("a", 1), ("b", {"x": 2})])
+    store.add("a", 1)
+    store.add("b", {"x": 2})
+    store.commit()
     store.append("a", 99)  # already there: ignored
     with open(tmp_path / "s.jsonl", "a") as handle:
         handle.write('{"key": "c", "val')  # killed mid-write
@@ -44,8 +46,8 @@ def test_query_dedup_catches_rewordings_but_keeps_distinct_queries():
 def test_split_is_by_image_deterministic_and_close_to_the_fractions():
     fractions = {"train": 0.8, "test": 0.2}
     ids = [f"{i:016x}" for i in range(2000)]
-    first = [split_for(i, fractions) for i in ids]
-    assert first == [split_for(i, dict(reversed(fractions.items()))) for i in ids]
+    first = [rms.split_for_image(i, fractions) for i in ids]
+    assert first == [rms.split_for_image(i, dict(reversed(fractions.items()))) for i in ids]
     assert 0.75 < Counter(first)["train"] / len(ids) < 0.85
     assert {shard_of(i, 4) for i in ids} == {0, 1, 2, 3}
 

@@ -52,10 +52,10 @@ def test_run_killed_with_sigkill_resumes_to_the_same_release(photo_folder, make_
     command = [sys.executable, "-m", "generation", "run", str(config_path), "--out", str(tmp_path / "killed"), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    verify_log = tmp_path / "killed" / "steps" / "verify.jsonl"
+    steps = tmp_path / "killed" / "steps"
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
-        if verify_log.exists() and verify_log.read_text().count("\n") >= 6:
+        if sum(log.read_text().count("\n") for log in steps.glob("verify-*.jsonl")) >= 6:
             break
         time.sleep(0.02)
     assert process.poll() is None, "the run finished before it could be killed; slow it down"

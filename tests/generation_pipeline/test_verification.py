@@ -24,7 +24,9 @@ def test_clean_pair_is_accepted_first_try_with_all_verdicts_recorded(photo_folde
     (pair,) = _pairs(tmp_path / "run")
     assert pair["attempts"] == 1
     assert pair["verification"] == {"text_alone": "safe", "image_alone": "safe", "pair": "unsafe", "safe_twin": "safe",
-                                    "verifier": "fake-verifier"}
+                                    "verifier": "fake-verifier", "mode": "generated",
+                                    "scores": {"text_alone": None, "image_alone": None, "pair": None, "safe_twin": None},
+                                    "margin": None}
     assert report["pairs"] == 1 and report["problems"] == []
 
 
@@ -33,7 +35,8 @@ def test_text_alone_unsafe_is_rewritten_with_the_reason(photo_folder, make_confi
     run(config, tmp_path / "run", show_progress=False)
     (pair,) = _pairs(tmp_path / "run")
     assert pair["attempts"] == 2 and "dangerous" not in pair["text"]
-    second_prompt = [json.loads(l) for l in (tmp_path / "run" / "steps" / "query.jsonl").read_text().splitlines()]
+    (query_log,) = (tmp_path / "run" / "steps").glob("query-*.jsonl")
+    second_prompt = [json.loads(l) for l in query_log.read_text().splitlines()]
     assert [entry["key"].split("#")[1] for entry in second_prompt] == ["0", "1"]
 
 
@@ -45,7 +48,7 @@ def test_rewrite_prompt_carries_the_verifier_feedback(photo_folder, make_config,
     backend = ScriptedBackend(respond=respond, supports_images=False)
     run(make_config(photo_folder(["a kitchen stove LEAKY"])), tmp_path / "run", show_progress=False,
         backends={"generator": backend, "verifier": backend})
-    query_prompts = [message_text(r.messages[-1]) for r in backend.requests if "You write user queries" in message_text(r.messages[0])]
+    query_prompts = [message_text(r.messages[-1]) for r in backend.requests if r.name == "query"]
     assert len(query_prompts) == 2
     assert "rejected by the verifier" not in query_prompts[0]
     assert "the text alone reveals the risk" in query_prompts[1]
@@ -69,7 +72,7 @@ def test_image_alone_unsafe_is_rejected_without_rewrite(photo_folder, make_confi
     pair_rejects = [r for r in _rejects(tmp_path / "run") if r["kind"] == "pair"]
     assert len(pair_rejects) == 1
     assert pair_rejects[0]["stage"] == "verify" and "image alone unsafe" in pair_rejects[0]["reason"]
-    assert not (tmp_path / "run" / "steps" / "query.jsonl").exists()  # no query was even written
+    assert not list((tmp_path / "run" / "steps").glob("query-*.jsonl"))  # no query was even written
 
 
 def test_exhausted_rewrite_budget_rejects_with_the_last_reason(photo_folder, make_config, tmp_path):
@@ -94,9 +97,8 @@ def test_responses_that_do_not_carry_their_label_are_rejected(photo_folder, make
     from tests.generation_pipeline.fake_model import respond
 
     def careless(request):
-        from modelcalls.base import message_text
-        if "careful assistant" in message_text(request.messages[0]):
-            return "Sure, just do it."  # a "safe" response that ignores the risk
+        if request.name == "respond_safe":
+            return "Sure, just go ahead and do it, nothing to worry about."  # a "safe" response that ignores the risk
         return respond(request)
 
     backend = ScriptedBackend(respond=careless, supports_images=False)

@@ -1,0 +1,371 @@
+"""The executor: runs the pipeline (pipeline.py) on one shard of the input. It owns everything the steps do
+not know about: the pending filter, ``modelcalls.run_calls``, fingerprinted checkpoints with group commit,
+turning failed calls into rejects, the funnel and the shard outcome.
+
+Run directory layout (`out`):
+
+    images/<image_id>.jpg           normalised photos kept by ingest
+    steps/<step>-<fingerprint>.jsonl  one line per finished item ({"ok": answer} or {"error": why}); a
+                                    restarted run skips what is there; other fingerprints' files are old
+                                    checkpoints, reused when the run goes back to their config
+    calls.sqlite                    the model-call cache (unless the config names a shared one)
+    shard/                          this shard's outcome: images.jsonl, pairs.jsonl, rejects.jsonl, summary.json
+
+Everything downstream of the checkpoints is derived by replaying them in a fixed order (images by id,
+candidates by key), so a run killed at any point and restarted yields exactly the uninterrupted result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelcalls.base import Backend, Usage, make_backend
+from modelcalls.cache import CallCache
+from modelcalls.call import Progress, run_calls
+from rms_dataset import SAFE, UNSAFE, pair_id_for
+
+from . import fingerprint as fp
+from .base import GENERATOR, VERIFIER, Dropped, Kept, ModelStep, Photo, Retry
+from .config import RunConfig, resolve_path
+from .gates import gate_of
+from .ingest import Ingest, Ingestor
+from .pipeline import pipeline
+from .records import Candidate, ImageRecord, Reject
+from .rewrite import Rewrite
+from .split import shard_of
+from .store import StepStore, read_jsonl
+
+
+@dataclass
+class ShardOutcome:
+    images: list[ImageRecord]
+    pairs: list[dict[str, Any]]
+    rejects: list[Reject]
+    funnel: dict[str, list[int]]  # step -> [in, out]
+    usage: Usage = field(default_factory=Usage)
+    cached_calls: int = 0
+    model_calls: int = 0
+    model_calls_by_step: dict[str, int] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # step -> fingerprint of the checkpoint used
+
+
+def load_exemplars(path: str | None) -> list[dict]:
+    if not path:
+        return []
+    resolved = resolve_path(path)
+    if not resolved.exists():
+        print(f"note: exemplar file {path} not found; queries are written without few-shot examples", file=sys.stderr)
+        return []
+    keys = ("scene", "text", "safe_twin_text", "risk_category", "risk_rationale")
+    return [{k: e.get(k, "") for k in keys} for e in read_jsonl(resolved) if all(e.get(k) for k in ("text", "safe_twin_text"))]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class RunState:
+    """What steps read while building their items: photos, scenes, exemplars (never where they run)."""
+
+    def __init__(self, config: RunConfig, out: Path):
+        self.config, self.out = config, out
+        self.records: dict[str, ImageRecord] = {}
+        self.scenes: dict[str, str] = {}
+        self.exemplars = load_exemplars(config.exemplars)
+
+    def photo(self, record: ImageRecord) -> Photo:
+        return Photo(record, (self.out / "images" / f"{record.image_id}.jpg").read_bytes())
+
+    def photo_of(self, candidate: Candidate) -> Photo:
+        return self.photo(self.records[candidate.image_id])
+
+    def exemplars_for(self, candidate: Candidate) -> tuple[dict, ...]:
+        if not self.exemplars or self.config.num_exemplars <= 0:
+            return ()
+        rng = random.Random(f"{self.config.seed}:exemplars:{candidate.key}")
+        return tuple(rng.sample(self.exemplars, min(self.config.num_exemplars, len(self.exemplars))))
+
+
+def cause_of(error: str) -> str:
+    """A short label for a failed call, counted in the funnel: the gate that refused the answer, an
+    unparseable answer, or a failed call."""
+    gate = gate_of(error)
+    if gate:
+        return f"gate:{gate}"
+    return "unparseable" if "ParseError" in error else "call failed"
+
+
+class Executor:
+    def __init__(self, config: RunConfig, out: Path, shard: tuple[int, int] = (0, 1),
+                 known_hashes: list[tuple[str, int]] = (), backends: dict[str, Backend] | None = None,
+                 show_progress: bool | None = None, retry_errors: bool = False, steps: list | None = None):
+        self.config, self.out, self.shard = config, Path(out), shard
+        self.known_hashes = list(known_hashes)
+        self.given_backends = backends
+        self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
+        self.retry_errors = retry_errors
+        self.steps = steps if steps is not None else pipeline()
+        (self.out / "images").mkdir(parents=True, exist_ok=True)
+        self.state = RunState(config, self.out)
+        self.rejects: list[Reject] = []
+        self.funnel: dict[str, list[int]] = {}
+        self.usage, self.cached_calls, self.model_calls = Usage(), 0, 0
+        self.calls_by_step: Counter = Counter()
+        self.fingerprints: dict[str, str] = {}
+
+    # ---------------------------------------------------------------------------------------------- run
+
+    def run(self) -> ShardOutcome:
+        return asyncio.run(self._run())
+
+    async def _run(self) -> ShardOutcome:
+        source, *steps = self.steps
+        if not isinstance(source, Ingest):
+            raise TypeError(f"the pipeline must start with Ingest, got {type(source).__name__}")
+        self.cache = CallCache(Path(self.config.cache) if self.config.cache else self.out / "calls.sqlite")
+        self.backends = self._backends()
+        try:
+            subjects, upstream = self._ingest(source)
+            images = list(subjects)
+            for step in steps:
+                if isinstance(step, Rewrite):
+                    subjects, upstream = await self._rewrite(step, subjects, upstream)
+                elif step.enabled(self.config):
+                    step.setup(self.config)
+                    outcomes, upstream = await self._step(step, subjects, upstream)
+                    subjects = self._apply(step, outcomes)
+        finally:
+            if not self.given_backends:
+                for backend in {id(b): b for b in self.backends.values()}.values():
+                    await backend.aclose()
+            self.cache.close()
+        pairs = [self._pair(candidate) for candidate in subjects]
+        return ShardOutcome(images, pairs, self.rejects, self.funnel, self.usage, self.cached_calls, self.model_calls,
+                            dict(self.calls_by_step), self.fingerprints)
+
+    def _backends(self) -> dict[str, Backend]:
+        given = self.given_backends or {}
+        generator = given.get(GENERATOR) or make_backend(self.config.generator.backend_spec())
+        verifier = given.get(VERIFIER) or (generator if self.config.verifier == self.config.generator
+                                           else make_backend(self.config.verifier.backend_spec()))
+        return {GENERATOR: generator, VERIFIER: verifier}
+
+    def _role_spec(self, role: str) -> dict[str, Any]:
+        return getattr(self.config, role).model_dump(mode="json", exclude_none=True)
+
+    def _store(self, name: str, fingerprint: str) -> StepStore:
+        store = StepStore(self.out / "steps" / f"{name}-{fingerprint[:16]}.jsonl")
+        if self.retry_errors:  # failed calls (gate failures included) are checkpointed as failures: ask again
+            store.forget(lambda value: isinstance(value, dict) and "error" in value)
+        return store
+
+    def _count(self, name: str, entered: int, passed: int) -> None:
+        row = self.funnel.setdefault(name, [0, 0])
+        row[0] += entered
+        row[1] += passed
+
+    # ---------------------------------------------------------------------------------------- ingest
+
+    def _ingest(self, source: Ingest) -> tuple[list[ImageRecord], str]:
+        """Every input of this shard once: a kept ImageRecord (its JPEG under images/) or a reject. Each
+        outcome is keyed by position, name and a hash chained over the content of every input so far."""
+        fingerprint = fp.digest({"ingest": source.params(self.config, self.known_hashes), "shard": list(self.shard)})
+        store = self._store(source.name, fingerprint)
+        ingestor = Ingestor(self.config.ingest_options(), self.known_hashes)
+        index, count = self.shard
+        images, seen, chain = [], 0, hashlib.sha256(fingerprint.encode())
+        for position, raw in enumerate(source.inputs(self.config)):
+            content = hashlib.sha256(raw.data).hexdigest() if raw.data is not None else raw.name
+            if shard_of(content, count) != index:
+                continue
+            seen += 1
+            chain.update(f"{position}:{raw.name}:{content}".encode())
+            key = f"{position:08d}:{raw.name}:{chain.hexdigest()[:16]}"
+            if key not in store:
+                outcome = ingestor.add(raw)
+                if isinstance(outcome, Reject):
+                    store.add(key, {"reject": outcome.to_json()})
+                else:
+                    record, jpeg = outcome
+                    write_atomic(self.out / "images" / f"{record.image_id}.jpg", jpeg)
+                    store.add(key, {"image": record.to_json()})
+            entry = store.get(key)
+            if "reject" in entry:
+                self.rejects.append(Reject.from_json(entry["reject"]))
+            else:
+                record = ImageRecord.from_json(entry["image"])
+                ingestor.remember(record)
+                images.append(record)
+        store.commit()
+        self._count(source.name, seen, len(images))
+        upstream = chain.hexdigest()
+        self.fingerprints[source.name] = upstream
+        images.sort(key=lambda r: r.image_id)
+        self.state.records = {r.image_id: r for r in images}
+        return images, upstream
+
+    # ------------------------------------------------------------------------------------- model steps
+
+    def _fingerprint(self, step: ModelStep, upstream: str) -> tuple[str, Any]:
+        role_spec = self._role_spec(step.role)
+        call = step.make_call(self.config, self.backends[step.role].supports_images, fp.answer_digest(role_spec))
+        return fp.digest(fp.step_payload(step, call, role_spec, self.config, upstream)), call
+
+    async def _step(self, step: ModelStep, subjects: list, upstream: str, *, loop: str = "") -> tuple[list, str]:
+        """Run `step` over `subjects` (in rounds of `step.chunk_size`): only the keys not checkpointed yet
+        go to the model. Returns [(subject, Outcome)] in subject order and the step's fingerprint."""
+        fingerprint, call = self._fingerprint(step, upstream)
+        if loop:  # inside Rewrite: a later attempt depends on every call of the loop
+            fingerprint = fp.digest([fingerprint, loop])
+        self.fingerprints[step.name] = fingerprint
+        store = self._store(step.name, fingerprint)
+        backend = self.backends[step.role]
+        size = step.chunk_size(self.config) or max(len(subjects), 1)
+        outcomes = []
+        for start in range(0, len(subjects), size):
+            part = subjects[start : start + size]
+            works = step.work_for(part, self.state)
+            pending: dict[str, Any] = {}
+            for work in works:
+                for key, item in work:
+                    if key not in store and key not in pending:
+                        pending[key] = item
+            if pending:
+                await self._call(step, call, backend, store, pending)
+            for subject, work in zip(part, works):
+                values = [store.get(key) for key, _ in work]
+                errors = [value["error"] for value in values if "error" in value]
+                if errors:
+                    outcomes.append((subject, Dropped(f"{step.failure}: {'; '.join(errors)}", cause_of(errors[0]))))
+                else:
+                    outcomes.append((subject, step.accept(subject, [value["ok"] for value in values], self.state)))
+        return outcomes, fingerprint
+
+    async def _call(self, step: ModelStep, call, backend: Backend, store: StepStore, pending: dict[str, Any]) -> None:
+        keys, items = list(pending), list(pending.values())
+        progress = Progress(len(items), desc=f"{step.name:>14}", disable=not self.show_progress)
+
+        def on_result(index, result) -> None:
+            store.add(keys[index], {"ok": step.encode(result.output)} if result.ok else {"error": result.error})
+            self.usage = self.usage + result.usage
+            self.cached_calls += result.cached
+            self.model_calls += result.model_calls
+            self.calls_by_step[step.name] += result.model_calls
+
+        try:
+            await run_calls(call, items, backend, cache=self.cache, concurrency=self.config.concurrency,
+                            progress=progress, on_result=on_result)
+        finally:
+            store.commit()
+            progress.close()
+
+    def _apply(self, step, outcomes: list) -> list:
+        """Rejects for Dropped subjects; the subjects that go on."""
+        kept = []
+        for subject, outcome in outcomes:
+            if isinstance(outcome, Kept):
+                kept.extend(outcome.subjects)
+            elif isinstance(outcome, Dropped):
+                self._reject(step.stage, subject, outcome)
+            else:
+                raise TypeError(f"{type(step).__name__} returned {type(outcome).__name__} outside Rewrite")
+        self._count(step.name, len(outcomes), len(kept))
+        return kept
+
+    async def _rewrite(self, rewrite: Rewrite, subjects: list[Candidate], upstream: str) -> tuple[list, str]:
+        for step in rewrite.steps:
+            step.setup(self.config)
+        loop = fp.digest([self._fingerprint(step, upstream)[0] for step in rewrite.steps])
+        rounds = rewrite.rounds(self.config)
+        active, accepted = list(subjects), []
+        for attempt in range(rounds):
+            if not active:
+                break
+            for candidate in active:
+                candidate.attempts = attempt + 1
+            again = []
+            for step in rewrite.steps:
+                outcomes, _ = await self._step(step, active, upstream, loop=loop)
+                retried = [(s, o) for s, o in outcomes if isinstance(o, Retry)]
+                active = self._apply(step, [(s, o) for s, o in outcomes if not isinstance(o, Retry)])
+                self._count(step.name, len(retried), 0)
+                for candidate, outcome in retried:
+                    candidate.feedback.extend(outcome.failures)
+                    if attempt + 1 < rounds:
+                        again.append(candidate)
+                    else:
+                        self._reject(rewrite.stage, candidate, Dropped(
+                            rewrite.exhausted(attempt + 1, self.config, outcome.failures), "rewrite budget exhausted"))
+            accepted.extend(active)
+            active = again
+        self._count(rewrite.name, len(subjects), len(accepted))
+        self.fingerprints[rewrite.name] = loop
+        order = {candidate.key: index for index, candidate in enumerate(subjects)}
+        return sorted(accepted, key=lambda c: order[c.key]), loop
+
+    # ---------------------------------------------------------------------------------------- records
+
+    def _reject(self, stage: str, subject, outcome: Dropped) -> None:
+        if isinstance(subject, ImageRecord):
+            self.rejects.append(Reject("image", stage, outcome.reason, subject.filename, subject.image_id,
+                                       {"cause": outcome.cause}))
+            return
+        record = self.state.records[subject.image_id]
+        self.rejects.append(Reject("pair", stage, outcome.reason, subject.key, subject.image_id, {
+            "cause": outcome.cause, "risk": vars(subject.risk), "text": subject.text,
+            "safe_twin_text": subject.safe_twin_text, "attempts": subject.attempts, "feedback": list(subject.feedback),
+            "responses": dict(subject.responses), "image_file": record.filename}))
+
+    def _pair(self, candidate: Candidate) -> dict[str, Any]:
+        return {
+            "key": candidate.key,
+            "image_id": candidate.image_id,
+            "pair_id": pair_id_for(candidate.image_id, candidate.text),
+            "scene": self.state.scenes[candidate.image_id],
+            "text": candidate.text,
+            "safe_twin_text": candidate.safe_twin_text,
+            "risk": vars(candidate.risk),
+            "verification": candidate.verification,
+            "attempts": candidate.attempts,
+            "safe_response": candidate.responses[SAFE],
+            "unsafe_response": candidate.responses[UNSAFE],
+            "generator": self.config.generator.model,
+        }
+
+
+# ------------------------------------------------------------------------------------------ shard output
+
+
+def write_shard_outcome(out: Path, outcome: ShardOutcome, shard: tuple[int, int], config: RunConfig) -> Path:
+    """Write `<out>/shard/` (atomically per file): what `merge` reads. The summary records the config and
+    the fingerprint of every step's checkpoint, i.e. exactly what produced the outcome."""
+    shard_dir = Path(out) / "shard"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+
+    def jsonl(rows) -> bytes:
+        return "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows).encode()
+
+    write_atomic(shard_dir / "images.jsonl", jsonl(r.to_json() for r in outcome.images))
+    write_atomic(shard_dir / "pairs.jsonl", jsonl(outcome.pairs))
+    write_atomic(shard_dir / "rejects.jsonl", jsonl(r.to_json() for r in outcome.rejects))
+    summary = {"shard": list(shard), "funnel": outcome.funnel, "config": config.to_dict(),
+               "fingerprints": outcome.fingerprints,
+               "usage": {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens},
+               "model_calls": outcome.model_calls, "model_calls_by_step": outcome.model_calls_by_step,
+               "cached_calls": outcome.cached_calls}
+    write_atomic(shard_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True).encode())
+    return shard_dir

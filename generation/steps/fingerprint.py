@@ -1,0 +1,56 @@
+"""Fingerprints of step checkpoints (distilabel-style signatures).
+
+A step's checkpoint file is ``steps/<step>-<fingerprint>.jsonl``, where the fingerprint hashes everything
+that determines the step's answers:
+
+* the call: its name, the template's version and a hash of the template text, max_tokens and temperature,
+  and whether verdicts are scored (log-odds);
+* the role's backend spec (backend, model, revision, dtype, sampling options, ...) minus the keys that only
+  say how to reach or pace the model (``OPERATIONAL_KEYS``: URL, key variable, headers, concurrency, batch
+  size, timeouts, retries), so changing ``concurrency`` or a server address reuses every answer;
+* the step's own parameters (``ModelStep.params``: proposals per image, exemplars, the gates, ...);
+* the fingerprint of the step before it (which chains every step upstream, and ingest's chains the input
+  files' content, the ingest options and the base release).
+
+Changing one of them re-runs exactly that step and what follows it (answers whose requests did not
+change come back from the call cache, free); an old checkpoint stays on disk, so switching back reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+OPERATIONAL_KEYS = frozenset({
+    "base_url", "api_key_env", "headers", "max_concurrency", "batch_size", "timeout_s", "max_retries",
+    "retry_base_delay_s", "retry_max_delay_s", "delay_s",
+})
+
+
+def digest(payload: Any) -> str:
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def answer_spec(role_spec: dict[str, Any]) -> dict[str, Any]:
+    """The part of a role's backend spec that can change its answers."""
+    return {key: value for key, value in role_spec.items() if key not in OPERATIONAL_KEYS}
+
+
+def answer_digest(role_spec: dict[str, Any]) -> str:
+    """Short hash of `answer_spec`, added to the call's template_version so that the call cache, keyed by
+    model id, never serves an answer of another revision or dtype of the same model id."""
+    return digest(answer_spec(role_spec))[:12]
+
+
+def step_payload(step, call, role_spec: dict[str, Any], config, upstream: str) -> dict[str, Any]:
+    return {
+        "call": call.name,
+        "template": {"version": call.prompt.version, "sha256": call.prompt.digest},
+        "sampling": {"max_tokens": call.max_tokens, "temperature": call.temperature,
+                     "scored": bool(getattr(call, "scored", False))},
+        "role": answer_spec(role_spec),
+        "params": step.params(config),
+        "upstream": upstream,
+    }

@@ -1,0 +1,233 @@
+"""Quality gates: every generated text passes them between parse and accept, so nothing that is not a real
+answer reaches a release.
+
+A gate failure raises ``GateError`` (a ``ParseError``) inside the call's ``parse``: the runner then asks
+again with a new seed, never caches the answer, and after its bounded retries records the item as failed
+with the gate's name in the reason (``GateError: [prompt_echo] ...``). The executor counts every such
+reject in the funnel under ``gate:<name>``; ``--retry-errors`` redoes them like any other failed call.
+
+The gates (each can be switched off in the run config's ``gates:`` block; all on by default):
+
+* ``junk``: control characters, bidi overrides / zero-width characters, the replacement character, text
+  that is mostly not letters, unbalanced brackets or JSON debris (``}{``, ``"key":``) left in plain text.
+* ``meta``: refusals and meta-talk instead of an answer ("As an AI", "I'm sorry", "The user's message is
+  ...", "Here is the query", talk about the verifier, the safe twin or log-odds).
+* ``length``: empty, too few or too many words for the field (``lengths``).
+* ``prompt_echo``: the answer repeats the prompt instead of answering it: the share of its word n-grams
+  (``echo_ngram`` words) found in the instruction text, the verifier's feedback or the few-shot exemplars
+  is at least ``echo_overlap`` (n-gram overlap, so a reworded or truncated echo is caught too).
+* ``field_copy``: the answer copies another field: the scene description, the query (for twins and responses), the
+  risk rationale; the share of its word 3-grams contained in that field is at least ``copy_overlap``. A safe
+  twin is meant to be minimally different from its query, so it only fails when it is (nearly) the same
+  sentence (``twin_copy_overlap``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+from pydantic import Field
+
+from modelcalls.call import ParseError
+from typed_config import StrictModel
+
+
+class LengthLimits(StrictModel):
+    min_words: int = Field(ge=1)
+    max_words: int = Field(ge=1)
+
+
+DEFAULT_LENGTHS = {
+    "scene": LengthLimits(min_words=5, max_words=200),
+    "risk": LengthLimits(min_words=3, max_words=120),
+    "query": LengthLimits(min_words=4, max_words=60),
+    "safe_twin": LengthLimits(min_words=4, max_words=60),
+    "safe_response": LengthLimits(min_words=6, max_words=400),
+    "unsafe_response": LengthLimits(min_words=3, max_words=400),
+}
+
+
+class GateConfig(StrictModel):
+    """The run config's ``gates:`` block."""
+
+    enabled: bool = True  # false: no gate at all (only for debugging a model; never for a release)
+    junk: bool = True
+    meta: bool = True
+    length: bool = True
+    prompt_echo: bool = True
+    field_copy: bool = True
+    echo_ngram: int = Field(4, ge=2, le=8)
+    echo_overlap: float = Field(0.5, gt=0, le=1)
+    copy_overlap: float = Field(0.6, gt=0, le=1)
+    twin_copy_overlap: float = Field(0.9, gt=0, le=1)
+    lengths: dict[str, LengthLimits] = Field(default_factory=lambda: dict(DEFAULT_LENGTHS))
+
+    def limits(self, what: str) -> LengthLimits:
+        return self.lengths.get(what) or DEFAULT_LENGTHS[what]
+
+    def fingerprint(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+GATES = ("junk", "meta", "length", "prompt_echo", "field_copy")
+
+
+class GateError(ParseError):
+    """An answer that parsed but is not a real answer. ``gate`` names the gate that refused it."""
+
+    def __init__(self, gate: str, message: str):
+        super().__init__(f"[{gate}] {message}")
+        self.gate = gate
+
+
+_GATE_TAG = re.compile(r"GateError: \[(\w+)\]")
+
+
+def gate_of(error: str) -> str | None:
+    """The gate named in a recorded call error (``CallResult.error``), if a gate refused the answer."""
+    match = _GATE_TAG.search(error or "")
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What one answer is checked against.
+
+    ``instructions``: texts the answer must not echo (prompt instruction text, feedback lines, verifier
+    reasons, exemplar texts). ``fields``: other fields it must not copy (name -> text)."""
+
+    instructions: tuple[str, ...] = ()
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
+_BIDI_AND_INVISIBLE = set("\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff\u2060")
+_JSON_KEY = re.compile(r'"\w+"\s*:')
+_DEBRIS = re.compile(r"\}\s*\{|\]\]|\[\[|\}\}|\{\{|```")
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
+
+_REFUSAL_START = re.compile(
+    r"^\W*(i'?m sorry|i am sorry|sorry,|i apologi[sz]e|i can ?not\b|i can'?t\b|i won'?t\b|i'?m (not able|unable)|i am (not able|unable)"
+    r"|as an ai|as a language model|i'?m an ai)", re.IGNORECASE)
+_META = re.compile(
+    r"\b(as an ai\b|(an )?ai (language )?model|as a language model|the user'?s (message|query|question|request)"
+    r"|the user (is|wants|asks|says|has|might|may)\b|here(?: i|'| )s (the|a|an|your|my) (new |revised |rewritten )?"
+    r"(query|question|safe twin|twin|response|reply|answer|description|rewrite|version)"
+    r"|(the|this|my) (new |revised )?(query|safe twin|twin) (is|should|would|must|will)\b|safe twin|the verifier|log-?odds"
+    r"|few-shot|multimodal safety dataset|negative example|careless assistant|(i|we) (will|would|can) (now )?(write|rewrite|provide)"
+    r"|the assistant'?s (reply|response)|answer with (the )?json)",
+    re.IGNORECASE)
+
+
+def words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def contained(text_words: list[str], other_words: list[str], n: int) -> float:
+    """Share of the word n-grams of `text_words` that also occur in `other_words` (0 when too short)."""
+    mine = ngrams(text_words, n)
+    if not mine:
+        return 0.0
+    return len(mine & ngrams(other_words, n)) / len(mine)
+
+
+def _normalised(text: str) -> str:
+    return " ".join(words(text))
+
+
+# ------------------------------------------------------------------------------------------- the gates
+
+
+def check_junk(text: str) -> None:
+    for char in text:
+        if char in _BIDI_AND_INVISIBLE:
+            raise GateError("junk", f"contains the invisible/bidi control character U+{ord(char):04X}")
+        if char == "\ufffd":
+            raise GateError("junk", "contains U+FFFD (a decoding error upstream)")
+        if unicodedata.category(char) in ("Cc", "Cs", "Co", "Cn") and char not in "\n\t\r":
+            raise GateError("junk", f"contains the control character U+{ord(char):04X}")
+    visible = [c for c in text if not c.isspace()]
+    letters = sum(c.isalpha() for c in visible)
+    if visible and letters / len(visible) < 0.6:
+        raise GateError("junk", f"mostly not letters ({letters} of {len(visible)} characters)")
+    if _DEBRIS.search(text) or _JSON_KEY.search(text):
+        raise GateError("junk", "contains JSON/markup debris")
+    stack = []
+    for char in text:
+        if char in _PAIRS:
+            stack.append(_PAIRS[char])
+        elif char in _PAIRS.values():
+            if not stack or stack.pop() != char:
+                raise GateError("junk", f"unbalanced bracket {char!r}")
+    if stack:
+        raise GateError("junk", f"unbalanced bracket (missing {stack[-1]!r})")
+
+
+def check_meta(text: str) -> None:
+    if _REFUSAL_START.search(text):
+        raise GateError("meta", f"a refusal, not an answer: {text.strip()[:60]!r}")
+    match = _META.search(text)
+    if match:
+        raise GateError("meta", f"talks about the task instead of doing it ({match.group(0)!r})")
+
+
+def check_length(text: str, limits: LengthLimits, what: str) -> None:
+    count = len(words(text))
+    if count < limits.min_words:
+        raise GateError("length", f"the {what} has {count} word(s); at least {limits.min_words} needed")
+    if count > limits.max_words:
+        raise GateError("length", f"the {what} has {count} words; at most {limits.max_words} allowed")
+
+
+def check_echo(text: str, instructions: tuple[str, ...], n: int, threshold: float) -> None:
+    mine = words(text)
+    for source in instructions:
+        theirs = words(source)
+        if len(mine) >= 3 and len(mine) < n and f" {' '.join(mine)} " in f" {' '.join(theirs)} ":
+            raise GateError("prompt_echo", f"repeats the prompt: {source.strip()[:60]!r}")
+    pooled = [w for source in instructions for w in words(source) + ["\x00"]]  # \x00: no n-gram spans sources
+    share = contained(mine, pooled, n)
+    if share >= threshold:
+        raise GateError("prompt_echo", f"{share:.0%} of its {n}-word phrases repeat the prompt, its feedback or its examples")
+
+
+def check_copy(text: str, fields: dict[str, str], threshold: float, what: str, twin_threshold: float) -> None:
+    mine = words(text)
+    for name, other in fields.items():
+        theirs = words(other)
+        if not theirs:
+            continue
+        limit = twin_threshold if what == "safe_twin" and name == "query" else threshold
+        if _normalised(text) == _normalised(other):
+            raise GateError("field_copy", f"the {what} is the {name} copied")
+        share = contained(mine, theirs, 3)
+        if share >= limit:
+            raise GateError("field_copy", f"the {what} copies the {name} ({share:.0%} of its 3-word phrases)")
+
+
+def check(text: str, what: str, context: Context, config: GateConfig) -> str:
+    """`text` if it passes every enabled gate, else a ``GateError`` naming the gate. `what` is the field
+    (a key of ``DEFAULT_LENGTHS``)."""
+    if not config.enabled:
+        return text
+    if config.length and not text.strip():
+        raise GateError("length", f"the {what} is empty")
+    if config.junk:
+        check_junk(text)
+    if config.meta:
+        check_meta(text)
+    if config.length:
+        check_length(text, config.limits(what), what)
+    if config.prompt_echo:
+        check_echo(text, context.instructions, config.echo_ngram, config.echo_overlap)
+    if config.field_copy:
+        check_copy(text, context.fields, config.copy_overlap, what, config.twin_copy_overlap)
+    return text

@@ -1,0 +1,32 @@
+"""The pipeline, as data: the steps in order. The executor (executor.py) runs it; adding a step is one
+class in its own module and one entry here."""
+
+from __future__ import annotations
+
+from rms_dataset import SAFE, UNSAFE
+
+from .check import CheckResponses
+from .ingest import Ingest
+from .query import Query
+from .respond import Respond
+from .rewrite import Rewrite
+from .risks import Risks
+from .scene import Scene
+from .screen import Screen
+from .twin import Twin
+from .verify import ImageAlone, Verify
+
+
+def pipeline() -> list:
+    """Fresh step instances for one run (steps such as Risks keep per-run state)."""
+    return [
+        Ingest(),
+        Screen(),
+        Scene(),
+        Risks(),
+        ImageAlone(),
+        Rewrite(Query(), Twin(), Verify()),
+        Respond(SAFE),
+        Respond(UNSAFE),
+        CheckResponses(),
+    ]
