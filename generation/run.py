@@ -18,10 +18,11 @@ import json
 import sys
 from pathlib import Path
 
-from generation.steps.config import RunConfig
+from generation.steps.config import RunConfig, check_run
 from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
 from generation.gallery import write_gallery
 from generation.steps.executor import Executor, write_shard_outcome
+from typed_config import ConfigError
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -90,11 +91,12 @@ def print_report(report: dict) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         config = RunConfig.from_yaml(args.config)
-    except (FileNotFoundError, ValueError) as error:
+        if args.max_images is not None:
+            config = config.with_overrides("--max-images", max_images=args.max_images)
+        check_run(config, args.out, base_release=args.base_release, source=args.config)
+    except ConfigError as error:  # every bad value or path, before any model is loaded
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.max_images is not None:
-        config.max_images = args.max_images
     report = run(config, args.out, shard=args.shard, base_release=args.base_release,
                  show_progress=False if args.no_progress else None, retry_errors=args.retry_errors)
     print_report(report)

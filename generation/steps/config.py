@@ -29,7 +29,7 @@ from modelcalls.redact import redact
 from typed_config import ConfigError, StrictModel, load_yaml, parse_config
 
 from .gates import GateConfig
-from .ingest import IngestOptions
+from .ingest import IngestOptions, read_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMPT_DIR = REPO_ROOT / "generation" / "prompts"
@@ -291,12 +291,20 @@ def _input_problems(config: RunConfig) -> list[str]:
         return []
     path = resolve_path(spec.path)
     if isinstance(spec, ManifestInput):
-        return [] if path.is_file() else [f"input.path: manifest {spec.path} not found (a CSV or JSONL with file, source, license)"]
-    if not path.is_dir():
+        if not path.is_file():
+            return [f"input.path: manifest {spec.path} not found (a CSV or JSONL with file, source, license)"]
+        manifest = path
+    elif not path.is_dir():
         return [f"input.path: {spec.path} is not a folder" + (" (it is a file; use kind: manifest for a manifest)" if path.is_file() else "")]
-    if not (path / spec.manifest).is_file():
-        return [f"input.manifest: {path / spec.manifest} not found; every image needs source and license provenance "
-                "(columns file, source, license; see docs/generation.md)"]
+    else:
+        manifest = path / spec.manifest
+        if not manifest.is_file():
+            return [f"input.manifest: {manifest} not found; every image needs source and license provenance "
+                    "(columns file, source, license; see docs/generation.md)"]
+    try:
+        read_manifest(manifest)
+    except ValueError as error:  # not UTF-8, no file column, a bad JSONL line: named with file and line
+        return [f"input: {error}"]
     return []
 
 

@@ -164,20 +164,47 @@ def read_inputs(spec: dict[str, Any]) -> Iterator[RawImage]:
         yield from _read_folder(Path(spec["path"]), spec.get("manifest", "MANIFEST.csv"))
     elif kind == "manifest":
         path = Path(spec["path"])
-        yield from _read_rows(_manifest_rows(path), path.parent, str(path))
+        yield from _read_rows(read_manifest(path), path.parent, str(path))
     elif kind == "dataset":
         yield from _read_dataset(spec)
     else:
         raise ValueError(f"input.kind must be folder, manifest or dataset, got {kind!r}")
 
 
-def _manifest_rows(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
+MANIFEST_NAME_COLUMNS = ("file", "path")
+
+
+def read_manifest(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, row) for every row of a CSV or JSONL manifest, where is ``"line 3"`` (CSV) or ``"row 3"``
+    (JSONL). A UTF-8 byte-order mark (what Excel writes) is skipped; text that is not UTF-8, a CSV without a
+    ``file`` column or a bad JSONL line is a ValueError naming the file and line."""
+    if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found (every image needs source + license provenance)")
+    text = _manifest_text(path)
     if path.suffix == ".jsonl":
-        return read_jsonl(path, "fix or remove the line")
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+        rows = read_jsonl(path, "fix or remove the line")
+        bad = next((number for number, row in enumerate(rows, 1) if not isinstance(row, dict)), None)
+        if bad is not None:
+            raise ValueError(f"{path}: row {bad} is not a JSON object; each line needs file, source and license")
+        return [(f"row {number}", row) for number, row in enumerate(rows, 1)]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = [name.strip() for name in reader.fieldnames or []]
+    if not any(name in columns for name in MANIFEST_NAME_COLUMNS):
+        raise ValueError(f"{path}:1: no 'file' column (columns: {', '.join(columns) or 'none'}); the header needs "
+                         "file, source and license")
+    reader.fieldnames = columns
+    return [(f"line {reader.line_num}", row) for row in reader]
+
+
+def _manifest_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at column {column}); "
+                         "save the manifest as UTF-8 (Excel: 'CSV UTF-8')") from None
 
 
 def _provenance(row: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -190,14 +217,30 @@ def _provenance(row: dict[str, Any]) -> tuple[str, str, str, str]:
     return source, (row.get("license") or "").strip(), attribution, (row.get("description") or "").strip()
 
 
-def _read_rows(rows: Iterable[dict[str, Any]], base: Path, where: str) -> Iterator[RawImage]:
-    for number, row in enumerate(rows, 2):
-        name = (row.get("file") or row.get("path") or "").strip()
+def _listed_name(row: dict[str, Any]) -> str:
+    return str(row.get("file") or row.get("path") or "").strip()
+
+
+def _inside(base: Path, name: str) -> Path | None:
+    """``base / name`` resolved, or None when it lies outside ``base`` (``../x.jpg``, an absolute path, a
+    symlink pointing out): a manifest only ever names files of its own folder."""
+    root = base.resolve()
+    path = (root / name).resolve()
+    return path if path.is_relative_to(root) and path != root else None
+
+
+def _read_rows(rows: Iterable[tuple[str, dict[str, Any]]], base: Path, where: str) -> Iterator[RawImage]:
+    for line, row in rows:
+        name = _listed_name(row)
         source, license_, attribution, description = _provenance(row)
         if not name:
-            yield RawImage(f"{where} row {number}", None, source, license_, error="manifest row has no 'file' column value")
+            yield RawImage(f"{where} {line}", None, source, license_, error="manifest row has no 'file' column value")
             continue
-        path = base / name
+        path = _inside(base, name)
+        if path is None:
+            yield RawImage(name, None, source, license_, error=f"{where} {line}: {name} is outside the input folder "
+                           f"{base}; a manifest may only list files inside its own folder")
+            continue
         try:
             data = path.read_bytes()
             error = ""
@@ -210,11 +253,12 @@ def _read_folder(folder: Path, manifest_name: str) -> Iterator[RawImage]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: input folder not found")
     manifest = folder / manifest_name
-    rows = _manifest_rows(manifest) if manifest.exists() else []
-    listed = {(r.get("file") or r.get("path") or "").strip() for r in rows}
+    rows = read_manifest(manifest) if manifest.exists() else []
+    listed = {_inside(folder, _listed_name(row)) for _, row in rows if _listed_name(row)}
     yield from _read_rows(rows, folder, str(manifest))
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.name != manifest_name and path.name not in listed and not path.name.startswith("."):
+        if (path.is_file() and path.name != manifest_name and path.resolve() not in listed
+                and not path.name.startswith(".")):
             yield RawImage(path.name, path.read_bytes(), "", "", error="")
 
 

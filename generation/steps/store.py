@@ -21,7 +21,7 @@ from typing import Any, Iterator
 def read_jsonl(path: Path, fix: str = "") -> list[Any]:
     """Every non-blank line of a JSONL file; a bad line is a ValueError naming file and line (+ `fix`)."""
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
