@@ -96,3 +96,36 @@ def test_verdicts_agree_when_the_judge_answers_with_a_label_first(tiny_llava_loa
     compared = [(f, g) for f, g in zip(fast, generative) if g.extras["first_token_is_label"]]
     assert len(compared) == len(judge_examples)
     assert [g.label for f, g in compared] == [f.label for f, g in compared]
+
+
+@pytest.mark.slow
+def test_zero_shot_fast_cell_is_flagged_format_mismatch_and_generative_keeps_auroc(tmp_path, smollm2_loaded,
+                                                                                   binary_benchmark):
+    """Observed: zero-shot rows were scored fast, so a model that writes prose ("To determine the safety...")
+    got verdicts it never produced and 0 unparseable. The fast path now reports the probability mass on the
+    label tokens (flagged below FORMAT_MISMATCH_MASS); the generative path keeps AUROC from the first step."""
+    from eval.score import BenchmarkSpec, evaluate
+    from judging.format import FORMAT_MISMATCH_MASS
+
+    spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)}, limit=6)
+    fast = evaluate(HFJudge(smollm2_loaded, mode=FAST, batch_size=6), spec, tmp_path, n_bootstrap=0)
+    assert fast["mode"] == FAST and 0.0 < fast["label_mass"] < FORMAT_MISMATCH_MASS and fast["format_mismatch"]
+    generative = evaluate(HFJudge(smollm2_loaded, mode=GENERATIVE, batch_size=6, max_new_tokens=4), spec, tmp_path,
+                          n_bootstrap=0)
+    assert generative["mode"] == GENERATIVE and generative["label_mass"] is None
+    assert generative["metrics"]["auroc"] is not None  # from the first step's p_unsafe
+    assert generative["metrics"]["auroc"] == pytest.approx(fast["metrics"]["auroc"], abs=1e-6)
+
+
+def test_zero_shot_grid_rows_are_generative_unless_told_otherwise():
+    from eval.grid import BaseModel, Grid, Run, TrainingDataset, judge_options
+
+    def grid(judge):
+        return Grid("g", [], [], [], judge)
+
+    zero, trained = TrainingDataset("base", zero_shot=True), TrainingDataset("d", sources=[{"name": "rms"}])
+    model = BaseModel("m", "recipe.yaml")
+    assert judge_options(grid({"mode": "fast", "batch_size": 4}), Run(zero, 1.0, model)) == {
+        "mode": "generative", "batch_size": 4}
+    assert judge_options(grid({"mode": "fast"}), Run(trained, 1.0, model)) == {"mode": "fast"}
+    assert judge_options(grid({"mode": "fast", "zero_shot_mode": "fast"}), Run(zero, 1.0, model))["mode"] == "fast"
