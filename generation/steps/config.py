@@ -55,9 +55,12 @@ class _Role(StrictModel):
         return self.model_dump(exclude_none=True, exclude={"revision"})
 
 
+HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
+
+
 class OpenAIRole(_Role):
     backend: Literal["openai"]
-    base_url: NonEmptyStr | None = None
+    base_url: HttpUrl | Annotated[list[HttpUrl], Field(min_length=1)] | None = None  # several: replicas
     api_key_env: NonEmptyStr | None = None  # the NAME of the environment variable holding the key
     headers: dict[str, str] | None = Field(default=None, repr=False)  # values are redacted wherever written
     timeout_s: PositiveFloat | None = None
@@ -67,6 +70,8 @@ class OpenAIRole(_Role):
     structured_output: bool | None = None
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     extra_body: dict[str, Any] | None = Field(default=None, repr=False)
+    eject_after: PositiveInt | None = None  # failures in a row before a replica is set aside
+    eject_for_s: NonNegativeFloat | None = None
 
 
 class TransformersRole(_Role):

@@ -3,10 +3,14 @@ merges rely on that)."""
 
 from __future__ import annotations
 
+import ast
+import re
+
 import pytest
 import yaml
 
-from generation.steps.config import REPO_ROOT, OpenAIRole, RunConfig, TransformersRole
+from generation.steps.config import REPO_ROOT, OpenAIRole, RunConfig, ScriptedRole, TransformersRole
+from modelcalls import make_backend
 
 from .conftest import valid_config
 
@@ -41,3 +45,12 @@ def test_a_config_is_immutable_and_overrides_are_validated(photo_dir):
     with pytest.raises(Exception):
         config.max_images = 3
     assert config.with_overrides(max_images=3).max_images == 3
+
+
+@pytest.mark.parametrize("backend, role", [("openai", OpenAIRole), ("transformers", TransformersRole), ("scripted", ScriptedRole)])
+def test_each_role_block_has_exactly_its_backends_keys(backend, role):
+    """The typed role and the backend's own key check agree (a key added to a backend must be added here)."""
+    with pytest.raises(ValueError) as caught:
+        make_backend({"backend": backend, "model": "m", "not_a_key": 1})
+    allowed = set(ast.literal_eval(re.search(r"allowed keys are (\[.*?\])", str(caught.value)).group(1)))
+    assert set(role.model_fields) - {"backend", "revision"} == allowed
