@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from modelcalls.base import BackendError, ChatRequest, ChatResponse, Usage, check_spec_keys
+from modelcalls.redact import scrub, secret_values
 from modelcalls.replicas import Replica, ReplicaPool
 from modelcalls.retry import RetryPolicy, TransientError, parse_retry_after, with_retries
 
@@ -116,6 +117,7 @@ class OpenAIBackend:
         self.max_tokens_field = max_tokens_field
         self.extra_body = dict(extra_body or {})
         self._headers = dict(headers or {})
+        self._secrets = secret_values({"headers": self._headers, "extra_body": self.extra_body})  # never in errors
         hosts = {urlsplit(url).hostname for url in urls}
         if api_key_env:
             self._api_key = os.environ.get(api_key_env) or None
@@ -143,6 +145,7 @@ class OpenAIBackend:
     # -------------------------------------------------------------------------------------- plumbing
 
     def _redact(self, text: str) -> str:
+        text = scrub(text, self._secrets)
         if self._api_key:
             text = text.replace(self._api_key, "***")
             if len(self._api_key) > 12:  # servers echo keys partly masked, e.g. "sk-abc1*****wxyz"
