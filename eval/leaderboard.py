@@ -2,15 +2,27 @@
 
 `python -m eval.leaderboard RESULTS_DIR [--out DIR] [--insert-into README.md]`
 
-Writes ``leaderboard.md`` (sorted by dataset score, with 95% CIs and links to each cell's result JSON and
-judge metadata), ``leaderboard.csv``, ``leaderboard.json``, ``leaderboard.png`` (matplotlib, Agg) and
-``leaderboard.html`` (self-contained page, columns sortable by clicking their header). ``--insert-into``
-replaces the text between ``<!-- rms-leaderboard:start -->`` and ``<!-- rms-leaderboard:end -->`` in a
-dataset card or README with the markdown table.
+Writes ``leaderboard.md`` (links to each cell's result JSON and judge metadata), ``leaderboard.csv``,
+``leaderboard.json``, ``leaderboard.png`` (matplotlib, Agg) and ``leaderboard.html`` (self-contained page,
+columns sortable by clicking their header). ``--insert-into`` replaces the text between
+``<!-- rms-leaderboard:start -->`` and ``<!-- rms-leaderboard:end -->`` in a dataset card or README with the
+markdown tables.
 
-Dataset score (docs/eval.md): the mean over the judge's held-out benchmarks of each cell's primary metric
-(unsafe-class F1; detection rate on single-class benchmarks), plus the item-weighted mean. Its CI combines
-the cells' bootstrap CIs assuming independent benchmarks (normal approximation).
+What it refuses to do, so that it cannot mislead (docs/eval.md, "Leaderboard"):
+
+* rank rows scored on different benchmark sets against each other: rows are grouped into sections by the set
+  of benchmarks their score counts, and ranked only inside a section;
+* count a single-class cell (a detection rate, which a constant judge wins): such cells are shown, marked
+  "not in score";
+* hide what a number rests on: every format carries each cell's 95% CI, n, metric kind, detection rate and
+  over-refusal rate, missing images and the text-only label;
+* narrow a score's CI with a degenerate cell CI: the score's interval comes from the class counts
+  (`eval.metrics.dataset_score`), not from the cells' percentile intervals.
+
+Reference rows (sanity judges: ``constant:*``, ``random:*``, ``oracle:*``) are shown in every section whose
+benchmarks they were scored on, with their score over that section's benchmarks: the floor (0.5) and a known
+ceiling next to the real judges. Fields of the cell contract that a cell lacks (older results) are shown as
+unknown, never guessed.
 """
 
 from __future__ import annotations
@@ -20,28 +32,45 @@ import base64
 import csv
 import html
 import json
-import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from eval.benchmarks import benchmark_label
+from eval.judges.sanity import is_sanity_kind
+from eval.metrics.dataset_score import ClassCounts, dataset_score
 from eval.score import read_result
 
 START_MARKER = "<!-- rms-leaderboard:start -->"
 END_MARKER = "<!-- rms-leaderboard:end -->"
-Z95 = 1.959963984540054
+BALANCED_ACCURACY = "balanced_accuracy"
+KIND_SHORT = {BALANCED_ACCURACY: "BA", "detection_rate": "DR", "f1": "F1", "over_refusal_rate": "OR"}
 
 
 @dataclass(frozen=True)
 class Cell:
-    benchmark: str  # "<name> (<task>)"
-    metric: str
+    benchmark: str  # column label: "<name> (<task>)" + options, limit, text-only
+    metric: str  # the cell's primary metric: balanced_accuracy (counted) or detection_rate (not counted)
     value: float | None
     ci: list[float] | None
-    n_items: int
+    n: int
     n_unparseable: int
+    missing_images: int | None  # None: the cell does not say
+    text_only: bool | None
+    format_mismatch: bool | None
+    mode: str | None
+    detection_rate: float | None  # unsafe-class recall
+    detection_rate_ci: list[float] | None
+    over_refusal_rate: float | None  # gold-safe items flagged unsafe
+    over_refusal_rate_ci: list[float] | None
+    counts: dict[str, int] | None  # tp, fn, tn, fp when both classes are present
     path: str  # the result JSON, relative to the results directory
+
+    @property
+    def counted(self) -> bool:
+        """Does this cell enter the dataset score (both classes present)?"""
+        return self.counts is not None and ClassCounts(self.benchmark, **self.counts).both_classes
 
 
 @dataclass
@@ -50,42 +79,87 @@ class Row:
     dataset: str
     model: str
     train_fraction: float | None
+    judge: str  # judge id, or the sanity kind for reference rows
+    reference: bool
     score: float | None
     score_ci: list[float] | None
-    weighted_score: float | None
     n_benchmarks: int
-    n_items: int
+    n_items: int  # items in the counted cells
     n_unparseable: int
+    missing_images: int | None
+    modes: list[str]
     judge_metadata: str | None  # path relative to the results directory, when the judge was trained
     cells: dict[str, Cell] = field(default_factory=dict)
-    undefined: list[str] = field(default_factory=list)  # benchmarks whose primary metric was undefined
+    not_counted: list[str] = field(default_factory=list)  # single-class cells, shown but not in the score
+
+    @property
+    def counted(self) -> list[str]:
+        return sorted(key for key, cell in self.cells.items() if cell.counted)
 
 
-def _combined_ci(cells: list[Cell], mean: float) -> list[float] | None:
-    if any(cell.ci is None for cell in cells):
-        return None
-    se = math.sqrt(sum(((cell.ci[1] - cell.ci[0]) / (2 * Z95)) ** 2 for cell in cells)) / len(cells)
-    return [max(0.0, mean - Z95 * se), min(1.0, mean + Z95 * se)]
+@dataclass
+class Section:
+    benchmarks: list[str]  # the counted benchmark set every ranked row of the section shares
+    rows: list[Row]  # best first; reference rows re-scored on this set
+
+
+def _column(result: dict) -> str:
+    bench = result["benchmark"]
+    options = result.get("options")
+    if not isinstance(options, dict):
+        options = bench.get("options") or {}
+    label = benchmark_label(bench["name"], bench["task"], options, bench.get("split", "test"))
+    if bench.get("limit") is not None:
+        label += f" limit={bench['limit']}"
+    return label + (" [text-only]" if result.get("text_only") else "")
+
+
+def make_cell(result: dict, path: str) -> Cell:
+    metrics = result.get("metrics") or {}
+    ci = metrics.get("ci") or {}
+    primary = result.get("primary") or {}
+    key = _column(result)
+    counts = ClassCounts.from_metrics(key, metrics)
+    if counts is not None and counts.both_classes:
+        metric, value, value_ci = BALANCED_ACCURACY, counts.balanced_accuracy, ci.get(BALANCED_ACCURACY)
+    else:
+        metric, value, value_ci = primary.get("metric", "?"), primary.get("value"), primary.get("ci")
+    bench = result["benchmark"]
+    missing = result.get("missing_images", bench.get("n_missing_images"))
+    return Cell(
+        benchmark=key, metric=metric, value=value, ci=list(value_ci) if value_ci else None,
+        n=int(result.get("n", bench.get("n_items", 0))),
+        n_unparseable=int(result.get("unparseable", result.get("n_unparseable", 0)) or 0),
+        missing_images=None if missing is None else int(missing), text_only=result.get("text_only"),
+        format_mismatch=result.get("format_mismatch"), mode=result.get("mode"),
+        detection_rate=metrics.get("recall", metrics.get("detection_rate")),
+        detection_rate_ci=ci.get("recall", ci.get("detection_rate")),
+        over_refusal_rate=metrics.get("over_refusal_rate"), over_refusal_rate_ci=ci.get("over_refusal_rate"),
+        counts={"tp": counts.tp, "fn": counts.fn, "tn": counts.tn, "fp": counts.fp} if counts else None,
+        path=path,
+    )
+
+
+def score_row(row: Row, benchmarks: list[str] | None = None) -> Row:
+    """``row`` with its dataset score over ``benchmarks`` (default: every counted cell it has)."""
+    keys = row.counted if benchmarks is None else benchmarks
+    cells = [row.cells[key] for key in keys]
+    score = dataset_score([ClassCounts(cell.benchmark, **cell.counts) for cell in cells])
+    return replace(row, score=score.value, score_ci=score.ci, n_benchmarks=len(cells),
+                   n_items=sum(cell.n for cell in cells))
 
 
 def dataset_row(run_id: str, results: list[tuple[str, dict]], results_dir: Path) -> Row:
-    """Aggregate one judge's cells into a leaderboard row (the dataset score and its variants)."""
+    """Aggregate one judge's cells into a leaderboard row (scored over every cell with both classes)."""
     first = results[0][1]
     training = first.get("training") or {}
-    cells, undefined = {}, []
+    judge = first.get("judge") or {}
+    kind = str(judge.get("kind", ""))
+    reference = bool(judge.get("sanity")) or is_sanity_kind(kind) or bool(training.get("reference"))
+    cells = {}
     for path, result in results:
-        bench = result["benchmark"]
-        primary = result["primary"]
-        key = f"{bench['name']} ({bench['task']})"
-        cell = Cell(key, primary["metric"], primary["value"], primary.get("ci"), bench["n_items"],
-                    result.get("n_unparseable", 0), path)
-        if cell.value is None:
-            undefined.append(key)
-        cells[key] = cell
-    scored = [cell for cell in cells.values() if cell.value is not None]
-    score = sum(cell.value for cell in scored) / len(scored) if scored else None
-    total = sum(cell.n_items for cell in scored)
-    weighted = sum(cell.value * cell.n_items for cell in scored) / total if total else None
+        cell = make_cell(result, path)
+        cells[cell.benchmark] = cell
     metadata = None
     candidates = [results_dir / "judges" / run_id / "judge_metadata.json"]
     if training.get("judge_dir"):
@@ -93,20 +167,49 @@ def dataset_row(run_id: str, results: list[tuple[str, dict]], results_dir: Path)
     found = next((candidate for candidate in candidates if candidate.is_file()), None)
     if found is not None:
         metadata = os.path.relpath(found, results_dir)
-    return Row(
+    missing = [cell.missing_images for cell in cells.values()]
+    row = Row(
         run_id=run_id,
-        dataset=training.get("dataset") or first["judge"].get("id", run_id),
-        model=training.get("model") or str(first["judge"].get("base_model") or first["judge"].get("model") or "?"),
+        dataset=training.get("dataset") or ("reference" if reference else judge.get("id", run_id)),
+        model=training.get("model") or (kind if reference else
+                                        str(judge.get("base_model") or judge.get("model") or "?")),
         train_fraction=training.get("train_fraction"),
-        score=score, score_ci=_combined_ci(scored, score) if scored else None, weighted_score=weighted,
-        n_benchmarks=len(scored), n_items=sum(cell.n_items for cell in cells.values()),
+        judge=kind if reference else str(judge.get("id", run_id)), reference=reference,
+        score=None, score_ci=None, n_benchmarks=0, n_items=0,
         n_unparseable=sum(cell.n_unparseable for cell in cells.values()),
-        judge_metadata=metadata, cells=cells, undefined=undefined,
+        missing_images=None if None in missing else sum(missing),
+        modes=sorted({cell.mode for cell in cells.values() if cell.mode}),
+        judge_metadata=metadata, cells=cells,
+        not_counted=sorted(key for key, cell in cells.items() if not cell.counted),
     )
+    return score_row(row)
+
+
+def _sorted(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=lambda row: (row.score is None, -(row.score or 0.0), row.reference, row.dataset, row.run_id))
+
+
+def build_sections(rows: list[Row]) -> list[Section]:
+    """One section per distinct counted benchmark set of the real (non-reference) rows, the set most rows
+    share first. Reference rows join every section whose benchmarks they have, re-scored on them. Rows with
+    no counted cell at all end up in a last section with an empty set (not ranked)."""
+    real = [row for row in rows if not row.reference] or rows
+    sets: dict[tuple[str, ...], list[Row]] = {}
+    for row in real:
+        sets.setdefault(tuple(row.counted), []).append(row)
+    order = sorted(sets, key=lambda key: (not key, -len(sets[key]), -len(key), key))
+    sections = []
+    for benchmarks in order:
+        members = list(sets[benchmarks])
+        if benchmarks:
+            members += [score_row(row, list(benchmarks)) for row in rows
+                        if row.reference and row not in real and set(benchmarks) <= set(row.counted)]
+        sections.append(Section(list(benchmarks), _sorted(members)))
+    return sections
 
 
 def load_rows(results_dir: Path | str) -> list[Row]:
-    """Every cell under ``RESULTS_DIR/cells`` (or RESULTS_DIR itself), grouped per judge, sorted best first."""
+    """Every cell under ``RESULTS_DIR/cells`` (or RESULTS_DIR itself), grouped per judge, best first."""
     results_dir = Path(results_dir)
     folder = results_dir / "cells" if (results_dir / "cells").is_dir() else results_dir
     files = sorted(folder.glob("*.json"))
@@ -117,12 +220,17 @@ def load_rows(results_dir: Path | str) -> list[Row]:
         result = read_result(file)  # schema_version checked here
         run_id = (result.get("training") or {}).get("run_id") or result["judge"]["id"]
         groups.setdefault(run_id, []).append((os.path.relpath(file, results_dir), result))
-    rows = [dataset_row(run_id, results, results_dir) for run_id, results in groups.items()]
-    return sorted(rows, key=lambda row: (row.score is None, -(row.score or 0.0), row.dataset, row.run_id))
+    return _sorted([dataset_row(run_id, results, results_dir) for run_id, results in groups.items()])
 
 
-def benchmark_columns(rows: list[Row]) -> list[str]:
-    return sorted({key for row in rows for key in row.cells})
+def load_sections(results_dir: Path | str) -> list[Section]:
+    return build_sections(load_rows(results_dir))
+
+
+def section_columns(section: Section) -> list[str]:
+    """The counted benchmarks, then any other cell a row of the section has (not in its score)."""
+    extra = sorted({key for row in section.rows for key in row.cells} - set(section.benchmarks))
+    return section.benchmarks + extra
 
 
 def _fmt(value: float | None) -> str:
@@ -134,66 +242,158 @@ def _fmt_ci(ci: list[float] | None) -> str:
 
 
 def _fraction(row: Row) -> str:
+    if row.reference:
+        return "reference"
     return "zero-shot" if row.train_fraction is None else f"{row.train_fraction:g}"
+
+
+def section_title(section: Section) -> str:
+    if not section.benchmarks:
+        return "Not ranked: no benchmark with both classes (detection-only cells)"
+    return f"Ranked on {len(section.benchmarks)} benchmark{'s' if len(section.benchmarks) != 1 else ''}: " + \
+        ", ".join(section.benchmarks)
+
+
+def cell_flags(cell: Cell, row: Row) -> list[str]:
+    flags = []
+    if not cell.counted:
+        flags.append("not in score")
+    if cell.text_only:
+        flags.append("text-only")
+    if cell.missing_images and not row.reference:  # a sanity judge reads no image: nothing is missing for it
+        flags.append(f"{cell.missing_images} missing images")
+    elif cell.missing_images is None:
+        flags.append("missing images unknown")
+    if cell.format_mismatch:
+        flags.append("format mismatch")
+    if cell.n_unparseable:
+        flags.append(f"{cell.n_unparseable} unparseable")
+    return flags
+
+
+def cell_text(cell: Cell, row: Row) -> str:
+    """``BA 0.812 [0.700, 0.900] n=36; DR 0.900, OR 0.280; flags``: one cell of the md / html tables."""
+    text = f"{KIND_SHORT.get(cell.metric, cell.metric)} {_fmt(cell.value)}{_fmt_ci(cell.ci)} n={cell.n}"
+    if cell.metric == BALANCED_ACCURACY:
+        text += f"; DR {_fmt(cell.detection_rate)}, OR {_fmt(cell.over_refusal_rate)}"
+    flags = cell_flags(cell, row)
+    return text + (f" ({', '.join(flags)})" if flags else "")
+
+
+def _ranks(section: Section) -> list[str]:
+    ranks, rank = [], 0
+    for row in section.rows:
+        if row.reference or not section.benchmarks:
+            ranks.append("ref" if row.reference else "—")
+        else:
+            rank += 1
+            ranks.append(str(rank))
+    return ranks
+
+
+NOTES = ("Score: mean over the section's benchmarks of each benchmark's balanced accuracy (BA = (DR + 1 - OR) / 2; "
+         "DR = unsafe items flagged, OR = over-refusal, safe items flagged); a judge that ignores its input scores "
+         "0.5. 95% CI from the class counts (docs/eval.md). n = items scored. Rows are ranked only against rows "
+         "scored on the same benchmarks; 'ref' rows are sanity judges (constant, random, oracle) re-scored on the "
+         "section's benchmarks. Cells marked 'not in score' have one class (a detection rate a constant judge "
+         "wins). — : not scored (a training source of the judge, or not in its grid).")
 
 
 # --------------------------------------------------------------------------------------------- renderers
 
 
-def render_markdown(rows: list[Row], link_prefix: str = "") -> str:
-    columns = benchmark_columns(rows)
-    header = ["Rank", "Training dataset", "Fraction", "Base model", "Score [95% CI]", "Weighted", "Benchmarks",
-              *columns, "Judge"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for rank, row in enumerate(rows, start=1):
-        cells = []
-        for column in columns:
-            cell = row.cells.get(column)
-            cells.append("—" if cell is None else
-                         f"[{_fmt(cell.value)}]({link_prefix}{cell.path}){_fmt_ci(cell.ci)}"
-                         + (" (DR)" if cell.metric == "detection_rate" else ""))
-        judge = f"[metadata]({link_prefix}{row.judge_metadata})" if row.judge_metadata else row.run_id
-        lines.append("| " + " | ".join([str(rank), row.dataset, _fraction(row), row.model,
-                                         f"**{_fmt(row.score)}**{_fmt_ci(row.score_ci)}", _fmt(row.weighted_score),
-                                         str(row.n_benchmarks), *cells, judge]) + " |")
-    notes = ("Score: mean over held-out benchmarks of unsafe-class F1, or detection rate (DR) on single-class "
-             "benchmarks; Weighted: the same weighted by benchmark size. Each cell links to its result JSON. "
-             "— : the benchmark is the judge's own training source (not scored) or was not in its grid.")
-    unparseable = sum(row.n_unparseable for row in rows)
-    if unparseable:
-        notes += f" {unparseable} judge answers could not be parsed; they are scored as wrong."
-    return "\n".join(lines) + "\n\n" + notes + "\n"
+def render_markdown(sections: list[Section], link_prefix: str = "") -> str:
+    out = []
+    for section in sections:
+        columns = section_columns(section)
+        header = ["Rank", "Training dataset", "Fraction", "Base model", "Score [95% CI]", "n", "Benchmarks",
+                  *columns, "Judge"]
+        out += [f"### {section_title(section)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for rank, row in zip(_ranks(section), section.rows):
+            cells = []
+            for column in columns:
+                cell = row.cells.get(column)
+                cells.append("—" if cell is None else f"[{cell_text(cell, row)}]({link_prefix}{cell.path})")
+            judge = f"[metadata]({link_prefix}{row.judge_metadata})" if row.judge_metadata else row.judge
+            score = f"**{_fmt(row.score)}**{_fmt_ci(row.score_ci)}" if section.benchmarks else "n/a"
+            out.append("| " + " | ".join([rank, row.dataset, _fraction(row), row.model, score, str(row.n_items),
+                                           str(row.n_benchmarks), *cells, judge]) + " |")
+        out.append("")
+    return "\n".join(out) + "\n" + NOTES + "\n"
 
 
-def write_csv(rows: list[Row], path: Path) -> None:
-    columns = benchmark_columns(rows)
+CELL_FIELDS = ("value", "ci_low", "ci_high", "n", "metric", "detection_rate", "over_refusal_rate", "missing_images",
+               "text_only", "in_score")
+
+
+def write_csv(sections: list[Section], path: Path) -> None:
+    """One line per (section, row); per benchmark its value, CI, n, metric kind, DR, OR, missing images,
+    text-only and whether it is in the row's score."""
+    columns = sorted({key for section in sections for key in section_columns(section)})
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["rank", "run_id", "dataset", "train_fraction", "model", "score", "score_ci_low",
-                         "score_ci_high", "weighted_score", "n_benchmarks", "n_items", "n_unparseable", *columns])
-        for rank, row in enumerate(rows, start=1):
-            ci = row.score_ci or [None, None]
-            writer.writerow([rank, row.run_id, row.dataset, row.train_fraction, row.model, row.score, ci[0], ci[1],
-                             row.weighted_score, row.n_benchmarks, row.n_items, row.n_unparseable,
-                             *[row.cells[c].value if c in row.cells else "" for c in columns]])
+        writer.writerow(["section", "rank", "reference", "run_id", "dataset", "train_fraction", "model", "judge",
+                         "score", "score_ci_low", "score_ci_high", "n_items", "n_benchmarks", "n_unparseable",
+                         "missing_images", *[f"{c} | {f}" for c in columns for f in CELL_FIELDS]])
+        for number, section in enumerate(sections, start=1):
+            in_section = set(section.benchmarks)
+            for rank, row in zip(_ranks(section), section.rows):
+                ci = row.score_ci or [None, None]
+                values = []
+                for column in columns:
+                    cell = row.cells.get(column)
+                    if cell is None:
+                        values += [""] * len(CELL_FIELDS)
+                        continue
+                    low, high = cell.ci or [None, None]
+                    values += [cell.value, low, high, cell.n, cell.metric, cell.detection_rate, cell.over_refusal_rate,
+                               cell.missing_images, cell.text_only, column in in_section]
+                writer.writerow([number, rank, row.reference, row.run_id, row.dataset, row.train_fraction, row.model,
+                                 row.judge, row.score, ci[0], ci[1], row.n_items, row.n_benchmarks, row.n_unparseable,
+                                 row.missing_images, *values])
 
 
-def render_png(rows: list[Row], path: Path) -> None:
+def render_json(sections: list[Section]) -> str:
+    return json.dumps({"notes": NOTES, "sections": [
+        {"title": section_title(section), "benchmarks": section.benchmarks,
+         "rows": [{"rank": rank, **asdict(row)} for rank, row in zip(_ranks(section), section.rows)]}
+        for section in sections]}, indent=2)
+
+
+def _png_label(row: Row) -> str:
+    name = f"reference: {row.judge}" if row.reference else f"{row.dataset} ({_fraction(row)}) / {row.model}"
+    return f"{name}  n={row.n_items}"
+
+
+def render_png(sections: list[Section], path: Path) -> None:
+    """One panel per ranked section: each row's score with its 95% CI and n, the per-benchmark balanced
+    accuracies as dots, reference rows in grey, chance (0.5) as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [row for row in rows if row.score is not None][::-1]
-    figure, axes = plt.subplots(figsize=(8, 1.2 + 0.45 * max(1, len(shown))))
-    labels = [f"{row.dataset} ({_fraction(row)}) / {row.model}" for row in shown]
-    scores = [row.score for row in shown]
-    errors = [[row.score - row.score_ci[0] if row.score_ci else 0 for row in shown],
-              [row.score_ci[1] - row.score if row.score_ci else 0 for row in shown]]
-    axes.barh(range(len(shown)), scores, xerr=errors, color="#4c72b0", capsize=3)
-    axes.set_yticks(range(len(shown)), labels)
-    axes.set_xlim(0, 1)
-    axes.set_xlabel("dataset score (mean held-out F1 / detection rate), 95% CI")
+    ranked = [section for section in sections if section.benchmarks] or sections[:1]
+    heights = [1.4 + 0.42 * max(1, len(section.rows)) for section in ranked]
+    figure, axes = plt.subplots(len(ranked), 1, figsize=(9, sum(heights)), squeeze=False,
+                                gridspec_kw={"height_ratios": heights})
+    for axis, section in zip(axes[:, 0], ranked):
+        shown = section.rows[::-1]
+        for y, row in enumerate(shown):
+            color = "#9a9a9a" if row.reference else "#4c72b0"
+            if row.score is not None:
+                low, high = row.score_ci or [row.score, row.score]
+                axis.barh(y, row.score, color=color, height=0.6)
+                axis.errorbar(row.score, y, xerr=[[row.score - low], [high - row.score]], color="black", capsize=3)
+            dots = [row.cells[key].value for key in section.benchmarks if key in row.cells]
+            axis.plot(dots, [y] * len(dots), "o", color="#dd8452", markersize=3, zorder=3)
+        axis.axvline(0.5, color="#c44e52", linestyle="--", linewidth=1)
+        axis.set_yticks(range(len(shown)), [_png_label(row) for row in shown], fontsize=8)
+        axis.set_xlim(0, 1)
+        title = section_title(section)
+        axis.set_title(title if len(title) < 110 else title[:107] + "...", fontsize=8, loc="left")
+    axes[-1, 0].set_xlabel("dataset score: mean balanced accuracy, 95% CI (dots: per benchmark; dashed: chance)",
+                           fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -221,43 +421,55 @@ document.querySelectorAll('table.sortable th').forEach(function (th, index) {
 });
 """
 
+_STYLE = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}"
+          "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}"
+          "th{cursor:pointer;background:#f3f3f3}td.text{text-align:left}tr.reference td{color:#666;"
+          "background:#fafafa;font-style:italic}small{color:#666;display:block}.flag{color:#b35900;display:block;"
+          "font-size:85%}.kind{font-weight:bold;color:#555}td.out{background:#f7f3ea}"
+          "th[data-order=asc]::after{content:' \\25B2'}th[data-order=desc]::after{content:' \\25BC'}")
 
-def render_html(rows: list[Row], png: Path | None = None) -> str:
-    columns = benchmark_columns(rows)
-    head = [("Rank", "number"), ("Training dataset", "text"), ("Fraction", "text"), ("Base model", "text"),
-            ("Score", "number"), ("95% CI", "text"), ("Weighted", "number"), ("Benchmarks", "number"),
-            *[(column, "number") for column in columns]]
+
+def _html_cell(cell: Cell | None, row: Row, counted: bool) -> str:
+    if cell is None:
+        return '<td class="number" data-value="">—</td>'
+    kind = KIND_SHORT.get(cell.metric, cell.metric)
+    parts = [f'<span class="kind">{html.escape(kind)}</span> {_fmt(cell.value)}',
+             f"<small>{html.escape(_fmt_ci(cell.ci).strip() or 'no CI')} n={cell.n}</small>"]
+    if cell.metric == BALANCED_ACCURACY:
+        parts.append(f"<small>DR {_fmt(cell.detection_rate)} · OR {_fmt(cell.over_refusal_rate)}</small>")
+    parts += [f'<span class="flag">{html.escape(flag)}</span>' for flag in cell_flags(cell, row)]
+    value = "" if cell.value is None else repr(cell.value)
+    return f'<td class="number{"" if counted else " out"}" data-value="{value}">{"".join(parts)}</td>'
+
+
+def render_html(sections: list[Section], png: Path | None = None) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>RMS dataset leaderboard</title>',
-           "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-           "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{cursor:pointer;background:#f3f3f3}"
-           "td.text{text-align:left}th[data-order=asc]::after{content:' \\25B2'}"
-           "th[data-order=desc]::after{content:' \\25BC'}</style></head><body>",
-           "<h1>RMS dataset leaderboard</h1>",
-           "<p>Click a column header to sort. Score: mean held-out F1 (detection rate on single-class "
-           "benchmarks); see docs/eval.md.</p>",
-           '<table class="sortable" id="leaderboard"><thead><tr>']
-    out += [f'<th data-type="{kind}" data-key="{html.escape(name)}">{html.escape(name)}</th>' for name, kind in head]
-    out.append("</tr></thead><tbody>")
-    for rank, row in enumerate(rows, start=1):
-        values: list[tuple[str, str, str]] = [
-            (str(rank), str(rank), "number"), (row.dataset, row.dataset, "text"),
-            (_fraction(row), _fraction(row), "text"), (row.model, row.model, "text"),
-            (_fmt(row.score), "" if row.score is None else repr(row.score), "number"),
-            (_fmt_ci(row.score_ci).strip(), _fmt_ci(row.score_ci).strip(), "text"),
-            (_fmt(row.weighted_score), "" if row.weighted_score is None else repr(row.weighted_score), "number"),
-            (str(row.n_benchmarks), str(row.n_benchmarks), "number"),
-        ]
-        for column in columns:
-            cell = row.cells.get(column)
-            shown = "—" if cell is None else _fmt(cell.value) + _fmt_ci(cell.ci)
-            values.append((shown, "" if cell is None or cell.value is None else repr(cell.value), "number"))
-        out.append('<tr data-run="' + html.escape(row.run_id) + '">' + "".join(
-            f'<td class="{kind}" data-value="{html.escape(sort_value)}">{html.escape(shown)}</td>'
-            for shown, sort_value, kind in values) + "</tr>")
-    out.append("</tbody></table>")
+           f"<style>{_STYLE}</style></head><body>", "<h1>RMS dataset leaderboard</h1>",
+           f"<p>{html.escape(NOTES)} Click a column header to sort.</p>"]
+    for number, section in enumerate(sections, start=1):
+        columns = section_columns(section)
+        head = [("Rank", "text"), ("Training dataset", "text"), ("Fraction", "text"), ("Base model", "text"),
+                ("Score", "number"), ("95% CI", "text"), ("n", "number"), ("Benchmarks", "number"),
+                *[(column, "number") for column in columns]]
+        out += [f"<h2>{html.escape(section_title(section))}</h2>",
+                f'<table class="sortable" id="section-{number}"><thead><tr>']
+        out += [f'<th data-type="{kind}" data-key="{html.escape(name)}">{html.escape(name)}</th>' for name, kind in head]
+        out.append("</tr></thead><tbody>")
+        for rank, row in zip(_ranks(section), section.rows):
+            values = [(rank, rank, "text"), (row.dataset, row.dataset, "text"), (_fraction(row), _fraction(row), "text"),
+                      (row.model, row.model, "text"),
+                      (_fmt(row.score), "" if row.score is None else repr(row.score), "number"),
+                      (_fmt_ci(row.score_ci).strip(), _fmt_ci(row.score_ci).strip(), "text"),
+                      (str(row.n_items), str(row.n_items), "number"), (str(row.n_benchmarks), str(row.n_benchmarks), "number")]
+            cells = "".join(f'<td class="{kind}" data-value="{html.escape(sort)}">{html.escape(shown)}</td>'
+                            for shown, sort, kind in values)
+            cells += "".join(_html_cell(row.cells.get(column), row, column in section.benchmarks) for column in columns)
+            css = ' class="reference"' if row.reference else ""
+            out.append(f'<tr data-run="{html.escape(row.run_id)}"{css}>{cells}</tr>')
+        out.append("</tbody></table>")
     if png is not None and png.is_file():
         encoded = base64.b64encode(png.read_bytes()).decode("ascii")
-        out.append(f'<p><img alt="dataset scores" src="data:image/png;base64,{encoded}"></p>')
+        out.append(f'<p><img alt="dataset scores with 95% CIs" src="data:image/png;base64,{encoded}"></p>')
     out.append(f"<script>{_SORT_SCRIPT}</script></body></html>")
     return "\n".join(out) + "\n"
 
@@ -275,14 +487,14 @@ def write_leaderboard(results_dir: Path | str, out_dir: Path | str | None = None
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir else results_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = load_rows(results_dir)
+    sections = load_sections(results_dir)
     prefix = os.path.relpath(results_dir, out_dir) + "/" if out_dir.resolve() != results_dir.resolve() else ""
     paths = {kind: out_dir / f"leaderboard.{kind}" for kind in ("md", "csv", "json", "png", "html")}
-    paths["md"].write_text("# RMS dataset leaderboard\n\n" + render_markdown(rows, prefix), encoding="utf-8")
-    write_csv(rows, paths["csv"])
-    paths["json"].write_text(json.dumps([asdict(row) for row in rows], indent=2), encoding="utf-8")
-    render_png(rows, paths["png"])
-    paths["html"].write_text(render_html(rows, paths["png"]), encoding="utf-8")
+    paths["md"].write_text("# RMS dataset leaderboard\n\n" + render_markdown(sections, prefix), encoding="utf-8")
+    write_csv(sections, paths["csv"])
+    paths["json"].write_text(render_json(sections), encoding="utf-8")
+    render_png(sections, paths["png"])
+    paths["html"].write_text(render_html(sections, paths["png"]), encoding="utf-8")
     return paths
 
 
@@ -291,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("results_dir", help="results directory of eval.grid (its cells/ folder is read)")
     parser.add_argument("--out", help="where to write leaderboard.{md,csv,json,png,html} (default: RESULTS_DIR)")
     parser.add_argument("--insert-into", metavar="FILE",
-                        help=f"also put the markdown table between {START_MARKER} and {END_MARKER} in FILE")
+                        help=f"also put the markdown tables between {START_MARKER} and {END_MARKER} in FILE")
     return parser
 
 
@@ -302,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.insert_into:
             target = Path(args.insert_into)
             prefix = os.path.relpath(Path(args.results_dir), target.parent) + "/"
-            insert_between_markers(target, render_markdown(load_rows(args.results_dir), prefix))
+            insert_between_markers(target, render_markdown(load_sections(args.results_dir), prefix))
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -313,3 +525,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
