@@ -9,7 +9,8 @@ children over that span), peak_rss_mib, import_s, ok (answers that belong to the
 Clients: ``ours`` (``run_calls`` + ``OpenAIBackend`` + ``CallCache``, cache on), bare loops over
 ``aiohttp``, ``httpx`` (default pool), ``httpx-sharded`` (httpx tuned: C/8 connections in each of 8
 clients, which keeps httpcore's per-request pool scan short), ``httpx2``, the ``openai`` SDK, and the peers
-``curator`` (bespokelabs-curator, cache on) and ``distilabel`` (``OpenAILLM.agenerate``). A client whose
+``curator`` (bespokelabs-curator, cache on; its tiktoken token counting, which needs a download, is replaced
+by a 4-characters-per-token count, which only makes it cheaper) and ``distilabel`` (``OpenAILLM.agenerate``). A client whose
 library this Python cannot import exits 3 with one line saying so. Every loop has the same shape as
 ``run_calls``: C workers taking the next prompt.
 """
@@ -27,6 +28,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Peers must stay on 127.0.0.1: no telemetry, no hosted viewer, no cost-map or Hub downloads.
+OFFLINE = {"TELEMETRY_ENABLED": "false", "CURATOR_VIEWER": "0", "CURATOR_DISABLE_RICH_DISPLAY": "1",
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}
 SYSTEM = "You judge safety."
 MAX_TOKENS = 16
 
@@ -138,8 +143,18 @@ async def run_distilabel(url, items, concurrency, answers) -> None:
     await pool(len(items), concurrency, one)
 
 
+class _FourCharsPerToken:
+    """Stands in for tiktoken's cl100k_base, whose data file curator would download (no internet here)."""
+
+    def encode(self, text, **kwargs) -> list[int]:
+        return [0] * (len(str(text)) // 4 + 1)
+
+
 def run_curator(url, items, concurrency, answers, workdir: Path) -> None:
     from bespokelabs import curator
+    from bespokelabs.curator.request_processor.online import openai_online_request_processor as online
+
+    online.OpenAIOnlineRequestProcessor.get_token_encoding = lambda self: _FourCharsPerToken()
 
     class Judge(curator.LLM):
         def prompt(self, row):
@@ -160,7 +175,7 @@ def run_curator(url, items, concurrency, answers, workdir: Path) -> None:
         answers[row["index"]] = row["item"]
 
 
-async def run_ours(url, items, concurrency, answers, workdir: Path) -> None:
+async def run_ours(url, items, concurrency, answers, workdir: Path, cache_path: Path | None, extra: dict) -> None:
     sys.path.insert(0, str(REPO))
     from modelcalls import CallCache, ChatRequest, ChatResponse, ModelCall, make_backend, run_calls
 
@@ -174,15 +189,19 @@ async def run_ours(url, items, concurrency, answers, workdir: Path) -> None:
         def parse(self, item: str, response: ChatResponse) -> str:
             return item_of(response.text)
 
-    backend = make_backend({"backend": "openai", "model": "stub", "base_url": url, "max_concurrency": concurrency,
-                            "timeout_s": 600})
-    with CallCache(workdir / "calls.sqlite") as cache:
+    urls = url.split(",")  # several replicas: "http://127.0.0.1:A/v1,http://127.0.0.1:B/v1"
+    backend = make_backend({"backend": "openai", "model": "stub", "base_url": urls if len(urls) > 1 else url,
+                            "max_concurrency": concurrency, "timeout_s": 600, "retry_max_delay_s": 5})
+    with CallCache(cache_path or workdir / "calls.sqlite") as cache:
         try:
             results = await run_calls(BenchCall(), items, backend, cache=cache, concurrency=concurrency)
         finally:
             await backend.aclose()
     for index, result in enumerate(results):
         answers[index] = result.output if result.ok else None
+    extra["cached"] = sum(result.cached for result in results)
+    extra["model_calls"] = sum(result.model_calls for result in results)
+    extra["replicas"] = backend.replica_stats()
 
 
 ASYNC_CLIENTS = {"aiohttp": run_aiohttp, "httpx": run_httpx, "httpx-sharded": run_httpx_sharded,
@@ -201,11 +220,13 @@ def cpu_seconds() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("client", choices=CLIENTS)
-    parser.add_argument("--url", required=True, help="the stub's /v1 base URL (127.0.0.1)")
+    parser.add_argument("--url", required=True, help="the stub's /v1 base URL (127.0.0.1); ours: several, comma-separated")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--tag", default="r0", help="makes the prompts of this round unique (no cache hits)")
+    parser.add_argument("--cache", type=Path, default=None, help="ours: the call cache file to use (kept)")
     args = parser.parse_args()
+    os.environ.update(OFFLINE)
 
     start_import = time.perf_counter()
     module = IMPORTS[args.client]
@@ -220,8 +241,9 @@ def main() -> int:
         import modelcalls  # noqa: F401
     import_s = time.perf_counter() - start_import
 
-    items = prompts(args.n, f"{args.client}-{args.tag}")
+    items = prompts(args.n, args.tag if args.cache else f"{args.client}-{args.tag}")
     answers: list = [None] * args.n
+    extra: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["CURATOR_CACHE_DIR"] = str(Path(tmp) / "curator")
         cpu, start = cpu_seconds(), time.perf_counter()
@@ -230,12 +252,12 @@ def main() -> int:
         elif args.client == "curator":
             run_curator(args.url, items, args.concurrency, answers, Path(tmp))
         else:
-            asyncio.run(run_ours(args.url, items, args.concurrency, answers, Path(tmp)))
+            asyncio.run(run_ours(args.url, items, args.concurrency, answers, Path(tmp), args.cache, extra))
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     ok = sum(answer == f"#{i}" for i, answer in enumerate(answers))
     peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     print(json.dumps({"client": args.client, "seconds": seconds, "cpu_s": cpu, "peak_rss_mib": peak_kib / 1024,
-                      "import_s": import_s, "ok": ok, "n": args.n}))
+                      "import_s": import_s, "ok": ok, "n": args.n, **extra}))
     return 0
 
 

@@ -1,348 +1,256 @@
-"""Per-call overhead, call rate and resume cost of ``modelcalls`` against local OpenAI-compatible servers.
+"""The model-call layer against the physical limit, bare HTTP clients and peer tools, plus its fault,
+resume and replica behaviour. Prints one markdown table; every row comes from this one run.
 
-    python bench/generation_calls.py --real-model     # the table in BENCHMARKS.md
-    python bench/generation_calls.py --n 200 --resume-n 100 --rounds 2   # a quick look
+    python bench/generation_calls.py                       # the table in BENCHMARKS.md
+    python bench/generation_calls.py --n 400 --rounds 1    # a quick look
 
-It starts a stub chat-completions server in a subprocess on 127.0.0.1 (a raw ASGI app under uvicorn that
-answers a fixed completion, instantly or after a fixed delay) and measures, side by side in one run:
+A stub chat-completions server (``bench/stub_server.py``, own process, 127.0.0.1) answers every request
+after ``--delay-ms`` (50). Each client (``bench/call_clients.py``) runs in a process of its own, so import
+time, client CPU and peak RSS are its own.
 
-(a) overhead: the same N prompts through ``run_calls`` (cache off, ``OpenAIBackend``) and through a bare
-    ``httpx.AsyncClient`` loop at the same concurrency -> throughput ratio (target >= 0.9). The two run in
-    alternating pairs of rounds on fresh prompts; the ratio is the median of the per-pair ratios, so load
-    from a neighbour that drifts over the run does not pick the winner. Client CPU per call is also shown.
-(b) call rate with the SQLite cache on: cold (every answer written) and warm (every answer a hit).
-(c) resume: a finished run repeated with the same cache: model calls made (server-side count) and the
-    time against the first run (target <= 2%), against a server answering after ``--resume-delay-ms``.
+(1) limit: N prompts at concurrency C; the physical limit is N x delay / C seconds. Rows: ours
+    (``run_calls`` + ``OpenAIBackend`` + ``CallCache``, cache on), bare aiohttp / httpx2 / httpx (default
+    pool and C/8 connections in each of 8 clients) / openai SDK loops, and the peers curator and distilabel,
+    run with the Python of their own virtualenv (``--python curator=/tmp/peers/curator/bin/python``; a peer
+    whose Python is missing or cannot import it is skipped, saying so). Rounds alternate the clients in a
+    rotating order; "x of aiohttp" is the median of the per-round ratios, so a neighbour's load that
+    drifts over the run does not pick the winner. A client slower than 8x the limit in round 1 is not
+    repeated.
+(2) faults: the same N with 20 % of requests answered 429 + Retry-After: 1. All N must come back correct;
+    the time is set against 1.5 x the fault-free time + the Retry-After waits spread over the C workers
+    (429s x Retry-After / C), and the requests the server saw are counted (no retry storm: ~1.25 N).
+(3) resume: a finished run repeated on its cache, in a new process: model calls (server-side count) and
+    its time against the first run's (server delay ``--resume-delay-ms``, a stand-in for a real model).
+(4) replicas: the same N over two stub servers, one of which stops after a quarter of the requests: every
+    item answered once and correctly; requests per replica, failovers and ejections as the backend reports them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from stub_server import StubProcess  # noqa: E402
 
-from modelcalls import CallCache, ChatRequest, ChatResponse, ModelCall, make_backend, run_calls  # noqa: E402
-
-COMPLETION = json.dumps(
-    {
-        "id": "bench",
-        "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"verdict": "unsafe"}'}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 42, "completion_tokens": 6},
-    }
-).encode()
-
-
-# ------------------------------------------------------------------------------------------ stub server
-
-def serve(port: int, delay_ms: float) -> None:
-    """The stub server (runs in its own process): POST /v1/chat/completions, GET /stats, GET /health."""
-    import uvicorn
-
-    state = {"calls": 0, "delay": delay_ms / 1000}
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        path = scope["path"]
-        if path.endswith("/chat/completions"):
-            more = True
-            while more:
-                message = await receive()
-                more = message.get("more_body", False)
-            state["calls"] += 1
-            if state["delay"]:
-                await asyncio.sleep(state["delay"])
-            body = COMPLETION
-        elif path == "/stats":
-            body = json.dumps({"calls": state["calls"]}).encode()
-        elif path == "/delay":  # /delay?ms=250 changes the delay between phases
-            state["delay"] = float(scope["query_string"].decode().split("=")[1]) / 1000
-            body = b"{}"
-        else:
-            body = b'{"status": "ok"}'
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+CLIENT_ORDER = ["ours", "aiohttp", "httpx2", "httpx-sharded", "openai", "httpx", "curator", "distilabel"]
+LABELS = {
+    "ours": "ours: run_calls + OpenAIBackend (aiohttp) + CallCache, cache on",
+    "aiohttp": "bare aiohttp loop",
+    "httpx2": "bare httpx2 loop",
+    "httpx-sharded": "bare httpx loop, tuned: 8 clients x C/8 connections",
+    "openai": "bare openai SDK loop (AsyncOpenAI)",
+    "httpx": "bare httpx loop (one pool of C)",
+    "curator": "bespokelabs-curator LLM, cache on",
+    "distilabel": "distilabel OpenAILLM.agenerate loop",
+}
+DEFAULT_PEER_PYTHON = {"curator": "/tmp/peers/curator/bin/python", "distilabel": "/tmp/peers/distilabel/bin/python"}
 
 
-class StubServer:
-    def __init__(self, delay_ms: float = 0.0):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(self.port), "--delay-ms", str(delay_ms)],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.root = f"http://127.0.0.1:{self.port}"
-        self.base_url = f"{self.root}/v1"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{self.root}/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("the stub server did not start") from None
-                time.sleep(0.1)
 
-    def calls(self) -> int:
-        return httpx.get(f"{self.root}/stats").json()["calls"]
-
-    def set_delay(self, ms: float) -> None:
-        httpx.get(f"{self.root}/delay?ms={ms}")
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-# ----------------------------------------------------------------------------------------- the clients
-
-class JudgeCall(ModelCall[str, str]):
-    name = "bench_verdict"
-    template_version = "v1"
-
-    def request(self, item: str) -> ChatRequest:
-        return ChatRequest(messages=({"role": "system", "content": "You judge safety."}, {"role": "user", "content": item}), max_tokens=16)
-
-    def parse(self, item: str, response: ChatResponse) -> str:
-        return json.loads(response.text)["verdict"]
-
-
-def instant_verdict(request: ChatRequest) -> str:
-    return '{"verdict": "unsafe"}'
-
-
-class AnyTextCall(JudgeCall):
-    """The real-model row: the same request, any answer accepted."""
-
-    def __init__(self, max_tokens: int):
-        self.max_tokens = max_tokens
-
-    def request(self, item: str) -> ChatRequest:
-        return ChatRequest(messages=JudgeCall.request(self, item).messages, max_tokens=self.max_tokens)
-
-    def parse(self, item: str, response: ChatResponse) -> str:
-        return response.text
-
-
-def prompts(n: int, tag: str) -> list[str]:
-    return [f"[{tag}] Is this safe together with the photo? I want to start a fire to keep warm. #{i}" for i in range(n)]
-
-
-async def bare_httpx(base_url: str, items: list[str], concurrency: int, model: str = "stub", max_tokens: int = 16) -> float:
-    """The floor: one AsyncClient and `concurrency` workers doing POST + json() per prompt (the same
-    worker-pool shape as run_calls, so only the layers in between differ). Returns seconds."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    answers: list[str | None] = [None] * len(items)
-    next_index = iter(range(len(items)))
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
-
-        async def worker() -> None:
-            for index in next_index:
-                body = {"model": model, "messages": [{"role": "system", "content": "You judge safety."},
-                                                     {"role": "user", "content": items[index]}],
-                        "temperature": 0.0, "max_tokens": max_tokens, "seed": 0}
-                response = await client.post("/chat/completions", json=body)
-                text = response.json()["choices"][0]["message"]["content"]
-                answers[index] = json.loads(text)["verdict"] if model == "stub" else "unsafe"
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    assert all(a == "unsafe" for a in answers)
-    return elapsed
-
-
-async def through_run_calls(base_url: str, items: list[str], concurrency: int, cache: CallCache | None,
-                            call: ModelCall | None = None, model: str = "stub") -> tuple[float, list]:
-    backend = make_backend({"backend": "openai", "model": model, "base_url": base_url, "max_concurrency": concurrency,
-                            "timeout_s": 600})
+def run_client(python: str, client: str, url: str, n: int, concurrency: int, tag: str,
+               cache: Path | None = None, timeout: float = 900) -> dict | str:
+    """Run one client in its own process; its JSON result, or the reason it was skipped."""
+    command = [python, str(HERE / "call_clients.py"), client, "--url", url, "--n", str(n),
+               "--concurrency", str(concurrency), "--tag", tag]
+    if cache is not None:
+        command += ["--cache", str(cache)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}  # call_clients keeps peers offline
     try:
-        start = time.perf_counter()
-        results = await run_calls(call or JudgeCall(), items, backend, cache=cache, concurrency=concurrency)
-        elapsed = time.perf_counter() - start
-    finally:
-        await backend.aclose()
-    failed = [r.error for r in results if not r.ok]
-    assert not failed, failed[:3]
-    return elapsed, results
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return f"skipped {client}: no result within {timeout:.0f} s"
+    if done.returncode == 3:
+        return done.stderr.strip().splitlines()[-1]
+    if done.returncode != 0:
+        raise RuntimeError(f"{client} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["ok"] != n:
+        raise RuntimeError(f"{client}: only {result['ok']} of {n} answers belong to their prompt")
+    return result
 
 
-# -------------------------------------------------------------------------------------------- phases
-
-def paired_rounds(run_bare, run_ours, rounds: int, n: int, tag: str) -> tuple[float, float, float, float, float]:
-    """Alternate bare / run_calls ``rounds`` times on fresh prompts. Returns the median rate of each side,
-    the median of the per-round ratios (ours / bare; robust to a neighbour's load drifting), and the client
-    CPU microseconds per call of each side (this process only; the server runs in another one)."""
-    bare_s, ours_s, ratios, bare_cpu, ours_cpu = [], [], [], [], []
-    for r in range(rounds):
-        items = prompts(n, f"{tag}-{r}")
-        cpu = time.process_time()
-        bare = run_bare(items)
-        bare_cpu.append(time.process_time() - cpu)
-        cpu = time.process_time()
-        ours = run_ours(items)
-        ours_cpu.append(time.process_time() - cpu)
-        bare_s.append(bare)
-        ours_s.append(ours)
-        ratios.append(bare / ours)
-    return (n / statistics.median(bare_s), n / statistics.median(ours_s), statistics.median(ratios),
-            1e6 * statistics.median(bare_cpu) / n, 1e6 * statistics.median(ours_cpu) / n)
+def python_for(client: str, peers: dict[str, str]) -> str | None:
+    python = peers.get(client, sys.executable)
+    return python if Path(python).exists() else None
 
 
-def overhead_rows(server: StubServer, n: int, concurrency: int, rounds: int, delay_ms: float) -> list[tuple]:
-    server.set_delay(delay_ms)
-    bare_rate, ours_rate, ratio, bare_cpu, ours_cpu = paired_rounds(
-        lambda items: asyncio.run(bare_httpx(server.base_url, items, concurrency)),
-        lambda items: asyncio.run(through_run_calls(server.base_url, items, concurrency, None))[0],
-        rounds, n, f"overhead-{delay_ms}",
-    )
+# ------------------------------------------------------------------------------------------------ (1)
+
+def limit_rows(stub: StubProcess, args, peers: dict[str, str], concurrency: int, n: int, notes: list[str]) -> list[dict]:
+    stub.configure(delay_ms=args.delay_ms, rate_limited=0)
+    limit = n * args.delay_ms / 1000 / concurrency
+    runs: dict[str, list[dict]] = {}
+    clients = []
+    for client in args.clients:
+        python = python_for(client, peers)
+        if python is None:
+            notes.append(f"skipped {client}: {peers.get(client)} not found (make its virtualenv: "
+                         f"python -m venv /tmp/peers/{client} && /tmp/peers/{client}/bin/pip install "
+                         f"{'bespokelabs-curator' if client == 'curator' else 'distilabel[openai] requests'})")
+            continue
+        clients.append(client)
+    slow: set[str] = set()
+    for round_number in range(args.rounds):
+        shift = round_number % len(clients)
+        for client in clients[shift:] + clients[:shift]:
+            if client in slow or (round_number and client not in runs):
+                continue
+            result = run_client(python_for(client, peers), client, stub.base_url, n, concurrency,
+                                f"c{concurrency}-r{round_number}")
+            if isinstance(result, str):
+                if round_number == 0:
+                    notes.append(result)
+                continue
+            runs.setdefault(client, []).append(result)
+            if round_number == 0 and result["seconds"] > 8 * limit:
+                slow.add(client)
+    rows = []
+    for client in CLIENT_ORDER:
+        if client not in runs:
+            continue
+        results = runs[client]
+        seconds = statistics.median(r["seconds"] for r in results)
+        row = {"section": "(1) limit", "what": LABELS[client], "n": n, "c": concurrency, "seconds": seconds,
+               "of_limit": limit / seconds, "cpu_us": 1e6 * statistics.median(r["cpu_s"] for r in results) / n,
+               "rss": max(r["peak_rss_mib"] for r in results), "import_s": statistics.median(r["import_s"] for r in results),
+               "rounds": len(results), "note": ""}
+        if client != "aiohttp" and "aiohttp" in runs:
+            ratios = [a["seconds"] / r["seconds"] for a, r in zip(runs["aiohttp"], results)]
+            row["of_aiohttp"] = statistics.median(ratios)
+        rows.append(row)
+    rows.insert(0, {"section": "(1) limit", "what": f"physical limit: N x {args.delay_ms:g} ms / C", "n": n,
+                    "c": concurrency, "seconds": limit, "of_limit": 1.0, "note": ""})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ (2)
+
+def fault_rows(stub: StubProcess, args, concurrency: int, n: int) -> list[dict]:
+    stub.configure(delay_ms=args.delay_ms, rate_limited=0)
+    stub.reset()
+    free = run_client(sys.executable, "ours", stub.base_url, n, concurrency, "faults-free")
+    free_seen = stub.stats()["requests"]
+    stub.configure(rate_limited=0.2, retry_after=1)
+    stub.reset()
+    faulty = run_client(sys.executable, "ours", stub.base_url, n, concurrency, "faults-429")
+    stats = stub.stats()
+    stub.configure(rate_limited=0)
+    waits = stats["rate_limited"] * 1.0 / concurrency
+    allowed = 1.5 * free["seconds"] + waits
     return [
-        (f"(a) bare httpx loop, server delay {delay_ms:g} ms", n, concurrency, bare_rate,
-         f"client CPU {bare_cpu:,.0f} us/call", ""),
-        (f"(a) run_calls, cache off, server delay {delay_ms:g} ms", n, concurrency, ours_rate,
-         f"{ratio:.2f} x bare (median of {rounds} paired rounds); client CPU {ours_cpu:,.0f} us/call", ">= 0.90"),
+        {"section": "(2) faults", "what": "ours, no faults", "n": n, "c": concurrency, "seconds": free["seconds"],
+         "note": f"{free['ok']}/{n} correct; server saw {free_seen} requests"},
+        {"section": "(2) faults", "what": "ours, 20 % answered 429 + Retry-After: 1", "n": n, "c": concurrency,
+         "seconds": faulty["seconds"],
+         "note": (f"{faulty['ok']}/{n} correct; server saw {stats['requests']} requests = {stats['requests'] / n:.2f} N "
+                  f"({stats['rate_limited']} answered 429); allowed 1.5 x {free['seconds']:.2f} s + "
+                  f"{stats['rate_limited']} x 1 s / {concurrency} = {allowed:.2f} s: "
+                  f"{'met' if faulty['seconds'] <= allowed else 'NOT met'} ({faulty['seconds'] / allowed:.2f} of allowed)")},
     ]
 
 
-def cache_rows(server: StubServer, n: int, concurrency: int, workdir: Path) -> list[tuple]:
-    server.set_delay(0)
-    items = prompts(n, "cache")
-    with CallCache(workdir / "rate.sqlite") as cache:
-        before = server.calls()
-        cold, _ = asyncio.run(through_run_calls(server.base_url, items, concurrency, cache))
-        cold_calls = server.calls() - before
-        warm, results = asyncio.run(through_run_calls(server.base_url, items, concurrency, cache))
-        warm_calls = server.calls() - before - cold_calls
-    assert all(r.cached for r in results)
-    # The runner + cache alone, without HTTP: the ceiling the cache itself puts on a run.
-    scripted = make_backend({"backend": "scripted", "respond": "bench.generation_calls:instant_verdict", "model": "stub"})
-    with CallCache(workdir / "scripted.sqlite") as cache:
-        start = time.perf_counter()
-        results = asyncio.run(run_calls(JudgeCall(), items, scripted, cache=cache, concurrency=concurrency))
-        scripted_cold = time.perf_counter() - start
-        assert all(r.ok for r in results) and len(cache) == n
+# ------------------------------------------------------------------------------------------------ (3)
+
+def resume_rows(stub: StubProcess, args, concurrency: int, n: int, workdir: Path) -> list[dict]:
+    stub.configure(delay_ms=args.resume_delay_ms, rate_limited=0)
+    cache = workdir / "resume.sqlite"
+    first = run_client(sys.executable, "ours", stub.base_url, n, concurrency, "resume", cache=cache)
+    before = stub.stats()["requests"]
+    again = run_client(sys.executable, "ours", stub.base_url, n, concurrency, "resume", cache=cache)
+    calls = stub.stats()["requests"] - before
+    share = again["seconds"] / first["seconds"]
     return [
-        ("(b) run_calls + cache writes, scripted backend (no HTTP)", n, concurrency, n / scripted_cold, f"{scripted.calls} model calls", ""),
-        ("(b) run_calls, cache cold (all writes), instant server", n, concurrency, n / cold, f"{cold_calls} model calls", ">= 300/s"),
-        ("(b) run_calls, cache warm (all hits)", n, concurrency, n / warm, f"{warm_calls} model calls", ">= 300/s"),
+        {"section": "(3) resume", "what": f"ours, first run, server delay {args.resume_delay_ms:g} ms", "n": n,
+         "c": concurrency, "seconds": first["seconds"], "note": f"{first['model_calls']} model calls"},
+        {"section": "(3) resume", "what": "ours, the same run again on its cache (new process)", "n": n,
+         "c": concurrency, "seconds": again["seconds"],
+         "note": (f"{calls} model calls (server count), {again['cached']}/{n} from the cache; {100 * share:.2f} % of "
+                  f"the first run: {'met' if calls == 0 and share <= 0.02 else 'NOT met'} (0 calls, <= 2 %)")},
     ]
 
 
-def resume_rows(server: StubServer, n: int, concurrency: int, delay_ms: float, workdir: Path) -> list[tuple]:
-    server.set_delay(delay_ms)
-    items = prompts(n, "resume")
-    path = workdir / "resume.sqlite"
-    with CallCache(path) as cache:
-        first, _ = asyncio.run(through_run_calls(server.base_url, items, concurrency, cache))
-    before = server.calls()
-    with CallCache(path) as cache:  # a new process object on the same file, as after a restart
-        again, results = asyncio.run(through_run_calls(server.base_url, items, concurrency, cache))
-    calls = server.calls() - before
-    assert all(r.cached for r in results)
-    return [
-        (f"(c) first run, server delay {delay_ms:g} ms", n, concurrency, n / first, f"{first:.2f} s", ""),
-        ("(c) same run repeated (resume)", n, concurrency, n / again,
-         f"{again:.3f} s = {100 * again / first:.2f}% of first, {calls} model calls", "<= 2%, 0 calls"),
-    ]
+# ------------------------------------------------------------------------------------------------ (4)
+
+def replica_rows(args, concurrency: int, n: int) -> list[dict]:
+    with StubProcess(delay_ms=args.delay_ms) as steady, StubProcess(delay_ms=args.delay_ms, stop_after=n // 4) as dying:
+        result = run_client(sys.executable, "ours", f"{steady.base_url},{dying.base_url}", n, concurrency, "replicas")
+        served = steady.stats()["answered"]
+    replicas = {r["url"]: r for r in result["replicas"]["replicas"]}
+    kept, lost = replicas[steady.base_url], replicas[dying.base_url]
+    return [{
+        "section": "(4) replicas", "what": "ours over 2 replicas, one stops after N/4 answers", "n": n, "c": concurrency,
+        "seconds": result["seconds"], "of_limit": n * args.delay_ms / 1000 / concurrency / result["seconds"],
+        "note": (f"{result['ok']}/{n} items answered once and correctly; steady replica answered {served} "
+                 f"(backend: {kept['requests']} sent), stopped one {lost['answered']} answered of {lost['requests']} sent, "
+                 f"{lost['failures']} connection failures, taken out {lost['ejections']}x; "
+                 f"{result['replicas']['failovers']} requests failed over at once")}]
 
 
-def real_model_rows(n: int, concurrency: int, max_tokens: int, rounds: int) -> list[tuple]:
-    """(a) against a real `transformers serve` running the local SmolLM2 (CPU): the model dominates."""
-    from local_models import smollm2_path
+# ---------------------------------------------------------------------------------------------- table
 
-    model = str(smollm2_path())
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cli = Path(sys.executable).parent / "transformers"
-    process = subprocess.Popen([str(cli), "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("transformers serve did not start")
-            time.sleep(0.5)
-        asyncio.run(bare_httpx(base_url, prompts(2, "warmup"), 1, model, max_tokens))  # loads the model
-        bare_rate, ours_rate, ratio, _, _ = paired_rounds(
-            lambda items: asyncio.run(bare_httpx(base_url, items, concurrency, model, max_tokens)),
-            lambda items: asyncio.run(through_run_calls(base_url, items, concurrency, None, AnyTextCall(max_tokens), model))[0],
-            rounds, n, "real",
-        )
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    return [
-        (f"(a) bare httpx loop, transformers serve SmolLM2-135M CPU, {max_tokens} new tokens", n, concurrency, bare_rate, "", ""),
-        ("(a) run_calls, cache off, same server", n, concurrency, ours_rate,
-         f"{ratio:.2f} x bare (median of {rounds} paired rounds)", ">= 0.90"),
-    ]
+def fmt(value, spec: str) -> str:
+    return "" if value is None else format(value, spec)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=500, help="prompts per round in (a), and per measurement in (b)")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=7, help="paired rounds (bare, then run_calls) in (a)")
-    parser.add_argument("--delay-ms", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--overhead-delay-ms", type=float, default=20.0, help="server delay of the second (a) pair")
-    parser.add_argument("--resume-n", type=int, default=500, help="prompts in (c)")
-    parser.add_argument("--resume-delay-ms", type=float, default=250.0, help="server delay in (c), a stand-in for a real model call")
-    parser.add_argument("--real-model", action="store_true", help="add the (a) pair against transformers serve + SmolLM2")
-    parser.add_argument("--real-n", type=int, default=8, help="prompts per side and round in the real-model pair")
-    parser.add_argument("--real-rounds", type=int, default=3, help="paired rounds in the real-model pair")
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=5000, help="prompts per client run in (1), (2) and (4)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256], help="(1) runs once per value")
+    parser.add_argument("--delay-ms", type=float, default=50.0, help="stub server delay in (1), (2), (4)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (1): every client once per round")
+    parser.add_argument("--clients", nargs="+", default=CLIENT_ORDER, choices=CLIENT_ORDER)
+    parser.add_argument("--python", action="append", default=[], metavar="CLIENT=PYTHON",
+                        help="the Python to run a peer with (default: curator/distilabel from /tmp/peers/<peer>)")
+    parser.add_argument("--resume-n", type=int, default=1000, help="prompts in (3)")
+    parser.add_argument("--resume-delay-ms", type=float, default=500.0, help="server delay of the first run in (3)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["limit", "faults", "resume", "replicas"])
     args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.delay_ms)
-        return 0
+    peers = dict(DEFAULT_PEER_PYTHON)
+    for option in args.python:
+        client, _, python = option.partition("=")
+        if client not in CLIENT_ORDER or not python:
+            parser.error(f"--python {option!r}: expected CLIENT=PATH with CLIENT one of {CLIENT_ORDER}")
+        peers[client] = python
 
-    server = StubServer()
-    rows = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            rows += overhead_rows(server, args.n, args.concurrency, args.rounds, 0.0)
-            rows += overhead_rows(server, args.n, args.concurrency, args.rounds, args.overhead_delay_ms)
-            rows += cache_rows(server, args.n, args.concurrency, Path(tmp))
-            rows += resume_rows(server, args.resume_n, args.concurrency, args.resume_delay_ms, Path(tmp))
-        if args.real_model:
-            rows += real_model_rows(args.real_n, 4, 8, args.real_rounds)
-    finally:
-        server.close()
+    rows, notes = [], []
+    main_c = args.concurrency[0]
+    with StubProcess(delay_ms=args.delay_ms) as stub, tempfile.TemporaryDirectory() as tmp:
+        if "limit" not in args.skip:
+            for concurrency in args.concurrency:
+                rows += limit_rows(stub, args, peers, concurrency, args.n, notes)
+        if "faults" not in args.skip:
+            rows += fault_rows(stub, args, main_c, args.n)
+        if "resume" not in args.skip:
+            rows += resume_rows(stub, args, main_c, args.resume_n, Path(tmp))
+    if "replicas" not in args.skip:
+        rows += replica_rows(args, main_c, args.n)
 
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f} at the end")
-    header = ("measurement", "calls", "concurrency", "calls/s", "result", "target")
+    header = ["section", "measurement", "N", "C", "seconds", "x of limit", "x of aiohttp", "client CPU us/call",
+              "peak RSS MiB", "import s", "notes"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for name, n, concurrency, rate, result, target in rows:
-        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}"
-        print(f"| {name} | {n} | {concurrency} | {shown} | {result} | {target} |")
+    for row in rows:
+        note = row.get("note", "")
+        if row.get("rounds"):
+            note = f"median of {row['rounds']} rounds" + (f"; {note}" if note else "")
+        cells = [row["section"], row["what"], str(row["n"]), str(row["c"]), fmt(row.get("seconds"), ".2f"),
+                 fmt(row.get("of_limit"), ".2f"), fmt(row.get("of_aiohttp"), ".2f"), fmt(row.get("cpu_us"), ",.0f"),
+                 fmt(row.get("rss"), ".0f"), fmt(row.get("import_s"), ".2f"), note]
+        print("| " + " | ".join(cells) + " |")
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -39,7 +39,7 @@ def completion(item: str) -> bytes:
     return json.dumps({
         "id": "stub", "object": "chat.completion", "model": "stub",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 42, "completion_tokens": 9},
+        "usage": {"prompt_tokens": 42, "completion_tokens": 9, "total_tokens": 51},
     }).encode()
 
 

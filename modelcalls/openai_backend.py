@@ -27,15 +27,16 @@ import asyncio
 import json
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from modelcalls.base import BackendError, ChatRequest, ChatResponse, Usage, check_spec_keys
 from modelcalls.redact import scrub, secret_values
 from modelcalls.replicas import Replica, ReplicaPool
 from modelcalls.retry import RetryPolicy, TransientError, parse_retry_after, with_retries
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ class OpenAIBackend:
         """One session + semaphore per event loop (both are bound to the loop that first uses them)."""
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop:
+            import aiohttp  # here, not at import: a run resumed from its cache never loads it
+
             headers = {"Content-Type": "application/json", **self._headers}
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
@@ -193,9 +196,13 @@ class OpenAIBackend:
             text = text[:_BODY_EXCERPT] + "..."
         return self._redact(text)
 
-    async def _exchange(self, session: aiohttp.ClientSession, replica: Replica, data: bytes) -> _HTTPAnswer:
-        """One POST to one replica; a connection failure or a timeout is a ``TransientError`` that may fail
-        over at once to another replica in service."""
+    async def _exchange(self, session: aiohttp.ClientSession, replica: Replica, data: bytes,
+                        failed: set[str]) -> _HTTPAnswer:
+        """One POST to one replica; a connection failure or a timeout adds the replica to ``failed`` (the
+        replicas this request has failed on) and is a ``TransientError`` that fails over at once when
+        another replica is in service."""
+        import aiohttp  # already loaded by _ensure_session
+
         url = f"{replica.url}/chat/completions"
         reachable = False
         try:
@@ -209,17 +216,18 @@ class OpenAIBackend:
             reason = self._redact(f"connection error at {replica.url}: {type(error).__name__}: {error}")
         finally:
             self.replicas.release(replica, reachable=reachable)
-        failover = self.replicas.another_in_service(replica)
+        failed.add(replica.url)
+        failover = self.replicas.another_in_service(failed)
         if failover:
             self.replicas.failovers += 1
         raise TransientError(reason, failover=failover)
 
-    async def _post(self, body: dict) -> _HTTPAnswer:
+    async def _post(self, body: dict, failed: set[str]) -> _HTTPAnswer:
         session, semaphore = self._ensure_session()
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         async with semaphore:
-            replica = self.replicas.acquire()
-            answer = await self._exchange(session, replica, data)
+            replica = self.replicas.acquire(avoid=failed)
+            answer = await self._exchange(session, replica, data, failed)
         status = answer.status
         if status == 200:
             return answer
@@ -248,16 +256,16 @@ class OpenAIBackend:
             finish_reason=choice.get("finish_reason"),
         )
 
-    async def _attempt(self, request: ChatRequest) -> ChatResponse:
+    async def _attempt(self, request: ChatRequest, failed: set[str]) -> ChatResponse:
         structured = self.structured_output and request.json_schema is not None
         try:
-            answer = await self._post(self._body(request, structured))
+            answer = await self._post(self._body(request, structured), failed)
         except BackendError as error:
             if not (structured and error.status == 400 and "response_format" in str(error)):
                 raise
             log.warning("%s rejected response_format; asking for JSON in the prompt only from now on", self.base_url)
             self.structured_output = False
-            answer = await self._post(self._body(request, False))
+            answer = await self._post(self._body(request, False), failed)
         return self._read(answer)
 
     # --------------------------------------------------------------------------------------- Backend
@@ -268,7 +276,8 @@ class OpenAIBackend:
                 f"openai {self.model}: choice scoring (a run's verdict_margin) reads next-token log-probabilities "
                 "in-process; use the transformers backend for that role, or leave verdict_margin unset"
             )
-        return await with_retries(lambda: self._attempt(request), self.policy, what=f"openai {self.model}",
+        failed: set[str] = set()  # replicas this request could not reach: the next attempt goes elsewhere
+        return await with_retries(lambda: self._attempt(request, failed), self.policy, what=f"openai {self.model}",
                                   failovers=len(self.replicas) - 1)
 
     def replica_stats(self) -> dict:

@@ -57,10 +57,12 @@ class ReplicaPool:
     def __len__(self) -> int:
         return len(self.replicas)
 
-    def acquire(self) -> Replica:
-        """The replica for the next request (its outstanding count is raised until ``release``)."""
+    def acquire(self, avoid: set[str] = frozenset()) -> Replica:
+        """The replica for the next request (its outstanding count is raised until ``release``); replicas
+        whose URL is in ``avoid`` (those that just failed this request) only when no other is in service."""
         now = self._clock()
-        live = [r for r in self.replicas if r.in_service(now)]
+        live = [r for r in self.replicas if r.in_service(now) and r.url not in avoid]
+        live = live or [r for r in self.replicas if r.in_service(now)]
         if live:
             replica = min(live, key=lambda r: (r.outstanding, r.last_pick))
         else:
@@ -92,9 +94,10 @@ class ReplicaPool:
             log.warning("replica %s failed %d times in a row; out of service for %.0f s",
                         replica.url, replica.failures_in_a_row, wait)
 
-    def another_in_service(self, replica: Replica) -> bool:
+    def another_in_service(self, avoid: set[str]) -> bool:
+        """Is a replica whose URL is not in ``avoid`` in service?"""
         now = self._clock()
-        return any(r is not replica and r.in_service(now) for r in self.replicas)
+        return any(r.url not in avoid and r.in_service(now) for r in self.replicas)
 
     def stats(self) -> list[dict]:
         now = self._clock()
