@@ -6,6 +6,10 @@ dataset repo if needed (--private, --gated); push every file of the release as O
 also deletes the remote files the release no longer has (the repo then equals the release; the Hub's own
 .gitattributes is kept); tag that commit vX.Y.Z. Nothing is uploaded when a check fails.
 
+Only the files the release layout declares are uploaded (`generation.release.is_declared`: the card,
+release.json, taxonomy.json/.png, pipeline_config.yaml, rejects.jsonl, <config>/<split>-*.parquet). Any
+other file in the release directory (a stray ``.env``, notes, a gallery) refuses the publish, naming it.
+
 --dry-run prints the plan (repo, created or not, files added / unchanged / deleted with sizes, tag) and
 changes nothing. The token comes from HF_TOKEN or `hf auth login` (huggingface_hub.get_token()) and is
 never printed. --endpoint (or HF_ENDPOINT) points at another Hub, e.g. a local test server.
@@ -23,11 +27,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generation.card import RELEASE_INFO
+from generation.release import TOP_LEVEL_FILES, is_declared
+
 HUB_MANAGED_FILES = {".gitattributes"}  # created by the Hub with every repo; not part of a release
-SKIPPED_DIRS = {".git", ".cache", "__pycache__"}  # VCS and huggingface_hub local-dir metadata, never data
+SKIPPED_DIRS = {".git", ".cache"}  # VCS and huggingface_hub local-dir metadata (a downloaded release), never data
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-RELEASE_INFO = "release.json"
 
 
 class PublishError(Exception):
@@ -140,12 +146,22 @@ class PublishResult:
 
 
 def release_files(release: Path) -> dict[str, LocalFile]:
-    """Every regular file of the release directory, keyed by its POSIX path in the repo."""
-    files = {}
+    """Every file of the release directory that the release layout declares, keyed by its POSIX path in the
+    repo; a PublishError naming any other file (nothing but the release is ever uploaded)."""
+    files, strays = {}, []
     for path in sorted(release.rglob("*")):
         relative = path.relative_to(release)
-        if path.is_file() and not SKIPPED_DIRS.intersection(relative.parts[:-1]):
+        if SKIPPED_DIRS.intersection(relative.parts) or path.is_dir():
+            continue
+        if is_declared(relative.as_posix()) and path.is_file() and not path.is_symlink():
             files[relative.as_posix()] = LocalFile(relative.as_posix(), path, path.stat().st_size)
+        else:
+            strays.append(relative.as_posix() + (" (a symlink)" if path.is_symlink() else ""))
+    if strays:
+        raise PublishError(
+            f"{release} holds {len(strays)} file(s) that are not part of the release layout: {', '.join(strays)}. "
+            "Nothing was uploaded. Move them out of the release directory (a release holds "
+            f"{', '.join(sorted(TOP_LEVEL_FILES))} and <config>/<split>-NNNNN-of-NNNNN.parquet) and publish again.")
     return files
 
 
@@ -232,11 +248,11 @@ def plan_publish(api, release: Path, repo_id: str, version: Version, *, private:
     if not REPO_ID.match(repo_id):
         raise PublishError(f"--repo {repo_id!r} is not ORG/NAME (letters, digits, '-', '_', '.')")
     validate(release)
+    local = release_files(release)  # refuses stray files before any request
     remote = read_remote(api, repo_id)
     latest = check_version(version, remote)
     if check_info:
         check_release_info(release, repo_id, version)
-    local = release_files(release)
     add, unchanged = [], []
     for path, local_file in local.items():
         remote_file = remote.files.get(path)

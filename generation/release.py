@@ -1,17 +1,27 @@
 """Write a release directory: parquet shards per config/split, provenance files and the rendered card.
 
-The layout is the one `rms_dataset` documents and the Hub receives unchanged. Writing is atomic: the
-release is built in a temporary sibling directory and renamed into place, so a crash never leaves half a
-release and an existing release is only replaced when `overwrite=True` (and only after the new one is
-complete).
+The layout is the one `rms_dataset` documents and the Hub receives unchanged (`is_declared` says whether a
+path belongs to it; `publish` uploads nothing else).
+
+Writing is crash-safe. The release is built in a sibling ``.<name>.tmp-<pid>-*`` directory, renamed to
+``.<name>.new-<pid>-*`` once complete, then swapped with the existing release in ONE atomic
+``renameat2(RENAME_EXCHANGE)`` (Linux), so a kill at any moment leaves either the old or the new release
+in place, never none and never half of one. Where the filesystem cannot exchange, the old release is moved
+aside to ``.<name>.old-<pid>-*`` first; if a kill lands between the two renames, the next write (or
+`recover_release`) puts the complete new release (else the old one) back. Leftovers of dead writers are
+removed at the start of every write. An existing release is only replaced when `overwrite=True`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,9 +30,20 @@ import datasets
 import yaml
 
 import rms_dataset as rms
-from generation.card import ReleaseInfo, render_card
+from generation.card import RELEASE_INFO, ReleaseInfo, render_card
 
 ROWS_PER_SHARD = 5_000
+PROVENANCE_FILES = ("taxonomy.json", "taxonomy.png", "pipeline_config.yaml", "rejects.jsonl")
+TOP_LEVEL_FILES = frozenset({rms.CARD_FILE, RELEASE_INFO, *PROVENANCE_FILES})
+
+
+def is_declared(path_in_release: str) -> bool:
+    """Whether a POSIX path inside a release belongs to the layout: the card, release.json, the provenance
+    files, or ``<config>/<split>-NNNNN-of-NNNNN.parquet`` of a known config."""
+    parts = path_in_release.split("/")
+    if len(parts) == 1:
+        return parts[0] in TOP_LEVEL_FILES
+    return len(parts) == 2 and parts[0] in rms.CONFIG_NAMES and rms.SHARD_PATTERN.match(parts[1]) is not None
 
 
 @contextlib.contextmanager
@@ -81,6 +102,11 @@ def write_release(
     may be empty. Returns the release directory.
     """
     out_dir = Path(out_dir)
+    undeclared = sorted(name for name in (extra_files or {}) if not is_declared(name))
+    if undeclared:
+        raise ValueError(f"write_release: extra file(s) {undeclared} are not part of the release layout "
+                         f"(top-level files: {', '.join(sorted(TOP_LEVEL_FILES))})")
+    recover_release(out_dir)
     for config in rms.CONFIG_NAMES:
         if not any(rows.get(config, {}).values()):
             raise ValueError(
@@ -95,7 +121,7 @@ def write_release(
             _check_rows(config, split, split_rows)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{os.getpid()}-"))
     try:
         for config in rms.CONFIG_NAMES:
             for split, split_rows in rows[config].items():
@@ -117,6 +143,9 @@ def write_release(
             pretty_name=pretty_name or defaults.pretty_name, version=version, repo_id=repo_id or defaults.repo_id
         ).write(staging)
         (staging / rms.CARD_FILE).write_text(render_card(staging), encoding="utf-8")
+        complete = staging.with_name(staging.name.replace(".tmp-", ".new-", 1))
+        os.replace(staging, complete)  # from here on a recovery may promote it: it is a whole release
+        staging = complete
         _swap_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -124,18 +153,91 @@ def write_release(
 
 
 def _swap_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename the finished release into place; an old release is moved aside first and removed last."""
+    """Put the complete release `staging` at `out_dir`; afterwards `staging` holds the old release (or
+    nothing) and is removed by the caller."""
     if not out_dir.exists():
         os.replace(staging, out_dir)
-        return
-    retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    os.replace(out_dir, retired)
+    elif not _exchange(staging, out_dir):
+        retired = staging.with_name(staging.name.replace(".new-", ".old-", 1))
+        os.replace(out_dir, retired)
+        os.replace(staging, out_dir)  # a kill just before this line is repaired by recover_release
+        os.replace(retired, staging)
+    _fsync_dir(out_dir.parent)
+
+
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<state>tmp|new|old)-(?:(?P<pid>\d+)-)?[^/]*$")
+
+
+def recover_release(out_dir: str | Path) -> list[str]:
+    """Repair what an interrupted write left next to `out_dir` and return what was done (also printed).
+
+    If `out_dir` is missing and a complete ``.new-*`` (else a moved-aside ``.old-*``) release exists, it is
+    put back at `out_dir`. Every leftover of a writer that is no longer running is then removed
+    (``.tmp-*`` are incomplete by construction)."""
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        return []
+    leftovers = []
+    for path in out_dir.parent.iterdir():
+        match = _LEFTOVER.match(path.name)
+        if match and match["name"] == out_dir.name and path.is_dir() and not _running(match["pid"]):
+            leftovers.append((match["state"], path.stat().st_mtime_ns, path))
+    done = []
+    if not out_dir.exists():
+        for state in ("new", "old"):
+            candidates = [path for kind, _, path in sorted(leftovers, key=lambda item: item[1], reverse=True) if kind == state]
+            if candidates:
+                os.replace(candidates[0], out_dir)
+                done.append(f"{out_dir} was missing after an interrupted write; restored the "
+                            f"{'complete new' if state == 'new' else 'previous'} release from {candidates[0].name}")
+                break
+    for _, _, path in leftovers:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name} left by an interrupted write")
+    for line in done:
+        print(f"note: {line}", file=sys.stderr)
+    return done
+
+
+def _running(pid: str | None) -> bool:
+    """Whether the writer `pid` still runs (this process counts as finished: it is starting a new write)."""
+    if pid is None or int(pid) == os.getpid():
+        return False
     try:
-        os.replace(staging, out_dir)
-    except BaseException:
-        os.replace(retired, out_dir)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where the system or filesystem cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        handle = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
 
 
 def rerender_card(root: str | Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import rms_dataset as rms
-from generation.release import write_release
+from generation.release import is_declared, write_release
 
 
 @pytest.mark.parametrize("config", rms.CONFIG_NAMES)
@@ -81,3 +81,13 @@ def test_write_release_names_the_row_with_a_bad_field(tmp_path):
 def test_write_release_refuses_an_empty_config(tmp_path):
     with pytest.raises(ValueError, match="config 'pairs' has no rows"):
         write_release(tmp_path / "r", {c: {"train": []} for c in rms.CONFIG_NAMES})
+
+
+def test_write_release_refuses_an_extra_file_outside_the_layout(small_release, tmp_path):
+    rows = {config: {split: list(ds) for split, ds in datasets.load_dataset(str(small_release), config).cast_column(
+        "image", datasets.Image(decode=False)).items()} for config in rms.CONFIG_NAMES}
+    with pytest.raises(ValueError, match=r"extra file\(s\) \['notes.txt'\] are not part of the release layout"):
+        write_release(tmp_path / "r", rows, extra_files={"notes.txt": b"x"})
+    assert not (tmp_path / "r").exists()
+    assert is_declared("taxonomy.png") and is_declared("pairs/train-00000-of-00001.parquet")
+    assert not is_declared(".env") and not is_declared("pairs/notes.parquet") and not is_declared("other/train-00000-of-00001.parquet")

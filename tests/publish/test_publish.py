@@ -371,3 +371,28 @@ def test_stamp_writes_version_and_repo_into_the_card_then_publishes(hub, hf_env,
     assert 'revision="v2.0.0"' in (release / "README.md").read_text()
     assert validate_release(str(release)) == []
     assert "v2.0.0" in hub.refs(REPO)["tags"]
+
+
+@pytest.mark.parametrize("stray", [".env", "notes.txt", "gallery.html", "pairs/scratch.parquet", "extra/data.bin"])
+def test_a_stray_file_in_the_release_refuses_the_publish_before_any_request(hub, hf_env, release_v1, tmp_path,
+                                                                            monkeypatch, capsys, stray):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    release = Path(shutil.copytree(release_v1[0], tmp_path / "release"))
+    (release / stray).parent.mkdir(parents=True, exist_ok=True)
+    (release / stray).write_text("OPENAI_API_KEY=sk-do-not-publish\n")
+
+    for extra in (("--dry-run",), ()):
+        assert publish(hub, release, "1.0.0", *extra) == 1
+        err = capsys.readouterr().err
+        assert f"holds 1 file(s) that are not part of the release layout: {stray}." in err and "Nothing was uploaded" in err
+    assert hub.requests == []
+
+
+def test_only_declared_files_are_uploaded(hub, hf_env, release_v1, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    release = Path(shutil.copytree(release_v1[0], tmp_path / "release"))
+    (release / ".cache" / "huggingface").mkdir(parents=True)  # what `hf download --local-dir` leaves: skipped
+    (release / ".cache" / "huggingface" / "meta").write_text("local metadata")
+    assert publish(hub, release, "1.0.0") == 0
+    uploaded = set(hub.snapshot(REPO, "v1.0.0")) - {".gitattributes"}
+    assert uploaded == set(release_files(release)) and not any(path.startswith(".cache") for path in uploaded)
