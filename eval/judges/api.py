@@ -98,6 +98,11 @@ class APIJudge(Judge):
             spec["api_key_env"] = api_key_env
         self.backend = backend if backend is not None else make_backend(spec)
 
+    def with_format(self, judge_format: JudgeFormat, *, mode: str = "generative") -> APIJudge:
+        """The same endpoint and client asked another question (e.g. `judging.format.REFUSAL_FORMAT`)."""
+        return APIJudge(self.model, self.base_url, max_tokens=self.max_tokens, max_workers=self.max_workers,
+                        judge_format=judge_format, backend=self.backend)
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.name, "model": self.model, "base_url": self.base_url, "mode": "generative",
                 "format": self.format.name, "format_version": self.format.version, "labels": list(self.format.labels),

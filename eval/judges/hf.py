@@ -31,7 +31,7 @@ from eval.judges.hf_model import (
     render_prompt,
 )
 from eval.judges.images import load_image
-from judging.format import PROBE_EXAMPLE, RMS_FORMAT, JudgeFormat, LabelTokens, verdict_token_ids
+from judging.format import PROBE_EXAMPLE, RMS_FORMAT, VERDICT_LABELS, JudgeFormat, LabelTokens, verdict_token_ids
 from judging.records import JudgeExample
 from modelcalls.transformers_backend import append_tokens
 from rms_dataset import SAFE, UNSAFE
@@ -78,7 +78,10 @@ class HFJudge(Judge):
 
     def _verdict_tokens(self, *, required: bool) -> LabelTokens | None:
         """The label tokens under this model's chat template and this format's prompt; in generative mode
-        they only serve the first-step p_unsafe, so a template where they clash gives None there."""
+        they only serve the first-step p_unsafe, so a template where they clash (or a format whose labels
+        are not safe/unsafe) gives None there."""
+        if tuple(self.format.labels) != VERDICT_LABELS and not required:
+            return None
         try:
             return verdict_token_ids(self.loaded.tokenizer, self.loaded.processor,
                                      messages=self.format.build_messages(PROBE_EXAMPLE))
@@ -107,6 +110,11 @@ class HFJudge(Judge):
             "label_tokens": None if tokens is None else {"ids": list(tokens.ids), "prefix": list(tokens.prefix_ids)},
             "decoding": {"greedy": True, "max_new_tokens": self.max_new_tokens} if self.mode == GENERATIVE else None,
         }
+
+    def with_format(self, judge_format: JudgeFormat, *, mode: str = GENERATIVE) -> HFJudge:
+        """The same loaded model asked another question (e.g. `judging.format.REFUSAL_FORMAT`)."""
+        return HFJudge(self.loaded, mode=mode, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                       judge_format=judge_format)
 
     def rendered_prompt(self, example: JudgeExample) -> str:
         return render_prompt(self.loaded, self.format.build_messages(example))
