@@ -83,6 +83,11 @@ class TrainingConfig:
     gradient_accumulation_steps: int = 4
     max_length: int | None = 2048
     gradient_checkpointing: bool = True
+    # With gradient_checkpointing: checkpoint only every n-th decoder layer; the others keep their
+    # activations (less recomputation, more memory). 1 = every layer.
+    checkpoint_every_n_layers: int = 1
+    # Batches of examples of similar length (less padding); lengths estimated from text and image size.
+    group_by_length: bool = False
     optim: str = "paged_adamw_8bit"
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -197,6 +202,9 @@ def _check_values(recipe: Recipe, origin: str) -> None:
         raise RecipeError(f"{origin}: quantization.quant_type must be nf4 or fp4")
     if not recipe.lora.target_modules:
         raise RecipeError(f"{origin}: lora.target_modules is empty")
+    if recipe.training.checkpoint_every_n_layers < 1:
+        raise RecipeError(f"{origin}: training.checkpoint_every_n_layers must be at least 1, got "
+                          f"{recipe.training.checkpoint_every_n_layers}")
 
 
 def recipe_from_dict(data: dict[str, Any], origin: str = "<dict>") -> Recipe:

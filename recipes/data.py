@@ -159,7 +159,22 @@ def to_sft_row(example: JudgeExample, with_category: bool, max_pixels: int | Non
     }
 
 
-def to_sft_dataset(examples: list[JudgeExample], with_category: bool, max_pixels: int | None):
+LENGTH_COLUMN = "length"
+CHARACTERS_PER_TOKEN = 4  # English text, typical BPE vocabularies
+PIXELS_PER_IMAGE_TOKEN = 28 * 28  # Qwen2-VL-style towers; only the ordering of the estimates matters
+
+
+def estimated_length(row: dict[str, Any]) -> int:
+    """A row's sequence length, estimated from its text and image sizes, for grouping similar lengths."""
+    characters = sum(len(part.get("text") or "") for message in row["prompt"] + row["completion"]
+                     for part in message["content"])
+    pixels = sum(image.width * image.height for image in row["images"])
+    return characters // CHARACTERS_PER_TOKEN + pixels // PIXELS_PER_IMAGE_TOKEN
+
+
+def to_sft_dataset(examples: list[JudgeExample], with_category: bool, max_pixels: int | None, *,
+                   with_length: bool = False):
+    """The trl dataset; ``with_length`` adds the `estimated_length` column that length-grouped batching reads."""
     import datasets
 
     features = datasets.Features({
@@ -172,6 +187,10 @@ def to_sft_dataset(examples: list[JudgeExample], with_category: bool, max_pixels
         "images": datasets.List(datasets.Image()),
     })
     rows = [to_sft_row(example, with_category, max_pixels) for example in examples]
+    if with_length:
+        features[LENGTH_COLUMN] = datasets.Value("int64")
+        for row in rows:
+            row[LENGTH_COLUMN] = estimated_length(row)
     for row in rows:
         for message in row["prompt"] + row["completion"]:
             for part in message["content"]:

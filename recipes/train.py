@@ -14,6 +14,7 @@ LoRA adapter, ``judge_metadata.json`` and, with ``merge``, merged full weights.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 
 from recipes.architectures import check_architecture, check_target_modules, model_config, module_names
 from recipes.config import Recipe, RecipeError, apply_overrides, load_recipe, parse_override_args, recipe_from_dict
-from recipes.data import TrainingData, build_training_data, check_training_data, to_sft_dataset
+from recipes.data import LENGTH_COLUMN, TrainingData, build_training_data, check_training_data, to_sft_dataset
 from recipes.metadata import METADATA_FILE, build_metadata, write_metadata
 
 ADAPTER_SUBDIR = "adapter"
@@ -91,6 +92,8 @@ def sft_config(recipe: Recipe, *, use_cpu: bool):
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         max_length=t.max_length,
         gradient_checkpointing=t.gradient_checkpointing,
+        **_checkpoint_layers(t.checkpoint_every_n_layers),
+        **_length_grouping(t.group_by_length),
         optim=t.optim,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
@@ -107,14 +110,47 @@ def sft_config(recipe: Recipe, *, use_cpu: bool):
     )
 
 
+def _training_argument_names() -> set[str]:
+    from trl import SFTConfig
+
+    return {field.name for field in dataclasses.fields(SFTConfig)}
+
+
+def _checkpoint_layers(every_n_layers: int) -> dict[str, Any]:
+    """Training-arguments keys that checkpoint only every n-th decoder layer (transformers >= 5.2x)."""
+    if every_n_layers == 1:
+        return {}
+    if "activation_checkpointing_kwargs" not in _training_argument_names():
+        import transformers
+
+        raise RecipeError(f"training.checkpoint_every_n_layers={every_n_layers} needs a transformers with "
+                          f"activation_checkpointing_kwargs (this is {transformers.__version__}); set it to 1")
+    return {"activation_checkpointing_kwargs": {"every_n_layers": every_n_layers}}
+
+
+def _length_grouping(enabled: bool) -> dict[str, Any]:
+    """The training-arguments keys for length-grouped batches (their name changed across transformers 5.x)."""
+    if not enabled:
+        return {}
+    if "train_sampling_strategy" in _training_argument_names():
+        return {"train_sampling_strategy": "group_by_length", "length_column_name": LENGTH_COLUMN}
+    return {"group_by_length": True, "length_column_name": LENGTH_COLUMN}
+
+
 def _last_checkpoint(output_dir: str) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
 
 
-def build_trainer(prepared: Prepared):
-    """The SFTTrainer for a prepared recipe (model loaded here; exposed for tests and benchmarks)."""
+def build_trainer(prepared: Prepared, loaded: tuple[Any, Any] | None = None, dataset=None):
+    """The SFTTrainer for a prepared recipe (exposed for tests and benchmarks).
+
+    The model is loaded here with `recipes.model.load_model_and_processor` and the rows built with
+    `recipes.data.to_sft_dataset`, unless ``loaded`` passes the ``(model, processor)`` that function returned
+    earlier and ``dataset`` the rows built for this recipe's data (bench/gpu_suite.py trains several variants
+    on one loaded 4-bit model; peft's ``unload()`` gives the base back between them).
+    """
     import torch
     from transformers import set_seed
     from trl import SFTTrainer
@@ -123,8 +159,9 @@ def build_trainer(prepared: Prepared):
 
     recipe = prepared.recipe
     set_seed(recipe.seed)
-    model, processor = load_model_and_processor(recipe)
-    dataset = to_sft_dataset(prepared.data.examples, recipe.data.with_category, recipe.data.max_pixels)
+    model, processor = loaded if loaded is not None else load_model_and_processor(recipe)
+    if dataset is None:
+        dataset = sft_dataset(prepared)
     return SFTTrainer(
         model=model,
         args=sft_config(recipe, use_cpu=not torch.cuda.is_available()),
@@ -132,6 +169,13 @@ def build_trainer(prepared: Prepared):
         processing_class=processor,
         peft_config=lora_config(recipe.lora),
     )
+
+
+def sft_dataset(prepared: Prepared):
+    """The trl rows of a prepared recipe's training examples (images loaded and capped at ``data.max_pixels``)."""
+    recipe = prepared.recipe
+    return to_sft_dataset(prepared.data.examples, recipe.data.with_category, recipe.data.max_pixels,
+                          with_length=recipe.training.group_by_length)
 
 
 def check_answers_survive_truncation(trainer, prepared: Prepared, batch_size: int = 32) -> None:
