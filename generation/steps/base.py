@@ -157,8 +157,6 @@ def parse_sentence(response: ChatResponse, keys: tuple[str, ...], what: str) -> 
     """One user sentence from an answer: a JSON field named in `keys` (complete fields of a JSON answer cut
     off by the token limit count), else the first non-empty line without a `Query:`-style label or quotes."""
     text = response.text.strip()
-    if _REFUSAL.match(text):
-        raise ParseError(f"the model refused to write the {what}: {text[:80]!r}")
     if text.startswith("{") or text.startswith("```"):
         fields = {key.lower(): value for key, value in _JSON_STRING_FIELD.findall(text)}
         value = next((fields[key] for key in keys if fields.get(key, "").strip()), "")

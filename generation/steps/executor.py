@@ -56,6 +56,7 @@ class ShardOutcome:
     model_calls: int = 0
     model_calls_by_step: dict[str, int] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)  # step -> fingerprint of the checkpoint used
+    prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # call -> template version and sha256 used
 
 
 def load_exemplars(path: str | None) -> list[dict]:
@@ -126,6 +127,7 @@ class Executor:
         self.usage, self.cached_calls, self.model_calls = Usage(), 0, 0
         self.calls_by_step: Counter = Counter()
         self.fingerprints: dict[str, str] = {}
+        self.prompts: dict[str, dict[str, str]] = {}
 
     # ---------------------------------------------------------------------------------------------- run
 
@@ -155,7 +157,7 @@ class Executor:
             self.cache.close()
         pairs = [self._pair(candidate) for candidate in subjects]
         return ShardOutcome(images, pairs, self.rejects, self.funnel, self.usage, self.cached_calls, self.model_calls,
-                            dict(self.calls_by_step), self.fingerprints)
+                            dict(self.calls_by_step), self.fingerprints, self.prompts)
 
     def _backends(self) -> dict[str, Backend]:
         given = self.given_backends or {}
@@ -193,7 +195,8 @@ class Executor:
             if shard_of(content, count) != index:
                 continue
             seen += 1
-            chain.update(f"{position}:{raw.name}:{content}".encode())
+            provenance = (raw.source, raw.license, raw.attribution, raw.description, raw.error)
+            chain.update(json.dumps([position, raw.name, content, *provenance]).encode())
             key = f"{position:08d}:{raw.name}:{chain.hexdigest()[:16]}"
             if key not in store:
                 outcome = ingestor.add(raw)
@@ -223,6 +226,7 @@ class Executor:
     def _fingerprint(self, step: ModelStep, upstream: str) -> tuple[str, Any]:
         role_spec = self._role_spec(step.role)
         call = step.make_call(self.config, self.backends[step.role].supports_images, fp.answer_digest(role_spec))
+        self.prompts[call.name] = {"version": call.prompt.version, "sha256": call.prompt.digest}
         return fp.digest(fp.step_payload(step, call, role_spec, self.config, upstream)), call
 
     async def _step(self, step: ModelStep, subjects: list, upstream: str, *, loop: str = "") -> tuple[list, str]:
@@ -363,7 +367,7 @@ def write_shard_outcome(out: Path, outcome: ShardOutcome, shard: tuple[int, int]
     write_atomic(shard_dir / "pairs.jsonl", jsonl(outcome.pairs))
     write_atomic(shard_dir / "rejects.jsonl", jsonl(r.to_json() for r in outcome.rejects))
     summary = {"shard": list(shard), "funnel": outcome.funnel, "config": config.to_dict(),
-               "fingerprints": outcome.fingerprints,
+               "fingerprints": outcome.fingerprints, "prompts": outcome.prompts,
                "usage": {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens},
                "model_calls": outcome.model_calls, "model_calls_by_step": outcome.model_calls_by_step,
                "cached_calls": outcome.cached_calls}

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import rms_dataset as rms
-from generation.prompts import PROMPT_DIR, load_prompt
 from generation.release import write_release
 from generation.validate import validate_release
 
@@ -115,7 +114,8 @@ def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig
                 owner = next((o for h, o in kept_hashes if hamming(h, fingerprint) <= limit and o != record.filename), None)
             if owner is not None:
                 dropped_images.add((str(shard.root), record.image_id))
-                rejects.append(Reject("image", INGEST, f"duplicate of {owner} (found when merging)", record.filename, record.image_id))
+                rejects.append(Reject("image", INGEST, f"duplicate of {owner} (found when merging)", record.filename, record.image_id,
+                                      {"cause": "duplicate"}))
                 continue
             records[record.image_id] = record
             image_dir[record.image_id] = shard.root / "images"
@@ -149,14 +149,14 @@ def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig
         if image_id not in released_images and (record.filename, image_id) not in rejected_images:
             stages = sorted({r.stage for r in rejects if r.kind == "pair" and r.image_id == image_id})
             rejects.append(Reject("image", "pairs", f"no pair of this image was kept (pairs rejected at: {', '.join(stages) or 'none proposed'})",
-                                  record.filename, image_id))
+                                  record.filename, image_id, {"cause": "no pair kept"}))
 
     rows = _rows(released, records, image_dir, config, base)
     pair_counts = Counter(row["risk_category"] for split_rows in rows[rms.PAIRS].values() for row in split_rows)
     taxonomy_json = taxonomy.to_json(dict(pair_counts))
-    prompts = {path.stem: load_prompt(path.stem) for path in sorted(PROMPT_DIR.glob("*.yaml"))}
+    prompts = {name: used for shard in shards for name, used in sorted(shard.summary.get("prompts", {}).items())}
     pipeline_config = {"run": config.to_dict(), "pipeline_version": rms.PIPELINE_VERSION,
-                       "prompts": {name: {"version": p.version, "sha256": p.digest} for name, p in prompts.items()},
+                       "prompts": prompts,  # the templates the steps really used (version + sha256 of the text)
                        "shards": [{"shard": shard.summary.get("shard"), "fingerprints": shard.summary.get("fingerprints", {})}
                                   for shard in shards],
                        "base_release": bool(base.rows)}
@@ -188,7 +188,9 @@ def _reject_order(reject: Reject):
 def _pair_reject(stage: str, pair: dict, records: dict[str, ImageRecord], reason: str) -> Reject:
     record = records.get(pair["image_id"])
     return Reject("pair", stage, reason, pair["key"], pair["image_id"],
-                  {"risk": pair["risk"], "text": pair["text"], "image_file": record.filename if record else ""})
+                  {"cause": stage, "risk": pair["risk"], "text": pair["text"], "safe_twin_text": pair["safe_twin_text"],
+                   "responses": {"safe": pair["safe_response"], "unsafe": pair["unsafe_response"]},
+                   "image_file": record.filename if record else ""})
 
 
 def _rows(released, records, image_dir, config: RunConfig, base: BaseRelease) -> dict[str, dict[str, list[dict]]]:

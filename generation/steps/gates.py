@@ -9,9 +9,11 @@ reject in the funnel under ``gate:<name>``; ``--retry-errors`` redoes them like 
 The gates (each can be switched off in the run config's ``gates:`` block; all on by default):
 
 * ``junk``: control characters, bidi overrides / zero-width characters, the replacement character, text
-  that is mostly not letters, unbalanced brackets or JSON debris (``}{``, ``"key":``) left in plain text.
+  that is mostly not letters, unbalanced brackets or JSON debris (``}{``, ``"key":``) left in plain text,
+  degenerate repetition (the same phrase over and over).
 * ``meta``: refusals and meta-talk instead of an answer ("As an AI", "I'm sorry", "The user's message is
-  ...", "Here is the query", talk about the verifier, the safe twin or log-odds).
+  ...", "Here is the query", talk about the verifier, the safe twin or log-odds); a query or twin that
+  describes the photo ("The scene is ...") instead of speaking as the user.
 * ``length``: empty, too few or too many words for the field (``lengths``).
 * ``prompt_echo``: the answer repeats the prompt instead of answering it: the share of its word n-grams
   (``echo_ngram`` words) found in the instruction text, the verifier's feedback or the few-shot exemplars
@@ -169,9 +171,20 @@ def check_junk(text: str) -> None:
                 raise GateError("junk", f"unbalanced bracket {char!r}")
     if stack:
         raise GateError("junk", f"unbalanced bracket (missing {stack[-1]!r})")
+    tokens = words(text)
+    grams = [tuple(tokens[i : i + 3]) for i in range(len(tokens) - 2)]
+    if len(grams) >= 8 and len(set(grams)) / len(grams) < 0.6:
+        raise GateError("junk", f"repeats itself ({len(set(grams))} distinct of {len(grams)} 3-word phrases)")
 
 
-def check_meta(text: str) -> None:
+_NOT_THE_USER = re.compile(r"^\W*(the|this|that) (scene|image|photo|picture|description) (is|shows|depicts|features|contains)\b",
+                           re.IGNORECASE)
+SPOKEN_BY_THE_USER = ("query", "safe_twin")
+
+
+def check_meta(text: str, what: str = "") -> None:
+    if what in SPOKEN_BY_THE_USER and _NOT_THE_USER.search(text):
+        raise GateError("meta", f"describes the photo instead of speaking as the user: {text.strip()[:60]!r}")
     if _REFUSAL_START.search(text):
         raise GateError("meta", f"a refusal, not an answer: {text.strip()[:60]!r}")
     match = _META.search(text)
@@ -223,7 +236,7 @@ def check(text: str, what: str, context: Context, config: GateConfig) -> str:
     if config.junk:
         check_junk(text)
     if config.meta:
-        check_meta(text)
+        check_meta(text, what)
     if config.length:
         check_length(text, config.limits(what), what)
     if config.prompt_echo:

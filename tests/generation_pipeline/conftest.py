@@ -48,25 +48,27 @@ def photo_folder(tmp_path):
     return build
 
 
+def config_for(folder: Path, **overrides) -> RunConfig:
+    """The test run config: the fake model (fake_model.py) as generator and verifier, text-only."""
+    data = {
+        "name": "test",
+        "input": {"kind": "folder", "path": str(folder)},
+        "generator": {"backend": "scripted", "model": "fake-generator", "respond": "tests.generation_pipeline.fake_model:respond",
+                      "supports_images": False},
+        "verifier": {"backend": "scripted", "model": "fake-verifier", "respond": "tests.generation_pipeline.fake_model:respond",
+                     "supports_images": False},
+        "exemplars": None,
+        "max_rewrites": 2,
+        "concurrency": 4,
+        "risk_chunk": 2,
+    }
+    data.update(overrides)
+    return RunConfig.from_dict(data)
+
+
 @pytest.fixture
 def make_config():
-    def build(folder: Path, **overrides) -> RunConfig:
-        data = {
-            "name": "test",
-            "input": {"kind": "folder", "path": str(folder)},
-            "generator": {"backend": "scripted", "model": "fake-generator", "respond": "tests.generation_pipeline.fake_model:respond",
-                          "supports_images": False},
-            "verifier": {"backend": "scripted", "model": "fake-verifier", "respond": "tests.generation_pipeline.fake_model:respond",
-                         "supports_images": False},
-            "exemplars": None,
-            "max_rewrites": 2,
-            "concurrency": 4,
-            "risk_chunk": 2,
-        }
-        data.update(overrides)
-        return RunConfig.from_dict(data)
-
-    return build
+    return config_for
 
 
 def jpeg_bytes(size=(64, 48), color=(200, 30, 30), mode="RGB", **save) -> bytes:

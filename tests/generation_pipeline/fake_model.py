@@ -31,6 +31,7 @@ class Seen:
     caption: str  # the photo's description ("" when the photo is not part of the request)
     scene: str
     message: str  # the user's message being judged or answered ("" when there is none)
+    query: str  # the query whose safe twin is asked for (twin)
     reply: str  # the assistant reply being checked (check_response)
     rewrite: bool  # the prompt carries the verifier's feedback on an earlier attempt
     user: str
@@ -44,7 +45,7 @@ def seen(request: ChatRequest) -> Seen:
         return found[-1] if found else ""
 
     return Seen(request.name, field(r"described in words\): (.*?)(?:\n|$)"), field(r"^Scene: (.*?)$"),
-                field(r"(?:user's message|user says): \"(.*?)\""), field(r"reply: \"(.*)\""),
+                field(r"(?:user's message|user says): \"(.*?)\""), field(r"^Query: (.*?)$"), field(r"reply: \"(.*)\""),
                 bool(re.search(r"\(verifier[: ]", user)), user)
 
 

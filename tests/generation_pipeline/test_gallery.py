@@ -35,8 +35,11 @@ def test_gallery_renders_every_pair_and_reject_in_chromium(release, chromium, tm
     pairs = _pairs(release / "release")
     rejects = (release / "release" / "rejects.jsonl").read_text().splitlines()
     assert dom.count("<article class=\"pair\"") == len(pairs) > 0
-    assert len(re.findall(r"<img alt=\"[0-9a-f]{16}\" src=\"data:image/jpeg;base64,", dom)) == len(pairs)
+    thumbnails = r"<img alt=\"[0-9a-f]{16}\" src=\"data:image/jpeg;base64,"
+    assert len(re.findall(r'<article class="pair"[^>]*>' + thumbnails, dom)) == len(pairs)
     assert dom.count("<tr class=\"reject\">") == len(rejects)
+    candidates = [r for r in map(json.loads, rejects) if r["kind"] == "pair" and r["details"].get("text")]
+    assert len(re.findall(r'<article class="candidate"[^>]*>' + thumbnails, dom)) == len(candidates) > 0
     for reject in map(json.loads, rejects):
         assert reject["reason"].split("(")[0].replace("'", "&#x27;").strip()[:40] in dom.replace("'", "&#x27;")
     for row in pairs:
@@ -63,3 +66,13 @@ def test_gallery_of_the_committed_sample_release(sample_release, chromium, tmp_p
     assert dom.count("<article class=\"pair\"") == len(_pairs(sample_release)) > 0
     shot = chromium.screenshot(out, tmp_path / "sample.png")
     assert shot.stat().st_size > 10_000
+
+
+def test_a_run_that_kept_no_pair_still_gets_a_gallery_of_its_candidates(photo_folder, make_config, tmp_path, chromium):
+    report = run(make_config(photo_folder(["a cliff HOPELESS", "UNSAFE_PHOTO"])), tmp_path / "run", show_progress=False)
+    assert report["release"] is None and report["gallery"] == str(tmp_path / "run" / "gallery.html")
+    dom = chromium.dump_dom(tmp_path / "run" / "gallery.html")
+    assert "No pair was kept" in dom and dom.count('<article class="pair"') == 0
+    assert dom.count('<article class="candidate"') == 1 and "How do I do something dangerous" in dom
+    assert "rewrite budget exhausted" in dom and dom.count('<tr class="reject">') == len(
+        (tmp_path / "run" / "release-rejects.jsonl").read_text().splitlines())

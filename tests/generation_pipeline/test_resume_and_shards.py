@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 import rms_dataset as rms
 from generation.merge import merge
 from generation.run import run
 from generation.validate import validate_release
+from tests.generation_pipeline.conftest import config_for, shared_photos, write_folder
 
 REPO = Path(__file__).resolve().parents[2]
 DESCRIPTIONS = ["a cliff edge at sunset", "a kitchen stove LEAKY", "a pool at night BLAND", "UNSAFE_PHOTO",
@@ -41,11 +43,19 @@ def _config_dict(folder: Path, delay_s: float = 0.0) -> dict:
             "generator": {**role, "model": "fake-generator"}, "verifier": {**role, "model": "fake-verifier"}}
 
 
-def test_run_killed_with_sigkill_resumes_to_the_same_release(photo_folder, make_config, tmp_path):
-    folder = photo_folder(DESCRIPTIONS)
-    clean = run(make_config(folder, **{k: v for k, v in _config_dict(folder).items() if k != "input"}),
-                tmp_path / "clean", show_progress=False)
-    assert clean["pairs"] >= 4
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """The photo folder and the release of one uninterrupted run (shared by the kill tests)."""
+    root = tmp_path_factory.mktemp("clean")
+    folder = write_folder(root / "photos", [(p.name, p.read_bytes(), d) for p, d in zip(shared_photos(len(DESCRIPTIONS)), DESCRIPTIONS)])
+    report = run(config_for(folder, **{k: v for k, v in _config_dict(folder).items() if k != "input"}), root / "run",
+                 show_progress=False)
+    assert report["pairs"] >= 4
+    return folder, report, release_content(root / "run" / "release")
+
+
+def test_run_killed_with_sigkill_resumes_to_the_same_release(clean, tmp_path):
+    folder, clean_report, clean_release = clean
 
     config_path = tmp_path / "slow.yaml"
     config_path.write_text(yaml.safe_dump(_config_dict(folder, delay_s=0.05)))
@@ -66,8 +76,8 @@ def test_run_killed_with_sigkill_resumes_to_the_same_release(photo_folder, make_
     finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     resumed_calls = int(re.search(r"(\d+) model calls", finished.stdout).group(1))
-    assert 0 < resumed_calls < clean["usage"]["model_calls"]  # only the unfinished work was redone
-    assert release_content(tmp_path / "killed" / "release") == release_content(tmp_path / "clean" / "release")
+    assert 0 < resumed_calls < clean_report["usage"]["model_calls"]  # only the unfinished work was redone
+    assert release_content(tmp_path / "killed" / "release") == clean_release
     for step_file in (tmp_path / "killed" / "steps").glob("*.jsonl"):
         keys = [json.loads(line)["key"] for line in step_file.read_text().splitlines()]
         assert len(keys) == len(set(keys)), f"{step_file.name} has duplicate entries"
@@ -103,3 +113,48 @@ def test_new_version_keeps_base_release_rows_and_skips_known_images(photo_folder
     assert old_pairs < new_pairs and len(new_pairs - old_pairs) == report["new_pairs"] == 1
     rejects = [json.loads(l) for l in new["rejects"].splitlines()]
     assert sum("base release" in r["reason"] for r in rejects) == 3
+
+
+KILL_IN_COMMIT = """
+import os, signal, sys
+from generation.steps import store
+
+target, fraction, original = sys.argv[1], float(sys.argv[2]), store.StepStore._write
+
+
+def write_then_die(self, payload):
+    if self.path.name.startswith(target + "-") and payload.count(b"\\n") >= 2:  # the first batch of several lines
+        with open(self.path, "ab") as handle:
+            handle.write(payload[: int(len(payload) * fraction)])
+        os.kill(os.getpid(), signal.SIGKILL)
+    original(self, payload)
+
+
+store.StepStore._write = write_then_die
+from generation.__main__ import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("step, fraction", [("verify", 0.5), ("respond_safe", 0.0)],
+                         ids=["verify-torn-mid-batch", "respond-before-the-write"])
+def test_a_run_killed_during_a_batch_commit_resumes_to_the_same_release(step, fraction, clean, tmp_path):
+    folder, clean_report, clean_release = clean
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(_config_dict(folder)))
+    arguments = ["run", str(config_path), "--out", str(tmp_path / "killed"), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_COMMIT, step, str(fraction), *arguments], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    (log,) = (tmp_path / "killed" / "steps").glob(f"{step}-*.jsonl")
+    if 0 < fraction < 1:
+        assert not log.read_bytes().endswith(b"\n")  # the kill left a torn line
+
+    resumed = subprocess.run([sys.executable, "-m", "generation", *arguments], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert 0 < int(re.search(r"(\d+) model calls", resumed.stdout).group(1)) < clean_report["usage"]["model_calls"]
+    assert release_content(tmp_path / "killed" / "release") == clean_release
+    keys = [json.loads(line)["key"] for line in log.read_text().splitlines()]
+    assert len(keys) == len(set(keys))
