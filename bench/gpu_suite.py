@@ -39,9 +39,11 @@ carry the missing wheels. Here, in the repository root:
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \\
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl \\
         trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 bitsandbytes==0.50.2 \\
-        pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
-    # bitsandbytes' wheel (43 MB) holds one library per CUDA/ROCm version; with the working tree it would
-    # pass the 64 MiB that travels. Keep the CUDA 13 libraries only (the lent torch is a cu130 build):
+        pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \\
+        transformers==5.24.0 peft==0.21.2
+    # transformers and peft as CI tests them (the machine's own may be older). bitsandbytes' wheel (43 MB)
+    # holds one library per CUDA/ROCm version; with the working tree (33 MB) it would pass the 64 MiB that
+    # travels. Keep its CUDA 13 libraries only (the lent torch is a cu130 build): 7.4 MB, 26 MB in all.
     zip -q -d .whl/bitsandbytes-0.50.2-*.whl 'bitsandbytes/libbitsandbytes_cuda1[12]*' 'bitsandbytes/libbitsandbytes_rocm*'
 
 and start the command there with (``carry: [".whl"]``):
@@ -84,6 +86,7 @@ SAMPLE_RELEASE = REPO / "sample_release"
 # What the probe measured on the 3B (../shared/probes/qlora_baseline_probe.py, transformers 5.17, H200).
 PROBE_3B = "probe, 3B: 613 / 1,159 / 1,548 tok/s at batch 1 / 2 / 4; 13 / 22.5 / 41.6 GB; OOM at 8"
 P_UNSAFE_TOLERANCE = 1e-3
+REQUIRED = ("transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "PIL")
 
 
 # ------------------------------------------------------------------------------------------- the report
@@ -190,7 +193,8 @@ def library_versions() -> dict[str, str | None]:
     from importlib import metadata
 
     versions = {}
-    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes"):
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "pyarrow",
+                 "fsspec", "torchvision"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -412,12 +416,9 @@ def parameter_counts(model) -> dict[str, int]:
 
     counts = {"lm": 0, "vision": 0}
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) or type(module).__name__.startswith("Linear"):
-            weight = getattr(module, "weight", None)
-            if weight is None or "lora_" in name:
-                continue
-            numel = module.in_features * module.out_features
-            counts["vision" if "visual" in name else "lm"] += numel
+        # bitsandbytes' Linear4bit is a torch Linear; peft's LoRA wrapper is not (its base_layer is counted)
+        if isinstance(module, torch.nn.Linear) and "lora_" not in name:
+            counts["vision" if "visual" in name else "lm"] += module.in_features * module.out_features
     return counts
 
 
@@ -1003,7 +1004,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python bench/gpu_suite.py", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json and results.md")
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny dimensions on the CPU, the same code paths, seconds (what the test runs)")
+                        help="tiny dimensions on the CPU, the same code paths, a minute or two (what the test runs)")
     parser.add_argument("--sizes", nargs="+", default=None, choices=sorted(HUB_IDS),
                         help="model sizes to train (default 3b 7b; smoke: 3b); levers, checks and scoring use the first")
     parser.add_argument("--release", type=Path, default=SAMPLE_RELEASE,
@@ -1044,6 +1045,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--warmup and --steps must be at least 1")
     if not (args.release / "release.json").is_file():
         parser.error(f"--release {args.release}: not an RMS release folder (no release.json)")
+    import importlib.util
+
+    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    if missing:
+        parser.error(f"missing Python package(s) {', '.join(missing)}: install them, or on a machine without a "
+                     "package index carry them as wheels (the docstring of bench/gpu_suite.py says how)")
     args.release = args.release.resolve()
     import torch
 
@@ -1080,13 +1087,15 @@ def main(argv: list[str] | None = None) -> int:
                                  "LM linear params (B)": params["lm"] / 1e9,
                                  "vision linear params (B)": params["vision"] / 1e9})
             if "training" in args.sections:
-                run_training(report, clock, args, size, checkpoint, params, work, machine,
-                             levers=size == first and "levers" in args.sections)
+                _guarded(report, f"training {size}", "training section",
+                         lambda: run_training(report, clock, args, size, checkpoint, params, work, machine,
+                                              levers=size == first and "levers" in args.sections))
             if size != first:
                 continue
             adapter = None
             if "correctness" in args.sections:
-                adapter = run_correctness(report, args, size, checkpoint, work, machine)
+                adapter = _guarded(report, "setup", "correctness section",
+                                   lambda: run_correctness(report, args, size, checkpoint, work, machine))
             if "scoring" in args.sections:
                 _guarded(report, f"scoring {size}", "scoring",
                          lambda: run_scoring(report, args, size, checkpoint, adapter, machine))
