@@ -10,6 +10,7 @@ import yaml
 
 from eval import grid as grid_module
 from eval.grid import GridError, load_grid, main, run_grid
+from eval.score import RESULT_SCHEMA_VERSION
 
 from .conftest import write_benchmark
 
@@ -26,6 +27,7 @@ def _write_grid(tmp_path, repo_root, benchmark_file, **changes):
         ],
         "judge": {"mode": "fast", "batch_size": 4},
         "n_bootstrap": 50,
+        "sanity_judges": [],  # reference rows have their own test (tests/eval_sanity/test_grid_references.py)
     }
     config.update(changes)
     path = tmp_path / "grid.yaml"
@@ -40,13 +42,15 @@ def test_grid_trains_scores_held_out_benchmarks_and_resumes(tmp_path, repo_root,
     out = tmp_path / "results"
 
     paths = run_grid(grid, out)
-    assert [path.name for path in paths] == ["rms-sample__tiny-llava__f1__eval_fixture__query.json"]
+    key = grid.benchmarks[0].key
+    assert key.startswith("eval_fixture__query__annotations=") and key.endswith("__limit=4")
+    assert [path.name for path in paths] == [f"rms-sample__tiny-llava__f1__{key}.json"]
     result = json.loads(paths[0].read_text())
-    assert result["schema_version"] == "1"
+    assert result["schema_version"] == RESULT_SCHEMA_VERSION and result["key"] == key
     assert result["training"]["held_out_from"] == ["rms"] and result["training"]["train_fraction"] == 1.0
     assert result["judge"]["metadata"]["global_step"] == 1  # provenance from the recipe's judge_metadata.json
     assert result["judge"]["adapter"].endswith("judges/rms-sample__tiny-llava__f1/adapter")
-    assert result["benchmark"]["n_items"] == 4 and result["primary"]["metric"] == "f1"
+    assert result["benchmark"]["n_items"] == 4 and result["n"] == 4 and result["mode"] == "fast"
     assert (out / "grid.yaml").is_file()
 
     # Rerun: every cell is finished, so nothing is trained, loaded or scored.
@@ -70,20 +74,20 @@ def test_grid_trains_scores_held_out_benchmarks_and_resumes(tmp_path, repo_root,
 def test_grid_config_errors_name_file_and_entry(tmp_path, repo_root, photo_paths, capsys):
     benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
     bad_bench = _write_grid(tmp_path, repo_root, benchmark, benchmarks=[{"name": "no_such_bench"}])
-    with pytest.raises(GridError, match=r"grid.yaml: benchmarks\[0\]: unknown benchmark 'no_such_bench'"):
+    with pytest.raises(GridError, match=r"grid.yaml: benchmarks.0: unknown benchmark 'no_such_bench'"):
         load_grid(bad_bench)
     assert main([str(bad_bench), "--out", str(tmp_path / "o")]) == 2
     assert "unknown benchmark 'no_such_bench'" in capsys.readouterr().err
 
     bad_fraction = _write_grid(tmp_path, repo_root, benchmark, datasets=[
         {"name": "d", "sources": [{"name": "rms"}], "train_fractions": [0, 2]}])
-    with pytest.raises(GridError, match=r"datasets\[0\]: train_fractions must be a list of numbers in \(0, 1\]"):
+    with pytest.raises(GridError, match=r"datasets.0.train_fractions: train fractions must be in \(0, 1\]"):
         load_grid(bad_fraction)
     bad_recipe = _write_grid(tmp_path, repo_root, benchmark, models=[{"recipe": "recipes/nope/qlora.yaml"}])
-    with pytest.raises(GridError, match=r"models\[0\]: recipe 'recipes/nope/qlora.yaml' not found"):
+    with pytest.raises(GridError, match=r"models.0.recipe: recipe 'recipes/nope/qlora.yaml' not found"):
         load_grid(bad_recipe)
     bad_judge = _write_grid(tmp_path, repo_root, benchmark, judge={"mode": "fast", "temperature": 0.7})
-    with pytest.raises(GridError, match=r"judge: unknown key\(s\) \['temperature'\]"):
+    with pytest.raises(GridError, match=r"judge.temperature: unknown key; allowed keys: batch_size, load_in_4bit"):
         load_grid(bad_judge)
 
 
@@ -94,21 +98,22 @@ def test_dry_run_lists_cells_and_a_scale_experiment_expands_fractions(tmp_path, 
         {"name": "base", "zero_shot": True}])
     assert main([str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
+    fixture = load_grid(path).benchmarks[0].key
     assert lines == [
-        "todo  rms-sample__tiny-llava__f0.25  eval_fixture__query",
-        "todo  rms-sample__tiny-llava__f0.5  eval_fixture__query",
-        "todo  rms-sample__tiny-llava__f1  eval_fixture__query",
-        "todo  zero-shot__tiny-llava  eval_fixture__query",
-        "todo  zero-shot__tiny-llava  rms__query",
+        f"todo  rms-sample__tiny-llava__f0.25  {fixture}",
+        f"todo  rms-sample__tiny-llava__f0.5  {fixture}",
+        f"todo  rms-sample__tiny-llava__f1  {fixture}",
+        f"todo  zero-shot__tiny-llava  {fixture}",
+        "todo  zero-shot__tiny-llava  rms__query__limit=4",
     ]
 
 
 def test_a_cell_of_another_schema_version_stops_the_grid_with_a_clear_error(tmp_path, repo_root, photo_paths, capsys):
     benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
     path = _write_grid(tmp_path, repo_root, benchmark)
-    stale = tmp_path / "o" / "cells" / "rms-sample__tiny-llava__f1__eval_fixture__query.json"
+    stale = tmp_path / "o" / "cells" / f"rms-sample__tiny-llava__f1__{load_grid(path).benchmarks[0].key}.json"
     stale.parent.mkdir(parents=True)
     stale.write_text(json.dumps({"schema_version": "0"}))
     assert main([str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "eval_fixture__query.json: result schema_version '0'" in err and "delete the file and rerun" in err
+    assert "__limit=4.json: result schema_version '0'" in err and "delete the file and rerun" in err
