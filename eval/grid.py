@@ -6,7 +6,10 @@ For every (dataset, train_fraction, model) the grid trains a judge with `recipes
 recipe, with the dataset's sources and fraction as overrides), then scores it on every benchmark of the
 judge's task except the dataset's own training sources (held-out evaluation), writing one result JSON per
 cell. Finished cells (a readable result file) are skipped on rerun; finished judges are not retrained; a
-half-trained judge resumes from its last checkpoint; predictions resume from the prediction cache.
+half-trained judge resumes from its last checkpoint; predictions resume from the prediction cache. The
+grid's ``sanity_judges`` (default: constant:unsafe, constant:safe, random:0, oracle:0.9:0) are scored on every
+benchmark as the leaderboard's reference rows. The grid file is a typed config (`GridSpec`): a bad key or
+value is one line naming the file and the key (`GridError`; the command exits 2).
 
 Layout of RESULTS_DIR: ``grid.yaml`` (the config used), ``judges/<run>/`` (adapter + judge_metadata.json),
 ``predictions/`` (per-item cache), ``cells/<run>__<benchmark key>.json`` (results; the key carries task,
@@ -23,18 +26,20 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
+from eval.benchmarks import SuiteEntry
+from eval.judges.sanity import STANDARD as SANITY_STANDARD
 from eval.score import BenchmarkSpec, MissingImagesError, ResultSchemaError, evaluate, read_result, write_result
+from typed_config import ConfigError, StrictModel, load_yaml, parse_config
 
 log = logging.getLogger("eval.grid")
-GRID_KEYS = {"name", "datasets", "models", "benchmarks", "suite", "judge", "n_bootstrap", "seed"}
 ZERO_SHOT = "zero-shot"
 
 
-class GridError(ValueError):
+class GridError(ConfigError):
     pass
 
 
@@ -71,6 +76,7 @@ class Grid:
     n_bootstrap: int = 1000
     seed: int = 0
     path: Path | None = None
+    sanity_judges: list[str] = field(default_factory=lambda: list(SANITY_STANDARD))  # reference rows
 
 
 @dataclass(frozen=True)
@@ -92,90 +98,121 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.@=-]+", "-", text)
 
 
-def _require(mapping: Any, key: str, where: str, kind: type | tuple = str) -> Any:
-    if not isinstance(mapping, dict) or key not in mapping:
-        raise GridError(f"{where}: missing key {key!r}")
-    if not isinstance(mapping[key], kind):
-        raise GridError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, got {mapping[key]!r}")
-    return mapping[key]
+class DatasetSpec(StrictModel):
+    name: str
+    sources: list[dict[str, Any]] = Field(default_factory=list)
+    train_fractions: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    task: Literal["query", "response"] = "query"
+    zero_shot: bool = False
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from judging.sources import SOURCES
+
+        for index, source in enumerate(sources):
+            if not isinstance(source.get("name"), str):
+                raise ValueError(f"sources[{index}] needs a 'name' (a registered source)")
+            if source["name"] not in SOURCES:
+                raise ValueError(f"sources[{index}]: unknown source {source['name']!r}; known: {', '.join(sorted(SOURCES))}")
+        return sources
+
+    @field_validator("train_fractions")
+    @classmethod
+    def _fractions(cls, fractions: list[float]) -> list[float]:
+        if not all(0 < fraction <= 1 for fraction in fractions):
+            raise ValueError(f"train fractions must be in (0, 1], got {fractions}")
+        return fractions
+
+    @model_validator(mode="after")
+    def _sources_or_zero_shot(self) -> DatasetSpec:
+        if not self.zero_shot and not self.sources:
+            raise ValueError("give 'sources' (recipe data.sources entries) or 'zero_shot: true'")
+        return self
+
+
+class ModelSpec(StrictModel):
+    name: str | None = None
+    recipe: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class JudgeOptions(StrictModel):
+    """HF judge options for every cell of a grid (`eval.judges.make_judge` keys)."""
+
+    mode: Literal["fast", "generative"] | None = None
+    zero_shot_mode: Literal["fast", "generative"] | None = None
+    batch_size: PositiveInt | None = None
+    max_new_tokens: PositiveInt | None = None
+    load_in_4bit: bool | None = None
+
+
+class GridSpec(StrictModel):
+    """A grid YAML (docs/eval.md, "The grid"): datasets x models x benchmarks, plus the sanity judges scored
+    on every benchmark as reference rows (default: all four; ``[]`` for none)."""
+
+    name: str | None = None
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    models: list[ModelSpec] = Field(min_length=1)
+    benchmarks: list[SuiteEntry] | None = Field(default=None, min_length=1)
+    suite: str | None = None
+    judge: JudgeOptions = Field(default_factory=JudgeOptions)
+    n_bootstrap: NonNegativeInt = 1000
+    seed: int = 0
+    sanity_judges: list[str] = Field(default_factory=lambda: list(SANITY_STANDARD))
+
+    @field_validator("sanity_judges")
+    @classmethod
+    def _sanity_kinds(cls, kinds: list[str]) -> list[str]:
+        from eval.judges.sanity import make_sanity_judge
+
+        for kind in kinds:
+            make_sanity_judge(kind)  # ValueError naming the kind and the forms allowed
+        return kinds
+
+    @model_validator(mode="after")
+    def _benchmarks_or_suite(self) -> GridSpec:
+        if (self.benchmarks is None) == (self.suite is None):
+            raise ValueError("give either 'benchmarks' (a list of suite entries) or 'suite: <benchmarks.yaml>'")
+        return self
+
+
+def _resolve_recipe(recipe: str, grid_path: Path, where: str) -> str:
+    path = Path(recipe)
+    if not path.is_absolute():
+        candidates = [Path.cwd() / path, grid_path.parent / path, Path(__file__).resolve().parents[1] / path]
+        path = next((c for c in candidates if c.is_file()), candidates[0])
+    if not path.is_file():
+        raise GridError(f"{where}: recipe {recipe!r} not found (looked relative to the working directory, the "
+                        "grid file and the repository)")
+    return str(path)
 
 
 def load_grid(path: str | Path) -> Grid:
-    """Read and check a grid YAML: every key, source name, task and recipe path, before anything is loaded."""
-    from judging.sources import SOURCES
+    """Read and check a grid YAML (`GridSpec`): every key, source name, task and recipe path, before anything is
+    loaded. Errors are one line per problem naming the file and the key (`GridError`, exit 2)."""
+    from eval.benchmarks import load_suite
 
     path = Path(path)
-    if not path.is_file():
-        raise GridError(f"grid file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise GridError(f"{path}: not valid YAML: {error}") from error
-    if not isinstance(data, dict):
-        raise GridError(f"{path}: expected a mapping with datasets, models, benchmarks")
-    unknown = set(data) - GRID_KEYS
-    if unknown:
-        raise GridError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(GRID_KEYS)}")
-
-    datasets = []
-    for index, entry in enumerate(_require(data, "datasets", str(path), list)):
-        where = f"{path}: datasets[{index}]"
-        name = _require(entry, "name", where)
-        zero_shot = bool(entry.get("zero_shot", False))
-        sources = entry.get("sources", [])
-        if not zero_shot and not sources:
-            raise GridError(f"{where}: give 'sources' (recipe data.sources entries) or 'zero_shot: true'")
-        for s_index, source in enumerate(sources):
-            source_name = _require(source, "name", f"{where}.sources[{s_index}]")
-            if source_name not in SOURCES:
-                raise GridError(f"{where}.sources[{s_index}]: unknown source {source_name!r}; known: "
-                                f"{', '.join(sorted(SOURCES))}")
-        fractions = entry.get("train_fractions", [1.0])
-        if not isinstance(fractions, list) or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
-            raise GridError(f"{where}: train_fractions must be a list of numbers in (0, 1], got {fractions!r}")
-        datasets.append(TrainingDataset(name, sources, [float(f) for f in fractions], entry.get("task", "query"),
-                                        zero_shot))
-
+        data = load_yaml(path, what="grid file")
+        if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
+            data = {**data, "benchmarks": [{"name": e} if isinstance(e, str) else e for e in data["benchmarks"]]}
+        spec = parse_config(GridSpec, data, source=str(path))
+        entries = ([entry.model_dump() for entry in spec.benchmarks] if spec.benchmarks is not None else
+                   load_suite(Path(spec.suite) if Path(spec.suite).is_absolute() else path.parent / spec.suite))
+    except ConfigError as error:
+        raise GridError(str(error)) from None
+    datasets = [TrainingDataset(d.name, list(d.sources), list(d.train_fractions), d.task, d.zero_shot)
+                for d in spec.datasets]
     models = []
-    for index, entry in enumerate(_require(data, "models", str(path), list)):
-        where = f"{path}: models[{index}]"
-        recipe = Path(_require(entry, "recipe", where))
-        if not recipe.is_absolute():
-            candidates = [Path.cwd() / recipe, path.parent / recipe, Path(__file__).resolve().parents[1] / recipe]
-            recipe = next((c for c in candidates if c.is_file()), candidates[0])
-        if not recipe.is_file():
-            raise GridError(f"{where}: recipe {entry['recipe']!r} not found (looked relative to the working "
-                            "directory, the grid file and the repository)")
-        models.append(BaseModel(entry.get("name", recipe.parent.name), str(recipe), dict(entry.get("overrides", {}))))
-
-    entries = data.get("benchmarks")
-    if entries is None and "suite" in data:
-        from eval.benchmarks import load_suite
-
-        entries = load_suite(path.parent / data["suite"] if not Path(data["suite"]).is_absolute() else data["suite"])
-    if not isinstance(entries, list) or not entries:
-        raise GridError(f"{path}: give a non-empty 'benchmarks' list (or 'suite: <benchmarks.yaml>')")
-    benchmarks = []
-    for index, entry in enumerate(entries):
-        where = f"{path}: benchmarks[{index}]"
-        try:
-            spec = BenchmarkSpec.from_dict(entry, where=where)
-        except TypeError as error:
-            raise GridError(f"{where}: {error}") from error
-        if spec.name not in SOURCES:
-            raise GridError(f"{where}: unknown benchmark {spec.name!r}; known sources: {', '.join(sorted(SOURCES))}")
-        if spec.task not in SOURCES[spec.name].tasks:
-            raise GridError(f"{where}: {spec.name} has no task {spec.task!r}")
-        benchmarks.append(spec)
-    judge = dict(data.get("judge") or {})
-    allowed = {"mode", "zero_shot_mode", "batch_size", "max_new_tokens", "load_in_4bit"}
-    if set(judge) - allowed:
-        raise GridError(f"{path}: judge: unknown key(s) {sorted(set(judge) - allowed)}; allowed: {sorted(allowed)}")
-    for key in ("mode", "zero_shot_mode"):
-        if judge.get(key, "fast") not in ("fast", "generative"):
-            raise GridError(f"{path}: judge.{key} must be 'fast' or 'generative', got {judge[key]!r}")
-    return Grid(data.get("name", path.stem), datasets, models, benchmarks, judge,
-                int(data.get("n_bootstrap", 1000)), int(data.get("seed", 0)), path)
+    for index, model in enumerate(spec.models):
+        recipe = _resolve_recipe(model.recipe, path, f"{path}: models.{index}.recipe")
+        models.append(BaseModel(model.name or Path(recipe).parent.name, recipe, dict(model.overrides)))
+    benchmarks = [BenchmarkSpec(**entry) for entry in entries]
+    judge = spec.judge.model_dump(exclude_none=True)
+    return Grid(spec.name or path.stem, datasets, models, benchmarks, judge, spec.n_bootstrap, spec.seed, path,
+                list(spec.sanity_judges))
 
 
 def runs(grid: Grid) -> list[Run]:
@@ -244,13 +281,39 @@ def judge_for(grid: Grid, run: Run, judge_dir: Path | None):
     return make_judge({"kind": "hf", "adapter": str(judge_dir / "adapter"), **judge_options(grid, run)})
 
 
+def reference_id(kind: str) -> str:
+    return _slug(f"reference__{kind.replace(':', '-')}")
+
+
+def reference_cells(grid: Grid, out: Path) -> list[tuple[str, BenchmarkSpec, Path]]:
+    """(sanity kind, benchmark, cell path) for every sanity judge on every benchmark of the grid."""
+    return [(kind, spec, out / "cells" / f"{reference_id(kind)}__{spec.key}.json")
+            for kind in grid.sanity_judges for spec in grid.benchmarks]
+
+
+def score_references(grid: Grid, out: Path) -> list[Path]:
+    """The sanity judges' cells (seconds: no model, no images read): the leaderboard's reference rows."""
+    from eval.judges import make_judge
+
+    paths = []
+    for kind, spec, path in reference_cells(grid, out):
+        paths.append(path)
+        if _finished(path):
+            continue
+        training = {"dataset": "reference", "run_id": reference_id(kind), "reference": True, "grid": grid.name}
+        result = evaluate(make_judge({"kind": kind}), spec, out / "predictions", training=training,
+                          n_bootstrap=grid.n_bootstrap, seed=grid.seed)
+        write_result(path, result)
+    return paths
+
+
 def run_grid(grid: Grid, out: Path | str) -> list[Path]:
     """Train and score every missing cell; returns the result paths of all cells (old and new)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if grid.path is not None:
         shutil.copyfile(grid.path, out / "grid.yaml")
-    paths = []
+    paths = score_references(grid, out)
     for run in runs(grid):
         specs = held_out(grid, run)
         missing = [spec for spec in specs if not _finished(cell_path(out, run, spec))]
@@ -294,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                 for spec in held_out(grid, run):
                     state = "done" if _finished(cell_path(Path(args.out), run, spec)) else "todo"
                     print(f"{state}  {run.id}  {spec.key}")
+            for kind, spec, path in reference_cells(grid, Path(args.out)):
+                print(f"{'done' if _finished(path) else 'todo'}  {reference_id(kind)}  {spec.key}")
             return 0
         paths = run_grid(grid, args.out)
     except (GridError, ResultSchemaError, MissingImagesError) as error:

@@ -2,7 +2,8 @@
 
 Kinds (one module each): ``hf`` (local transformers model + optional LoRA adapter, fast or generative),
 ``llama_guard`` and ``llavaguard`` (guard models' own prompt/output formats on the HF plumbing), ``api``
-(OpenAI-compatible endpoint). `make_judge(spec)` builds one from a dict (a grid YAML block or CLI flags).
+(OpenAI-compatible endpoint), and the sanity judges ``constant:unsafe``, ``constant:safe``, ``random:SEED``,
+``oracle:ACCURACY:SEED`` (``sanity.py``). `make_judge(spec)` builds one from a dict (a grid YAML block or CLI flags).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ def make_judge(spec: dict[str, Any]) -> Judge:
     ``{"kind": "api", "model": ..., "base_url": "http://127.0.0.1:8000/v1"}``."""
     spec = dict(spec)
     kind = spec.pop("kind", "hf")
+    from eval.judges.sanity import is_sanity_kind, make_sanity_judge
+
+    if is_sanity_kind(kind):  # constant:unsafe, constant:safe, random:SEED, oracle:ACCURACY:SEED
+        return make_sanity_judge(kind, **spec)
     if kind == "api":
         from eval.judges.api import APIJudge
 

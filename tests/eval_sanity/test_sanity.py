@@ -118,3 +118,16 @@ def test_suite_entries_read_a_grids_benchmarks_or_its_suite():
     assert paper == suite_entries(REPO / "eval/benchmarks.yaml")
     rows, _ = run(tiny, ["constant:unsafe"])
     assert rows["query"][0].score.per_benchmark == {"salad (query)": 0.5, "siuo (query)": 0.5, "rms (query)": 0.5}
+
+
+def test_a_sanity_judge_scores_through_eval_score_without_needing_the_images(tmp_path, capsys):
+    from eval.score import main as score_main
+
+    out = tmp_path / "salad.json"
+    assert score_main(["--benchmark", "salad", "--kind", "constant:unsafe", "--out", str(out)]) == 0
+    import json
+
+    result = json.loads(out.read_text())
+    assert result["primary"]["metric"] == "balanced_accuracy" and result["primary"]["value"] == 0.5
+    assert result["judge"]["kind"] == "constant:unsafe" and result["n"] == 20
+    assert result["missing_images"] == 20 and result["text_only"] is False  # recorded, but nothing was read
