@@ -150,6 +150,18 @@ def test_every_format_carries_ci_n_metric_kind_missing_images_and_text_only(resu
     assert "<script" in page and "data:image/png;base64," in page and "http" not in page.split("<script")[1]
     assert page.count('<table class="sortable"') == 2 and 'class="reference"' in page
     assert "not in score" in page and "text-only" in page and "3 missing images" in page and "n=20" in page
+    assert '<span class="kind">DR</span> 1.000' in page and '<span class="kind">BA</span> 0.950' in page
+    assert "DR 1.000 · OR 0.100" in page  # a BA cell shows the detection and over-refusal rates it combines
+
+
+def test_two_settings_of_one_benchmark_are_two_columns_never_one(tmp_path):
+    out = tmp_path / "results"
+    for setting, right in (("safe", 9), ("exclude", 5)):
+        result = cell("delta-f1", "delta", 1.0, "vlsu", *judged(8, 13, 6, right), options={"borderline": setting})
+        write_result(out / "cells" / f"delta-f1__vlsu__{setting}.json", result)
+    row = load_rows(out)[0]
+    assert sorted(row.cells) == ["vlsu (query) borderline=exclude", "vlsu (query) borderline=safe"]
+    assert row.n_benchmarks == 2  # before: both cells were "vlsu (query)" and one overwrote the other
 
 
 def test_cells_without_the_contract_fields_show_them_as_unknown(tmp_path):
