@@ -6,7 +6,9 @@ Items: query-task examples of the sample release's test split (pairs + safe twin
 to reach --items. Both paths are timed in one run after one untimed warm-up batch each. Prints a markdown
 table: items/s per path, the speed-up, and how the verdicts compare (agreement of the parsed generative
 verdict with the fast verdict; unparseable generations; items whose first generated token is a label token;
-max |p_unsafe(fast) - p_unsafe(generation's first step)|).
+max |p_unsafe(fast) - p_unsafe(generation's first step)|), the label tokens the model's chat template gives
+(`judging.format.verdict_token_ids`) and the mean probability mass on them (below
+`judging.format.FORMAT_MISMATCH_MASS` a cell is flagged format_mismatch).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> int:
 
     from eval.judges.hf import FAST, GENERATIVE, HFJudge
     from eval.judges.hf_model import load_model
+    from judging.format import FORMAT_MISMATCH_MASS
     from judging.sources.registry import get_source
 
     base = list(get_source("rms").examples("test", "query"))
@@ -70,6 +73,13 @@ def main() -> int:
     agree_first = sum(f.label == g.label for f, g in label_first)
     print(f"items whose first generated token is a label token: {len(label_first)} (agreeing: {agree_first})")
     print(f"max |p_unsafe fast - p_unsafe generation first step|: {max_dp:.2e}")
+    tokens = judges[FAST].verdict_tokens
+    names = loaded.tokenizer.convert_ids_to_tokens(list(tokens.ids))
+    mass = sum(f.extras["label_mass"] for f in fast) / len(fast)
+    print(f"label tokens from the chat template: safe={names[0]!r} unsafe={names[1]!r} "
+          f"(ids {list(tokens.ids)}, shared prefix {list(tokens.prefix_ids)})")
+    print(f"mean label mass (fast): {mass:.4f} (min {min(f.extras['label_mass'] for f in fast):.4f}); "
+          f"format_mismatch: {mass < FORMAT_MISMATCH_MASS} (threshold {FORMAT_MISMATCH_MASS})")
     return 0
 
 
