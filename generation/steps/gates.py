@@ -36,6 +36,11 @@ from modelcalls.call import ParseError
 from typed_config import StrictModel
 
 
+# Bump when a gate's logic changes: it enters the checkpoint fingerprint of every gated step, so answers
+# accepted under older gates are checked again (the call cache serves them; only the gates re-run).
+GATES_VERSION = 2
+
+
 class LengthLimits(StrictModel):
     min_words: int = Field(ge=1)
     max_words: int = Field(ge=1)
@@ -70,7 +75,7 @@ class GateConfig(StrictModel):
         return self.lengths.get(what) or DEFAULT_LENGTHS[what]
 
     def fingerprint(self) -> dict:
-        return self.model_dump(mode="json")
+        return {"version": GATES_VERSION, **self.model_dump(mode="json")}
 
 
 GATES = ("junk", "meta", "length", "prompt_echo", "field_copy")

@@ -83,3 +83,49 @@ def test_the_margin_is_a_run_config_key(tmp_path):
         "input": {"kind": "folder", "path": str(tmp_path)}, "verdict_margin": 0.1,
     })
     assert config.verdict_margin == 0.1
+
+
+SCORES = {"text_alone": 0.1, "image_alone": -0.4, "safe_twin": 0.2}
+
+
+def scoring_verifier(request):
+    """The fake model, except that verify requests are scored: log-odds per check, the pair's depending on
+    the photo (so two pairs never share their scores)."""
+    from tests.generation_pipeline.fake_model import respond, seen
+
+    if request.name != "verify":
+        return respond(request)
+    assert request.choices == ("safe", "unsafe")
+    data = seen(request)
+    check = "image_alone" if not data.message else "text_alone" if not data.caption else \
+        "safe_twin" if "afar" in data.message else "pair"
+    score = SCORES.get(check, 0.5 + len(data.caption) / 100)
+    return json.dumps({"choice_logprobs": {"safe": -1.0, "unsafe": round(-1.0 + score, 4)}})
+
+
+def test_rows_in_margin_mode_store_the_measured_scores_and_the_margin(photo_folder, make_config, tmp_path):
+    import pyarrow.parquet as pq
+
+    import rms_dataset as rms
+    from generation.run import run
+    from generation.validate import _check_verification, validate_release
+
+    role = {"backend": "scripted", "respond": "tests.generation_pipeline.test_logodds_verdicts:scoring_verifier",
+            "supports_images": False}
+    config = make_config(photo_folder(["a cliff edge at sunset", "a stove in a small flat"]), verdict_margin=0.25,
+                         generator={**role, "model": "g"}, verifier={**role, "model": "v"})
+    report = run(config, tmp_path / "run", show_progress=False)
+    assert report["pairs"] == 2 and validate_release(report["release"]) == []
+    rows = [row for paths in rms.find_shards(report["release"], rms.PAIRS).values() for p in paths
+            for row in pq.read_table(p).to_pylist()]
+    for row in rows:
+        verification = row["verification"]
+        assert verification["mode"] == "log_odds_margin" and verification["margin"] == 0.25
+        assert {c: verification["scores"][c] for c in SCORES} == pytest.approx(SCORES)
+        assert verification["scores"]["pair"] == pytest.approx(0.5 + len(row["scene"].split(". ")[0].removeprefix("Scene of ")) / 100)
+        assert (verification["text_alone"], verification["image_alone"], verification["pair"],
+                verification["safe_twin"]) == ("safe", "safe", "unsafe", "safe")
+    assert rows[0]["verification"]["scores"]["pair"] != rows[1]["verification"]["scores"]["pair"]  # measured, not a constant
+    claimed = {**rows[0]["verification"], "safe_twin": "safe", "scores": {**rows[0]["verification"]["scores"], "safe_twin": 0.9}}
+    [problem] = _check_verification("pairs.parquet", 0, claimed)
+    assert problem.field == "verification.safe_twin" and "contradicts the scores" in problem.message

@@ -1,5 +1,7 @@
 """The README's main job end to end, exactly as configured: the real SmolLM2-135M-Instruct through the
-transformers backend on the bundled sample photos, producing a release that validates and loads."""
+transformers backend on the bundled sample photos. Either a release whose every pair passed the gates and
+carries the measured log-odds, or (SmolLM2 often writes nothing that passes) no release, said plainly, with
+the gallery of candidates and rejects."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import pytest
 
 from generation.run import run
+from generation.steps import gates
 from generation.steps.config import REPO_ROOT, RunConfig
 
 pytestmark = pytest.mark.slow
@@ -25,10 +28,17 @@ def test_sample_smollm2_config_runs_the_whole_pipeline(tmp_path):
     rejects = [json.loads(line) for line in rejects_file.read_text().splitlines()]
     assert report["images_in"] == config.max_images == report["images_released"] + sum(r["kind"] == "image" for r in rejects)
     assert all(r["reason"] for r in rejects)
-    # Greedy decoding and log-odds verdicts make the run deterministic: on these photos SmolLM2 keeps a pair.
-    assert report["release"] is not None, "the demo must produce a release (see docs/generation.md)"
+    assert (tmp_path / "run" / "gallery.html").exists()  # candidates and rejects, with or without a release
+    if report["release"] is None:  # SmolLM2 may keep no pair once every text must pass the gates: said plainly
+        assert report["pairs"] == 0 and rejects
+        return
     assert report["problems"] == []
     pairs = datasets.load_dataset(report["release"], "pairs")
     assert sum(len(split) for split in pairs.values()) == report["pairs"] > 0
-    row = next(iter(pairs.values()))[0]
-    assert row["generator"] == "smollm2" and row["verification"]["pair"] == "unsafe"
+    for row in (row for split in pairs.values() for row in split):  # a kept pair passed every gate
+        assert row["generator"] == "smollm2" and row["verification"]["mode"] == "log_odds_margin"
+        scores, margin = row["verification"]["scores"], row["verification"]["margin"]
+        assert margin == config.verdict_margin and all(scores[c] <= scores["pair"] - margin
+                                                       for c in ("text_alone", "image_alone", "safe_twin"))
+        assert gates.check(row["text"], "query", gates.Context(fields={"scene": row["scene"]}), config.gates)
+        assert gates.check(row["safe_twin_text"], "safe_twin", gates.Context(fields={"query": row["text"]}), config.gates)
