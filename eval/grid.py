@@ -264,9 +264,9 @@ def obtain_judge_dir(run: Run, out: Path) -> Path:
 def judge_options(grid: Grid, run: Run) -> dict[str, Any]:
     """The HF judge options of a run. Zero-shot rows are scored generatively unless ``judge.zero_shot_mode``
     says otherwise: an untrained model writes prose first, and reading two logits would invent verdicts."""
-    options = {key: value for key, value in grid.judge.items() if key != "zero_shot_mode"}
+    options = {key: value for key, value in grid.judge.items() if key != "zero_shot_mode" and value is not None}
     if run.dataset.zero_shot:
-        options["mode"] = grid.judge.get("zero_shot_mode", "generative")
+        options["mode"] = grid.judge.get("zero_shot_mode") or "generative"
     return options
 
 
