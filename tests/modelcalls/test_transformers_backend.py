@@ -143,3 +143,40 @@ def test_choice_scoring_needs_choices_with_distinct_first_tokens(smollm2_backend
         smollm2_backend.chat_batch_sync([request])
     with pytest.raises(ValueError, match="two distinct"):
         ChatRequest(messages=({"role": "user", "content": "hi"},), choices=("safe",))
+
+
+def test_weights_fingerprint_follows_the_adapter_bytes_not_its_path(tmp_path):
+    """Observed: a judge's id held the adapter path and metadata only, so an adapter retrained into the same
+    folder reused the old adapter's cached predictions. The fingerprint hashes the adapter files."""
+    from types import SimpleNamespace
+
+    from modelcalls.transformers_backend import model_fingerprint
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text('{"model_type": "llama"}')
+    (base / "model.safetensors").write_bytes(b"\0" * 4096)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"first weights")
+    config = SimpleNamespace()  # a local folder: no Hub commit
+    first = model_fingerprint("base", str(base), config, adapter)
+    assert first["revision"] is None and first["weights"] and first["adapter_sha256"]
+    (adapter / "adapter_model.safetensors").write_bytes(b"retrained weights")
+    second = model_fingerprint("base", str(base), config, adapter)
+    assert second["adapter_sha256"] != first["adapter_sha256"] and second["weights"] == first["weights"]
+    (base / "model.safetensors").write_bytes(b"\1" * 4096)
+    assert model_fingerprint("base", str(base), config, adapter)["weights"] != first["weights"]
+    hub = model_fingerprint("org/model", str(base), SimpleNamespace(_commit_hash="abc123"), None)
+    assert hub == {"base_model": "org/model", "revision": "abc123"}
+
+
+def test_judges_and_backends_share_one_loaded_copy_and_its_fingerprint(smollm2_backend):
+    from eval.judges.hf import GENERATIVE, HFJudge
+    from modelcalls.transformers_backend import shared_model
+
+    loaded = shared_model("smollm2")
+    assert loaded is smollm2_backend.loaded
+    judge = HFJudge(loaded, mode=GENERATIVE)
+    assert judge.describe()["weights"] == loaded.fingerprint and loaded.fingerprint["weights"]
