@@ -6,11 +6,13 @@ same form (a real photo with a harmless request; a typographic image of a harmle
 cell's value is the balanced accuracy over both (docs/eval.md, "The dataset score").
 
 ``vlguard`` is the named benign set for real-photo benchmarks: VLGuard's test "safe-safe" turns (a safe
-image with its ``safe_instruction``, 558 items). They join the benchmark's cell with ``source_id``
+image with its ``safe_instruction``; 554 of the 558 by default, see below). They join the benchmark's cell with ``source_id``
 ``benign:vlguard:<id>`` and ``meta["counterpart"] = "vlguard"``; their images are VLGuard's
 (``benign_options: {image_root: ...}`` or ``{hub_dataset: ys-zong/VLGuard}``), missing ones reported like
 the benchmark's own. ``benign_options`` are VLGuard's options (``annotations``, ``image_root``,
-``hub_dataset``, ``revision``, ``drop_train_overlap``).
+``hub_dataset``, ``revision``, ``drop_train_overlap``). ``drop_train_overlap`` defaults to true here: the
+4 safe test images that are also VLGuard train images are left out for every judge (554 items remain), so
+a judge trained on VLGuard has seen none of the benign items and every row is scored on the same ones.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def vlguard_benign(source: str, report: BenchmarkReport, options: dict[str, Any]
     image counts and exclusions are added to ``report``."""
     from judging.sources.vlguard import VLGuard
 
-    benign = VLGuard(**dict(options or {}))
+    benign = VLGuard(**{"drop_train_overlap": True, **dict(options or {})})
     for example in benign.examples("test", "query"):
         if example.label != SAFE:
             continue

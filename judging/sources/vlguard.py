@@ -191,7 +191,7 @@ class VLGuard(Source):
         if overlap:
             flipped = [image for image in overlap
                        if any(row.get("image") == image and row.get("safe") != overlap[image] for row in rows)]
-            action = ("left out (drop_train_overlap=True)" if self.drop_train_overlap
+            action = ("left out: drop_train_overlap=True" if self.drop_train_overlap
                       else "kept; pass drop_train_overlap=True when the judge trained on VLGuard")
             self.report.notes.append(
                 f"{len(overlap)} test images are also in train.json ({action})"

@@ -20,12 +20,14 @@ def labels(examples):
 
 @pytest.mark.parametrize("name, n_unsafe", [("siuo", 167), ("vlsbench", 2241)])
 def test_real_photo_benchmarks_get_vlguards_safe_safe_items_as_their_safe_class(raw, name, n_unsafe):
+    train_images = {record["image"] for record in raw["json"]("VLGuard", "train.json")}
     vlguard_safe = [turn["safe_instruction"] for record in raw["json"]("VLGuard", "test.json")
+                    if record["image"] not in train_images  # a VLGuard-trained judge saw those: left out
                     for turn in record["instr-resp"] if "safe_instruction" in turn]
     source = get_source(name)
     examples = list(source.examples())
-    assert len(vlguard_safe) == 558  # README: 558 safe images in test, each with one safe instruction
-    assert labels(examples) == {"unsafe": n_unsafe, "safe": 558}
+    assert len(vlguard_safe) == 558 - 4  # README: 558 safe test images; 4 of them are also train images
+    assert labels(examples) == {"unsafe": n_unsafe, "safe": 554}
     benign = [e for e in examples if e.label == "safe"]
     assert [e.text for e in benign] == vlguard_safe
     assert all(e.source == name and e.source_id.startswith("benign:vlguard:") and e.meta["counterpart"] == "vlguard"
@@ -33,16 +35,18 @@ def test_real_photo_benchmarks_get_vlguards_safe_safe_items_as_their_safe_class(
     assert source.single_class_for("query") is None  # scored with balanced accuracy, not a detection rate
     assert [e.label for e in examples[:4]] == ["unsafe", "safe", "unsafe", "safe"]  # a limit keeps both classes
     assert source.report.n_examples == len(examples) and source.report.n_missing_images == len(examples)
-    assert any("8 test images are also in train.json" in note for note in source.report.notes)
+    assert any("8 test images are also in train.json (left out: drop_train_overlap=True)" in note
+               for note in source.report.notes)
+    assert source.report.excluded == {"vlguard train overlap": 8}
 
 
 def test_the_benign_counterparts_images_come_from_benign_options(raw, tmp_path):
     first = next(r for r in raw["json"]("VLGuard", "test.json") if r["safe"])
     write_image(tmp_path / first["image"])
-    source = get_source("siuo", benign_options={"image_root": str(tmp_path), "drop_train_overlap": True})
+    source = get_source("siuo", benign_options={"image_root": str(tmp_path), "drop_train_overlap": False})
     benign = [e for e in source.examples() if e.label == "safe"]
     assert benign[0].image == str(tmp_path / first["image"]) and source.report.n_images_found == 1
-    assert source.report.excluded["vlguard train overlap"] == 8
+    assert len(benign) == 558 and not source.report.excluded  # the overlap kept on request
 
 
 def test_siuo_response_task_gets_the_three_wrong_mcqa_options_as_unsafe_responses(raw):
