@@ -80,14 +80,12 @@ def _option_slug(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-SPEC_KEYS = ("name", "options", "split", "task", "limit", "text_only")
-
-
 @dataclass(frozen=True)
 class BenchmarkSpec:
     """Which benchmark to score on: a registered source name, its options, split, task, an optional limit
     (the first ``limit`` items in the source's order, for smoke tests) and ``text_only`` (score every item
-    without its image; the cell is labelled and keyed as text-only)."""
+    without its image; the cell is labelled and keyed as text-only). Suite and grid entries are validated
+    as `eval.benchmarks.SuiteEntry` (typed) before they become a spec."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -95,15 +93,6 @@ class BenchmarkSpec:
     task: str = "query"
     limit: int | None = None
     text_only: bool = False
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | str, *, where: str = "benchmark") -> BenchmarkSpec:
-        if isinstance(data, str):
-            return cls(name=data)
-        unknown = set(data) - set(SPEC_KEYS)
-        if unknown or "name" not in data:
-            raise ValueError(f"{where}: expected keys {', '.join(SPEC_KEYS)}; got {sorted(data)}")
-        return cls(**data)
 
     @property
     def key(self) -> str:
