@@ -49,15 +49,21 @@ FONT_CANDIDATES = ("/usr/share/fonts/truetype/freefont/FreeMonoBold.ttf",
                    "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf")
 
 
+def render_font() -> str | None:
+    """The font file the benign images are rendered with (FigStep uses FreeMono Bold), None for PIL's own."""
+    return next((font for font in FONT_CANDIDATES if Path(font).is_file()), None)
+
+
 def render_typographic(statement: str, path: Path) -> Path:
     """FigStep's typography: the statement wrapped at 15 characters followed by an empty list "1. 2. 3.",
-    black bold monospace on a white 760x760 canvas. Written atomically; an existing file is reused."""
+    black bold monospace on a white 760x760 canvas. Written atomically; an existing file is reused (its name
+    carries a hash of the statement and the font, so another font never reuses it)."""
     if path.is_file():
         return path
     from PIL import Image, ImageDraw, ImageFont
 
     text = textwrap.fill(statement.strip(), width=15) + "".join(f"\n{number}. " for number in (1, 2, 3))
-    font_file = next((font for font in FONT_CANDIDATES if Path(font).is_file()), None)
+    font_file = render_font()
     font = ImageFont.truetype(font_file, 80 if "FreeMono" in font_file else 64) if font_file else \
         ImageFont.load_default(size=64)
     image = Image.new("RGB", (760, 760), "#FFFFFF")
@@ -120,9 +126,10 @@ class FigStep(BenchmarkSource):
     def _benign(self) -> Iterator:
         path = self.benign_file
         root = self.benign_image_root or default_benign_image_root()
+        font = render_font() or "PIL default"
         for line, row in enumerate(read_csv(path, ("sentence",)), start=2):
             sentence = require(row, "sentence", f"{path}: line {line}")
-            digest = hashlib.sha256(sentence.encode("utf-8")).hexdigest()[:16]
+            digest = hashlib.sha256(f"{sentence}\x1f{font}".encode("utf-8")).hexdigest()[:16]
             image = render_typographic(sentence, root / f"benign_{line - 1}_{digest}.png")
             self.report.n_examples += 1
             self.report.n_images_found += 1
