@@ -102,6 +102,14 @@ def check_architecture(config, name_or_path: str) -> None:
                           f"vision-language architectures {', '.join(SUPPORTED_MODEL_TYPES)}")
 
 
+def check_vision_attention(mode: str, config, name_or_path: str) -> None:
+    from recipes.vision_attention import GROUPED, SUPPORTED_MODEL_TYPES
+
+    if mode == GROUPED and getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+        raise RecipeError(f"model.vision_attention=grouped: {name_or_path!r} is a {config.model_type!r} model; "
+                          f"grouped vision attention supports {', '.join(SUPPORTED_MODEL_TYPES)}; use per_chunk")
+
+
 _MODULE_NAMES: dict[str, tuple[str, ...]] = {}
 
 

@@ -30,6 +30,9 @@ class ModelConfig:
     torch_dtype: str = "bfloat16"  # bfloat16 | float16 | float32
     attn_implementation: str | None = "sdpa"
     trust_remote_code: bool = False
+    # Vision-tower attention (recipes/vision_attention.py): per_chunk = transformers' own (one call per image
+    # or window); grouped = one batched call per distinct chunk length (Qwen2.5-VL only).
+    vision_attention: str = "per_chunk"
 
 
 @dataclass
@@ -202,6 +205,11 @@ def _check_values(recipe: Recipe, origin: str) -> None:
         raise RecipeError(f"{origin}: quantization.quant_type must be nf4 or fp4")
     if not recipe.lora.target_modules:
         raise RecipeError(f"{origin}: lora.target_modules is empty")
+    from recipes.vision_attention import VISION_ATTENTION_MODES
+
+    if recipe.model.vision_attention not in VISION_ATTENTION_MODES:
+        raise RecipeError(f"{origin}: model.vision_attention must be one of {VISION_ATTENTION_MODES}, got "
+                          f"{recipe.model.vision_attention!r}")
     if recipe.training.checkpoint_every_n_layers < 1:
         raise RecipeError(f"{origin}: training.checkpoint_every_n_layers must be at least 1, got "
                           f"{recipe.training.checkpoint_every_n_layers}")

@@ -6,6 +6,7 @@ import torch
 
 from local_models import resolve_model
 from recipes.config import LoraSettings, Recipe
+from recipes.vision_attention import GROUPED, install_grouped_attention
 
 
 def quantization_config(recipe: Recipe):
@@ -46,6 +47,8 @@ def load_model_and_processor(recipe: Recipe):
         attn_implementation=recipe.model.attn_implementation,
         trust_remote_code=recipe.model.trust_remote_code,
     )
+    if recipe.model.vision_attention == GROUPED:
+        install_grouped_attention(model)
     if quant is not None:
         from peft import prepare_model_for_kbit_training
 

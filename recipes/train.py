@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recipes.architectures import check_architecture, check_target_modules, model_config, module_names
+from recipes.architectures import (
+    check_architecture,
+    check_target_modules,
+    check_vision_attention,
+    model_config,
+    module_names,
+)
 from recipes.config import Recipe, RecipeError, apply_overrides, load_recipe, parse_override_args, recipe_from_dict
 from recipes.data import LENGTH_COLUMN, TrainingData, build_training_data, check_training_data, to_sft_dataset
 from recipes.metadata import METADATA_FILE, build_metadata, write_metadata
@@ -69,6 +75,7 @@ def prepare(recipe: Recipe) -> Prepared:
     """Every check that can fail before training, without loading weights."""
     config = model_config(recipe.model.name_or_path, recipe.model.revision, recipe.model.trust_remote_code)
     check_architecture(config, recipe.model.name_or_path)
+    check_vision_attention(recipe.model.vision_attention, config, recipe.model.name_or_path)
     wrapped = check_target_modules(recipe.lora, module_names(config), recipe.model.name_or_path)
     data = build_training_data(recipe.data, recipe.seed)
     check_training_data(data, recipe.data)
