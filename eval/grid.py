@@ -307,12 +307,23 @@ def score_references(grid: Grid, out: Path) -> list[Path]:
     return paths
 
 
+def check_benchmark_images(grid: Grid) -> None:
+    """Fail before any training when a benchmark a judge will be scored on lacks its images (and is not
+    marked ``text_only``): the same `MissingImagesError` eval.score raises, minutes earlier."""
+    from eval.score import check_images, load_benchmark
+
+    needed = {spec.key: spec for run in runs(grid) for spec in held_out(grid, run) if not spec.text_only}
+    for spec in needed.values():
+        check_images(load_benchmark(spec))
+
+
 def run_grid(grid: Grid, out: Path | str) -> list[Path]:
     """Train and score every missing cell; returns the result paths of all cells (old and new)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if grid.path is not None:
         shutil.copyfile(grid.path, out / "grid.yaml")
+    check_benchmark_images(grid)
     paths = score_references(grid, out)
     for run in runs(grid):
         specs = held_out(grid, run)

@@ -82,3 +82,22 @@ def _without_benchmarks(path: Path, suite: str) -> Path:
     data["suite"] = suite
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def test_missing_benchmark_images_stop_the_grid_before_any_training(tmp_path, monkeypatch):
+    from eval.grid import run_grid
+    from eval.score import MissingImagesError
+
+    def train(*args, **kwargs):
+        raise AssertionError("trained although a benchmark's images are missing")
+
+    monkeypatch.setattr("recipes.train.train", train)
+    grid = load_grid(write_grid(tmp_path, datasets=[{"name": "rms-sample", "sources": [{"name": "rms"}]}]))
+    with pytest.raises(MissingImagesError, match=r"salad \(query\): 20 of 20 items have no image"):
+        run_grid(grid, tmp_path / "out")
+    assert not (tmp_path / "out" / "cells").exists()  # nothing scored either
+    text_only = load_grid(write_grid(tmp_path, benchmarks=[{"name": "salad", "text_only": True}], sanity_judges=[],
+                                     datasets=[{"name": "base", "zero_shot": True}]))
+    from eval.grid import check_benchmark_images
+
+    check_benchmark_images(text_only)  # labelled text-only on purpose: nothing to check
