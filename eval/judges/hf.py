@@ -85,7 +85,7 @@ class HFJudge(Judge):
         try:
             return verdict_token_ids(self.loaded.tokenizer, self.loaded.processor,
                                      messages=self.format.build_messages(PROBE_EXAMPLE))
-        except ValueError:
+        except Exception:  # ValueError: labels clash; a guard model's template may also reject the probe
             if required:
                 raise
             return None
