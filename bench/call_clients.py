@@ -238,7 +238,7 @@ def main() -> int:
             return 3
     else:
         sys.path.insert(0, str(REPO))
-        import modelcalls  # noqa: F401
+        import modelcalls.openai_backend  # noqa: F401  (what make_backend loads; aiohttp itself only on a live call)
     import_s = time.perf_counter() - start_import
 
     items = prompts(args.n, args.tag if args.cache else f"{args.client}-{args.tag}")

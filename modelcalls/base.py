@@ -52,6 +52,14 @@ class ChatRequest:
             if len(set(self.choices)) < 2 or not all(isinstance(c, str) and c for c in self.choices):
                 raise ValueError(f"ChatRequest.choices needs at least two distinct non-empty strings, got {self.choices!r}")
 
+    def named(self, name: str) -> ChatRequest:
+        """This request with ``name`` set (the runner names every request after its call). A copy of
+        checked fields, so unlike ``dataclasses.replace`` it skips the checks: it is made once per call."""
+        copy = object.__new__(ChatRequest)
+        copy.__dict__.update(self.__dict__)
+        object.__setattr__(copy, "name", name)
+        return copy
+
 
 @dataclass(frozen=True)
 class Usage:

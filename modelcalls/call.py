@@ -156,7 +156,7 @@ async def _run_one(call: ModelCall, item, backend: Backend, cache: CallCache | N
     try:
         request = call.request(item)
         if not request.name:
-            request = replace(request, name=call.name)
+            request = request.named(call.name)
     except Exception as error:  # a bad item must not kill the run
         return CallResult(item, None, f"request() failed: {_describe(error)}", usage, False, 0, 0)
 

@@ -63,6 +63,10 @@ _SPEC_KEYS = {
 }
 
 
+def _json_dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 class _HTTPAnswer:
     """Status, headers and body of one HTTP answer, read in full."""
 
@@ -159,15 +163,16 @@ class OpenAIBackend:
         if self._session is None or self._loop is not loop:
             import aiohttp  # here, not at import: a run resumed from its cache never loads it
 
-            headers = {"Content-Type": "application/json", **self._headers}
+            headers = dict(self._headers)  # Content-Type comes with the JSON body
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
             connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
-                headers=headers,
+                headers=headers or None,  # none for a local server: no per-request header merge
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 skip_auto_headers=("User-Agent",),
+                json_serialize=_json_dumps,
             )
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
             self._loop = loop
@@ -196,7 +201,7 @@ class OpenAIBackend:
             text = text[:_BODY_EXCERPT] + "..."
         return self._redact(text)
 
-    async def _exchange(self, session: aiohttp.ClientSession, replica: Replica, data: bytes,
+    async def _exchange(self, session: aiohttp.ClientSession, replica: Replica, body: dict,
                         failed: set[str]) -> _HTTPAnswer:
         """One POST to one replica; a connection failure or a timeout adds the replica to ``failed`` (the
         replicas this request has failed on) and is a ``TransientError`` that fails over at once when
@@ -206,7 +211,7 @@ class OpenAIBackend:
         url = f"{replica.url}/chat/completions"
         reachable = False
         try:
-            async with session.post(url, data=data) as response:
+            async with session.post(url, json=body) as response:
                 body = await response.read()
                 reachable = True
                 return _HTTPAnswer(response.status, response.headers, body)
@@ -224,10 +229,9 @@ class OpenAIBackend:
 
     async def _post(self, body: dict, failed: set[str]) -> _HTTPAnswer:
         session, semaphore = self._ensure_session()
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         async with semaphore:
             replica = self.replicas.acquire(avoid=failed)
-            answer = await self._exchange(session, replica, data, failed)
+            answer = await self._exchange(session, replica, body, failed)
         status = answer.status
         if status == 200:
             return answer

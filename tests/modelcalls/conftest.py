@@ -9,10 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 
@@ -132,9 +132,10 @@ def smollm2_server(smollm2_dir, tmp_path_factory):
             if process.poll() is not None:
                 pytest.fail(f"transformers serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as health:
+                    if health.status == 200:
+                        break
+            except OSError:
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"transformers serve not ready after 90 s:\n{log_path.read_text()[-3000:]}")
