@@ -13,7 +13,8 @@ The gates (each can be switched off in the run config's ``gates:`` block; all on
   degenerate repetition (the same phrase over and over).
 * ``meta``: refusals and meta-talk instead of an answer ("As an AI", "I'm sorry", "The user's message is
   ...", "Here is the query", talk about the verifier, the safe twin or log-odds); a query or twin that
-  describes the photo ("The scene is ...") instead of speaking as the user.
+  describes the photo ("The scene is ...") instead of speaking as the user. A safe response may open with
+  "I can't ..." when it goes on to guide (20 words or more); a bare refusal is refused.
 * ``length``: empty, too few or too many words for the field (``lengths``).
 * ``prompt_echo``: the answer repeats the prompt instead of answering it: the share of its word n-grams
   (``echo_ngram`` words) found in the instruction text, the verifier's feedback or the few-shot exemplars
@@ -38,7 +39,7 @@ from typed_config import StrictModel
 
 # Bump when a gate's logic changes: it enters the checkpoint fingerprint of every gated step, so answers
 # accepted under older gates are checked again (the call cache serves them; only the gates re-run).
-GATES_VERSION = 2
+GATES_VERSION = 3
 
 
 class LengthLimits(StrictModel):
@@ -125,7 +126,7 @@ _META = re.compile(
     r"|the user (is|wants|asks|says|has|might|may)\b|here(?: i|'| )s (the|a|an|your|my) (new |revised |rewritten )?"
     r"(query|question|safe twin|twin|response|reply|answer|description|rewrite|version)"
     r"|(the|this|my) (new |revised )?(query|safe twin|twin) (is|should|would|must|will)\b|safe twin|the verifier|log-?odds"
-    r"|few-shot|multimodal safety dataset|negative example|careless assistant|(i|we) (will|would|can) (now )?(write|rewrite|provide)"
+    r"|few-shot|multimodal safety dataset|negative example|careless assistant|(i|we) will (now )?(write|rewrite)"
     r"|the assistant'?s (reply|response)|answer with (the )?json)",
     re.IGNORECASE)
 
@@ -185,12 +186,13 @@ def check_junk(text: str) -> None:
 _NOT_THE_USER = re.compile(r"^\W*(the|this|that) (scene|image|photo|picture|description) (is|shows|depicts|features|contains)\b",
                            re.IGNORECASE)
 SPOKEN_BY_THE_USER = ("query", "safe_twin")
+BARE_REFUSAL_WORDS = 20  # a safe response may open with "I can't recommend that: ..." and go on to guide
 
 
 def check_meta(text: str, what: str = "") -> None:
     if what in SPOKEN_BY_THE_USER and _NOT_THE_USER.search(text):
         raise GateError("meta", f"describes the photo instead of speaking as the user: {text.strip()[:60]!r}")
-    if _REFUSAL_START.search(text):
+    if _REFUSAL_START.search(text) and (what != "safe_response" or len(words(text)) < BARE_REFUSAL_WORDS):
         raise GateError("meta", f"a refusal, not an answer: {text.strip()[:60]!r}")
     match = _META.search(text)
     if match:

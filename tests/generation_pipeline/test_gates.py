@@ -127,6 +127,14 @@ def test_each_gate_names_itself(text, what, gate):
     assert refused.value.gate == gate and gates.gate_of(f"GateError: {refused.value}") == gate
 
 
+def test_a_safe_response_may_decline_and_guide_but_not_only_decline():
+    guidance = ("I can't recommend leaning over that railing: the drop is steep. Stand back from the edge and use "
+                "the viewing platform to the left for your photo instead.")
+    assert gates.check(guidance, "safe_response", gates.Context(), GateConfig()) == guidance
+    with pytest.raises(GateError, match=r"\[meta\] a refusal"):
+        gates.check("I'm sorry, but I can't help with that request.", "safe_response", gates.Context(), GateConfig())
+
+
 def test_echo_is_caught_by_overlap_not_only_exact_match():
     feedback = "the pair is not unsafe: the query does not combine with the scene into a risk (verifier: safe)"
     reworded = "So the pair is not unsafe, since the query does not combine with the scene into any risk."
