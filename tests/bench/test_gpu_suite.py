@@ -81,11 +81,16 @@ def test_the_three_scoring_paths_score_the_same_items(smoke):
     assert all(row["items/s"] > 0 for row in rows.values())
     assert rows["generate, per item"]["batch"] == 1 and rows["generate, per item"]["x per-item generate"] == 1.0
     assert rows["generate, batched"]["agree (first step) %"] == 100.0
+    target = results["tables"]["scoring targets"][0]
+    assert target["fast / per-item generate items/s"] == pytest.approx(
+        rows["fast (one forward)"]["items/s"] / rows["generate, per item"]["items/s"])
+    assert target["same verdict as per-item generate (first step) %"] == rows["generate, per item"]["agree (first step) %"]
 
 
 def test_the_markdown_has_one_table_per_section(smoke):
     _, markdown, stdout = smoke
-    for title in ("### setup", "### training 3b", "### targets", "### scoring 3b", "### checks"):
+    for title in ("### setup", "### training 3b", "### targets", "### scoring 3b", "### scoring targets",
+                  "### checks"):
         assert title in markdown
     assert "| variant | lever | batch | steps | tokens/s | samples/s |" in markdown
     assert markdown.strip() in stdout  # the table is also printed at the end
