@@ -55,8 +55,3 @@ class CoverageSampler:
         for _, risk in sorted(chosen, key=lambda pair: pair[0]):
             self.counts[self.taxonomy.add(risk.category)] += 1
         return sorted(chosen, key=lambda pair: pair[0])
-
-    def observe(self, chosen: list[Risk]) -> None:
-        """Count risks chosen earlier (replaying a checkpoint on resume)."""
-        for risk in chosen:
-            self.counts[self.taxonomy.add(risk.category)] += 1
