@@ -4,10 +4,12 @@
     python bench/gpu_suite.py --out DIR --smoke          # the same code paths on the CPU, tiny dimensions
 
 Writes ``DIR/results.json`` and ``DIR/results.md`` after every measurement, so a run stopped by a timeout
-still leaves what finished. Sections, in this order (each skipped with a line saying why once the time
-budget ``--budget-s`` is spent, minus ``--reserve-s`` kept for the correctness checks and scoring):
+still leaves what finished. Sections, in this order: training, correctness and scoring on the first of
+``--sizes`` (default Qwen2.5-VL-3B), then training (recipe and baseline) on the next size (7B). Levers stop
+once less than ``--reserve-s`` of ``--budget-s`` is left (correctness and scoring always run) and a size
+is skipped once the budget is spent; each skip is a row saying why.
 
-1. **Training** (Qwen2.5-VL-3B, then -7B when time is left): random-init real architectures (dimensions
+1. **Training**: random-init real architectures (dimensions
    from `recipes.architectures.KNOWN_CONFIGS`, no weights needed), trained on the repository's sample
    release (real photos, the shared ones at judge resolution, through the recipe's own data path:
    `recipes.train.prepare` -> `to_sft_dataset` -> trl's collator). Rows: ``recipe`` (the recipe YAML as
