@@ -228,9 +228,10 @@ def load_sections(results_dir: Path | str) -> list[Section]:
 
 
 def section_columns(section: Section) -> list[str]:
-    """The counted benchmarks, then any other cell a row of the section has (not in its score)."""
-    extra = sorted({key for row in section.rows for key in row.cells} - set(section.benchmarks))
-    return section.benchmarks + extra
+    """The counted benchmarks, then any other cell a ranked row of the section has (not in its score).
+    A reference row's cells outside the section's benchmarks are not shown there."""
+    extra = {key for row in section.rows if not row.reference or not section.benchmarks for key in row.cells}
+    return section.benchmarks + sorted(extra - set(section.benchmarks))
 
 
 def _fmt(value: float | None) -> str:
@@ -260,7 +261,8 @@ def cell_flags(cell: Cell, row: Row) -> list[str]:
         flags.append("not in score")
     if cell.text_only:
         flags.append("text-only")
-    if cell.missing_images and not row.reference:  # a sanity judge reads no image: nothing is missing for it
+    if cell.missing_images and not row.reference and not cell.text_only:
+        # a sanity judge reads no image and a text-only cell none on purpose: nothing is missing for them
         flags.append(f"{cell.missing_images} missing images")
     elif cell.missing_images is None:
         flags.append("missing images unknown")
