@@ -108,12 +108,12 @@ def model_fingerprint(name: str, path: str, config, adapter: str | Path | None) 
     """What identifies a loaded model's outputs: the Hub commit when known, else a fingerprint of the
     local weights (config + size and edges of every weight file), and the sha256 of the adapter files."""
     revision = getattr(config, "_commit_hash", None)
-    print_ = {"base_model": name, "revision": revision}
+    fingerprint: dict[str, Any] = {"base_model": name, "revision": revision}
     if revision is None and Path(path).is_dir():
-        print_["weights"] = _weights_fingerprint(Path(path), full=False)
-    if adapter is not None:
-        print_["adapter_sha256"] = _weights_fingerprint(Path(adapter), full=True)
-    return print_
+        fingerprint["weights"] = _weights_fingerprint(Path(path), full=False)
+    if adapter is not None and Path(adapter).is_dir():  # a Hub adapter id is identified by its name
+        fingerprint["adapter_sha256"] = _weights_fingerprint(Path(adapter), full=True)
+    return fingerprint
 
 
 def load_model(
