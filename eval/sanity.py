@@ -59,24 +59,19 @@ def suite_entries(path: str | Path) -> list[dict[str, Any]]:
 
 
 def load_benchmarks(entries: list[dict[str, Any]]) -> list[SuiteBenchmark]:
-    """Every entry's examples (labels are all the sanity judges need; images are not opened)."""
-    from judging.sources import get_source
+    """Every entry's examples through `eval.score.load_benchmark` (labels are all the sanity judges need;
+    images are not opened, so missing ones do not matter here)."""
+    from eval.score import BenchmarkSpec, load_benchmark
 
     loaded = []
     for entry in entries:
-        source = get_source(entry["name"], **entry["options"])
-        examples = []
-        for example in source.examples(entry["split"], entry["task"]):
-            examples.append(example)
-            if entry["limit"] is not None and len(examples) >= entry["limit"]:
-                break
-        single_class_for = getattr(source, "single_class_for", None)
-        single_class = single_class_for(entry["task"]) if single_class_for else source.single_class
-        labels = {example.label for example in examples}
+        benchmark = load_benchmark(BenchmarkSpec(**entry))
+        single_class = benchmark.single_class
+        labels = {example.label for example in benchmark.examples}
         if len(labels) == 1:  # e.g. a limit that cut off the other class
             single_class = labels.pop()
         label = benchmark_label(entry["name"], entry["task"], entry["options"], entry["split"])
-        loaded.append(SuiteBenchmark(label, entry["task"], examples, single_class))
+        loaded.append(SuiteBenchmark(label, entry["task"], benchmark.examples, single_class))
     return loaded
 
 
