@@ -1077,12 +1077,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--warmup and --steps must be at least 1")
     if not (args.release / "release.json").is_file():
         parser.error(f"--release {args.release}: not an RMS release folder (no release.json)")
-    import importlib.util
-
-    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
-    if missing:
-        parser.error(f"missing Python package(s) {', '.join(missing)}: install them, or on a machine without a "
-                     "package index carry them as wheels (the docstring of bench/gpu_suite.py says how)")
+    broken = _unimportable(REQUIRED)
+    if broken:
+        parser.error(f"cannot import {'; '.join(broken)}: install them, or on a machine without a package index "
+                     "carry them as wheels (the docstring of bench/gpu_suite.py says how)")
     args.release = args.release.resolve()
     import torch
 
@@ -1112,9 +1110,11 @@ def main(argv: list[str] | None = None) -> int:
                 report.row("setup", {"size": size, "what": "skipped: time budget spent"})
                 continue
             checkpoint = work / f"qwen2_5_vl_{size}"
-            recipe_pixels = _recipe_max_pixels(size, machine)
-            params = write_checkpoint(size, checkpoint, machine, release=args.release, max_pixels=recipe_pixels,
-                                      tokenizer_dir=args.tokenizer)
+            params = _guarded(report, "setup", f"write random-init {size} checkpoint", lambda: write_checkpoint(
+                size, checkpoint, machine, release=args.release, max_pixels=_recipe_max_pixels(size, machine),
+                tokenizer_dir=args.tokenizer))
+            if params is None:
+                continue
             report.row("setup", {"size": size, "what": "write random-init checkpoint (processor: "
                                  f"{params.pop('processor')})", "seconds": params.pop("write_s"),
                                  "LM linear params (B)": params["lm"] / 1e9,
@@ -1137,6 +1137,19 @@ def main(argv: list[str] | None = None) -> int:
     report.flush()
     print(report.markdown())
     return 0
+
+
+def _unimportable(names: tuple[str, ...]) -> list[str]:
+    """The packages among ``names`` that do not import, each with why (missing, or a version clash)."""
+    import importlib
+
+    broken = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # noqa: BLE001 - an import can fail in many ways; each is reported
+            broken.append(f"{name} ({type(error).__name__}: {str(error)[:200]})")
+    return broken
 
 
 def _recipe_max_pixels(size: str, machine: Machine) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,15 @@ def test_a_folder_that_is_no_release_is_a_usage_error(tmp_path):
     assert result.returncode == 2
     assert f"--release {tmp_path}: not an RMS release folder (no release.json)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_package_that_does_not_import_is_named_before_anything_runs(tmp_path):
+    shadow = tmp_path / "site" / "trl"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('trl 9 needs transformers>=9')\n")
+    result = subprocess.run([sys.executable, str(SUITE), "--smoke", "--out", str(tmp_path / "o")], cwd=REPO,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert result.returncode == 2
+    assert "cannot import trl (ImportError: trl 9 needs transformers>=9)" in result.stderr
+    assert "carry them as wheels" in result.stderr and not (tmp_path / "o").exists()
