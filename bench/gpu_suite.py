@@ -838,8 +838,6 @@ def _guarded(report: Report, table: str, name: str, work: Callable[[], Any], *, 
 
 def run_correctness(report: Report, args, size: str, checkpoint: Path, work: Path, machine: Machine) -> Path | None:
     """`recipes.train.train` end to end (20 steps, adapter, merge), then reload checks; returns the adapter."""
-    import torch
-
     from recipes.train import train
 
     name_4bit = "4-bit recipe trains 20 steps and its loss falls"
