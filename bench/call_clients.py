@@ -217,6 +217,18 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def peak_rss_kib() -> int:
+    """This process's peak RSS. Linux: VmHWM, which starts afresh at exec (ru_maxrss would also count the
+    parent's memory copied at fork, before the exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("client", choices=CLIENTS)
@@ -238,7 +250,9 @@ def main() -> int:
             return 3
     else:
         sys.path.insert(0, str(REPO))
-        import modelcalls.openai_backend  # noqa: F401  (what make_backend loads; aiohttp itself only on a live call)
+        import aiohttp  # noqa: F401  (the backend loads it at its first live call; here, like the bare clients, before timing)
+
+        import modelcalls.openai_backend  # noqa: F401
     import_s = time.perf_counter() - start_import
 
     items = prompts(args.n, args.tag if args.cache else f"{args.client}-{args.tag}")
@@ -255,7 +269,7 @@ def main() -> int:
             asyncio.run(run_ours(args.url, items, args.concurrency, answers, Path(tmp), args.cache, extra))
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     ok = sum(answer == f"#{i}" for i, answer in enumerate(answers))
-    peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    peak_kib = max(peak_rss_kib(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     print(json.dumps({"client": args.client, "seconds": seconds, "cpu_s": cpu, "peak_rss_mib": peak_kib / 1024,
                       "import_s": import_s, "ok": ok, "n": args.n, **extra}))
     return 0

@@ -17,7 +17,7 @@
   appears in errors, logs or ``repr``.
 
 Why aiohttp: measured side by side (``bench/generation_calls.py``), a bare aiohttp loop costs about a fifth
-of the client CPU per call of httpx2 and a tenth of the openai SDK's, and httpx 0.28's connection pool
+of the client CPU per call of httpx2 and a thirteenth of the openai SDK's, and httpx 0.28's connection pool
 scans every connection at each request start and finish (O(connections^2) per request at high concurrency).
 """
 
@@ -212,9 +212,9 @@ class OpenAIBackend:
         reachable = False
         try:
             async with session.post(url, json=body) as response:
-                body = await response.read()
+                raw = await response.read()
                 reachable = True
-                return _HTTPAnswer(response.status, response.headers, body)
+                return _HTTPAnswer(response.status, response.headers, raw)
         except asyncio.TimeoutError:
             reason = f"timed out after {self.timeout_s}s at {replica.url}"
         except aiohttp.ClientError as error:
