@@ -2,9 +2,11 @@
 
 * ``base``: the request/response records, the ``Backend`` protocol and ``make_backend(spec)``.
 * ``call``: ``ModelCall`` (one model call = ``request()`` + ``parse()``), ``run_calls`` (the concurrent runner).
-* ``cache``: ``CallCache``, the SQLite cache of model answers (a rerun resumes for free).
+* ``cache``: ``CallCache``, the SQLite cache of model answers, group-committed (a rerun resumes for free);
+  ``cache_merge``: join the caches of several shards (``python -m modelcalls.cache_merge``).
 * ``json_parse``: ``parse_json`` tolerant extraction of a JSON value from model text.
-* Backends: ``openai_backend`` (any OpenAI-compatible server), ``transformers_backend`` (in-process),
+* Backends: ``openai_backend`` (any OpenAI-compatible server, or several replicas of it: ``replicas``),
+  ``transformers_backend`` (in-process),
   ``scripted_backend`` (canned answers and injected failures, for tests).
 """
 
