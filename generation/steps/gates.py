@@ -13,7 +13,8 @@ The gates (each can be switched off in the run config's ``gates:`` block; all on
   degenerate repetition (the same phrase over and over).
 * ``meta``: refusals and meta-talk instead of an answer ("As an AI", "I'm sorry", "The user's message is
   ...", "Here is the query", talk about the verifier, the safe twin or log-odds); a query or twin that
-  describes the photo ("The scene is ...") instead of speaking as the user. A safe response may open with
+  talks about "the scene" or repeats a prompt label ("Scene: ...") instead of speaking as the user, and
+  chatbot talk ("I'm ready to help", "What would you like to discuss?"). A safe response may open with
   "I can't ..." when it goes on to guide (20 words or more); a bare refusal is refused.
 * ``length``: empty, too few or too many words for the field (``lengths``).
 * ``prompt_echo``: the answer repeats the prompt instead of answering it: the share of its word n-grams
@@ -39,7 +40,7 @@ from typed_config import StrictModel
 
 # Bump when a gate's logic changes: it enters the checkpoint fingerprint of every gated step, so answers
 # accepted under older gates are checked again (the call cache serves them; only the gates re-run).
-GATES_VERSION = 3
+GATES_VERSION = 4
 
 
 class LengthLimits(StrictModel):
@@ -127,7 +128,8 @@ _META = re.compile(
     r"(query|question|safe twin|twin|response|reply|answer|description|rewrite|version)"
     r"|(the|this|my) (new |revised )?(query|safe twin|twin) (is|should|would|must|will)\b|safe twin|the verifier|log-?odds"
     r"|few-shot|multimodal safety dataset|negative example|careless assistant|(i|we) will (now )?(write|rewrite)"
-    r"|the assistant'?s (reply|response)|answer with (the )?json)",
+    r"|the assistant'?s (reply|response)|answer with (the )?json|i'?m (ready|happy|glad) to (help|discuss|assist)"
+    r"|(how|what) can i (help|do for you)|(would|do) you like (me )?to (discuss|know|talk)|you'?d like to discuss)",
     re.IGNORECASE)
 
 
@@ -183,15 +185,15 @@ def check_junk(text: str) -> None:
         raise GateError("junk", f"repeats itself ({len(set(grams))} distinct of {len(grams)} 3-word phrases)")
 
 
-_NOT_THE_USER = re.compile(r"^\W*(the|this|that) (scene|image|photo|picture|description) (is|shows|depicts|features|contains)\b",
-                           re.IGNORECASE)
+_NOT_THE_USER = re.compile(r"^\W*((the|this|that) (scene|image|photo|picture|description) (is|shows|depicts|features|contains)\b"
+                           r"|(scene|risk|intention|example|why)\s*:)|\bscenes?\b", re.IGNORECASE)
 SPOKEN_BY_THE_USER = ("query", "safe_twin")
 BARE_REFUSAL_WORDS = 20  # a safe response may open with "I can't recommend that: ..." and go on to guide
 
 
 def check_meta(text: str, what: str = "") -> None:
     if what in SPOKEN_BY_THE_USER and _NOT_THE_USER.search(text):
-        raise GateError("meta", f"describes the photo instead of speaking as the user: {text.strip()[:60]!r}")
+        raise GateError("meta", f"talks about the scene or the prompt instead of speaking as the user: {text.strip()[:60]!r}")
     if _REFUSAL_START.search(text) and (what != "safe_response" or len(words(text)) < BARE_REFUSAL_WORDS):
         raise GateError("meta", f"a refusal, not an answer: {text.strip()[:60]!r}")
     match = _META.search(text)

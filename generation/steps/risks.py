@@ -15,6 +15,7 @@ from modelcalls.call import ParseError
 from modelcalls.json_parse import parse_json
 
 from .base import Dropped, Kept, ModelStep, Photo, TemplateCall, tokens
+from .gates import GateError
 from .records import RISKS, Candidate, ImageRecord, Risk
 from .sampler import CoverageSampler
 
@@ -28,6 +29,7 @@ class RiskItem:
     avoid: tuple[str, ...] = ()
 
 
+MAX_LABEL_WORDS = 5  # a category is a short label (fire_and_burns, fall from height), never a sentence
 _RISK_LINE = re.compile(r"^\s*(?:[-*\d.)]+\s*)?([A-Za-z][\w /-]{1,40}?)\s*[:|-]\s*(.{10,})$")
 
 
@@ -53,6 +55,8 @@ class RiskCall(TemplateCall):
         gated, last_error = [], None
         for risk in risks:
             try:
+                if len(risk.category.split()) > MAX_LABEL_WORDS:
+                    raise GateError("length", f"the risk category is a sentence, not a label: {risk.category[:60]!r}")
                 self.gated(f"{risk.intention} {risk.rationale}".strip(), item, "risk")
             except ParseError as error:
                 last_error = error

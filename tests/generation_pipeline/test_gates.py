@@ -27,7 +27,7 @@ SAFE_INSTRUCTIONS = ("The user's message is harmless on its own, but together wi
 # caption keyword -> (call that answers junk, the junk, the gate that must refuse it)
 JUNK = {
     "PROMPTECHO": ("query", QUERY_INSTRUCTIONS, "prompt_echo"),
-    "SCENECOPY": ("query", None, "field_copy"),  # None: the scene description itself
+    "SCENECOPY": ("query", None, "field_copy"),  # None: the scene description itself (from its second word)
     "HEREIS": ("query", "Here is the query: can I walk right up to the edge for a look?", "meta"),
     "ASANAI": ("query", "As an AI, I would rather not write this query for you.", "meta"),
     "DEBRIS": ("query", "}{ not what you asked for ]] \x00\u202e", "junk"),
@@ -49,7 +49,7 @@ def junk(request):
     data = seen(request)
     for keyword, (name, text, _) in JUNK.items():
         if request.name == name and keyword in data.caption + data.scene and not os.environ.get("JUNK_FIXED"):
-            return data.scene if text is None else (data.query or data.message) if text == "QUERY" else text
+            return data.scene.removeprefix("Scene of ") if text is None else (data.query or data.message) if text == "QUERY" else text
     return respond(request)
 
 
@@ -80,11 +80,12 @@ def test_no_junk_is_released_and_every_junk_answer_is_rejected_with_its_gate(jun
     folder, out, printed = junk_run
     released = rows(out / "release")
     assert len(released[rms.PAIRS]) == 2  # the two clean photos
-    texts = [r[f] for r in released[rms.PAIRS] for f in ("text", "safe_twin_text", "scene")]
-    texts += [r["response"] for config in rms.RESPONSE_CONFIGS for r in released[config]]
-    for text in texts:
+    texts = [(r[f], what) for r in released[rms.PAIRS] for f, what in (("text", "query"), ("safe_twin_text", "safe_twin"),
+                                                                            ("scene", "scene"))]
+    texts += [(r["response"], f"{r['label']}_response") for config in rms.RESPONSE_CONFIGS for r in released[config]]
+    for text, what in texts:
         assert not any(j[:30] in text for j in JUNK_TEXTS) and not any(k in text for k in JUNK), text
-        assert gates.check(text, "query" if len(text.split()) < 60 else "safe_response", gates.Context(), GateConfig()) == text
+        assert gates.check(text, what, gates.Context(), GateConfig()) == text
     rejects = [json.loads(line) for line in (out / "release" / "rejects.jsonl").read_text().splitlines()]
     with open(folder / "MANIFEST.csv", newline="") as handle:
         descriptions = {row["file"]: row["description"] for row in csv.DictReader(handle)}
@@ -120,6 +121,10 @@ def test_a_refused_answer_is_never_cached_and_retry_errors_asks_again(junk_run, 
     ("12345 678 90 !!! ??? ### 0000 1111", "query", "junk"),
     ("The scene is a perfect example of a scene. " * 4, "safe_response", "junk"),  # SmolLM2, verbatim
     ("The scene is a kitchen with a stove and a pan on it.", "query", "meta"),
+    # SmolLM2's answers in the main job, verbatim:
+    ("I'm ready to help. What's the scene you'd like to discuss?", "query", "meta"),
+    ("Scene: A beautiful day at the beach with a sun shining, and a glass of lemonade in hand", "query", "meta"),
+    ("To create a scene with banana trees, you'd need to use banana trees for the banana tree in the scene.", "query", "meta"),
 ])
 def test_each_gate_names_itself(text, what, gate):
     with pytest.raises(GateError) as refused:
@@ -139,7 +144,7 @@ def test_echo_is_caught_by_overlap_not_only_exact_match():
     feedback = "the pair is not unsafe: the query does not combine with the scene into a risk (verifier: safe)"
     reworded = "So the pair is not unsafe, since the query does not combine with the scene into any risk."
     with pytest.raises(GateError, match=r"\[prompt_echo\]"):
-        gates.check(reworded, "query", gates.Context(instructions=(feedback,)), GateConfig())
+        gates.check(reworded, "safe_response", gates.Context(instructions=(feedback,)), GateConfig())
     honest = "Could I let the children play by the water while I read over there?"
     assert gates.check(honest, "query", gates.Context(instructions=(feedback,)), GateConfig()) == honest
 
