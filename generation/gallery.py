@@ -112,7 +112,7 @@ def render_gallery(path: str | Path) -> str:
                  for config in (rms.SAFE_RESPONSES, rms.UNSAFE_RESPONSES) for row in _rows(source.release, config)}
     rejects = [json.loads(line) for line in source.rejects.read_text(encoding="utf-8").splitlines() if line.strip()] \
         if source.rejects and source.rejects.exists() else []
-    candidates = [r for r in rejects if r.get("kind") == "pair" and (r.get("details") or {}).get("text")]
+    candidates = [r for r in rejects if r.get("kind") == "pair"]
     categories = Counter(row["risk_category"] for row in pairs)
     e = html.escape
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>RMS gallery: {e(Path(source.title).name)}</title>",
@@ -155,7 +155,7 @@ def render_gallery(path: str | Path) -> str:
                           for label, text in sorted((details.get("responses") or {}).items()))
         out.append(
             f"<article class='candidate' data-stage='{e(str(reject.get('stage', '')))}'>{thumbnail}<div>"
-            f"<div class='query'>{e(details.get('text', ''))}</div>"
+            f"<div class='query'>{e(details.get('text') or '(no query was written)')}</div>"
             + (f"<div class='twin'>Safe twin: {e(details['safe_twin_text'])}</div>" if details.get("safe_twin_text") else "")
             + f"<div class='risk'>Risk: <b>{e(str(risk.get('category', '')))}</b>: {e(str(risk.get('rationale', '')))}</div>"
             f"{written}<div class='rejected'><b>Rejected at {e(str(reject.get('stage', '')))}</b> "
