@@ -38,7 +38,14 @@ class Prompt:
 
     def render(self, **variables) -> tuple[str, str]:
         """(system text, user text) with the variables filled in."""
-        return _ENV.from_string(self.system).render(**variables).strip(), _ENV.from_string(self.user).render(**variables).strip()
+        return _compiled(self.system).render(**variables).strip(), _compiled(self.user).render(**variables).strip()
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> jinja2.Template:
+    """A template compiled once per text: compiling is most of a render's cost, and a run renders the same
+    few templates for every item."""
+    return _ENV.from_string(source)
 
 
 @lru_cache(maxsize=None)
