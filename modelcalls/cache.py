@@ -55,7 +55,11 @@ def _canonical_part(part):
     return {"type": "image_url", "url": url}
 
 
-def _canonical_messages(messages) -> list:
+def _canonical_messages(messages):
+    """The messages with every image part replaced by its canonical form; text-only messages as they are
+    (they encode to the same JSON, so the key does not depend on whether a copy was made)."""
+    if all(isinstance(message["content"], str) for message in messages):
+        return messages
     canonical = []
     for message in messages:
         content = message["content"]
@@ -63,6 +67,10 @@ def _canonical_messages(messages) -> list:
             content = [_canonical_part(part) for part in content]
         canonical.append({**message, "content": content})
     return canonical
+
+
+# One encoder for every key (``json.dumps`` with these options would build a new one per call).
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def cache_key(*, model: str, call_name: str, template_version: str, request: ChatRequest) -> str:
@@ -79,8 +87,7 @@ def cache_key(*, model: str, call_name: str, template_version: str, request: Cha
     }
     if request.choices is not None:  # only scoring requests carry these (generation keys stay unchanged)
         payload.update(choices=list(request.choices), answer_prefix=request.answer_prefix)
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_KEY_ENCODER.encode(payload).encode("utf-8")).hexdigest()
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:

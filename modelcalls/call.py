@@ -189,9 +189,9 @@ async def _run_one(call: ModelCall, item, backend: Backend, cache: CallCache | N
             return CallResult(
                 item, None, f"backend failed: {_describe(error)}", usage, False, attempts, model_calls + 1
             )
+        usage = response.usage if model_calls == 0 else usage + response.usage
         model_calls += 1
         attempts += 1
-        usage = usage + response.usage
         try:
             output = call.parse(item, response)
         except ParseError as error:

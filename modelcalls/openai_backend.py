@@ -63,8 +63,8 @@ _SPEC_KEYS = {
 }
 
 
-def _json_dumps(value) -> str:
-    return json.dumps(value, ensure_ascii=False)
+# One encoder for every request body (``json.dumps(value, ensure_ascii=False)`` would build one per call).
+_json_dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class _HTTPAnswer:
@@ -141,6 +141,7 @@ class OpenAIBackend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._endpoints: dict[str, Any] = {}  # replica URL -> its chat-completions yarl.URL, parsed once
 
     @classmethod
     def from_spec(cls, options: dict) -> OpenAIBackend:
@@ -162,6 +163,7 @@ class OpenAIBackend:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop:
             import aiohttp  # here, not at import: a run resumed from its cache never loads it
+            from yarl import URL  # aiohttp's URL type: endpoints parsed once, not at every request
 
             headers = dict(self._headers)  # Content-Type comes with the JSON body
             if self._api_key:
@@ -171,10 +173,10 @@ class OpenAIBackend:
                 headers=headers or None,  # none for a local server: no per-request header merge
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                skip_auto_headers=("User-Agent",),
                 json_serialize=_json_dumps,
             )
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
+            self._endpoints = {replica.url: URL(f"{replica.url}/chat/completions") for replica in self.replicas.replicas}
             self._loop = loop
         return self._session, self._semaphore
 
@@ -208,10 +210,9 @@ class OpenAIBackend:
         another replica is in service."""
         import aiohttp  # already loaded by _ensure_session
 
-        url = f"{replica.url}/chat/completions"
         reachable = False
         try:
-            async with session.post(url, json=body) as response:
+            async with session.post(self._endpoints[replica.url], json=body) as response:
                 raw = await response.read()
                 reachable = True
                 return _HTTPAnswer(response.status, response.headers, raw)
@@ -243,7 +244,7 @@ class OpenAIBackend:
 
     def _read(self, answer: _HTTPAnswer) -> ChatResponse:
         try:
-            data = json.loads(answer.body)
+            data = json.loads(answer.body.decode("utf-8"))
             choice = data["choices"][0]
             message = choice.get("message") or {}
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):

@@ -60,6 +60,12 @@ class ReplicaPool:
     def acquire(self, avoid: set[str] = frozenset()) -> Replica:
         """The replica for the next request (its outstanding count is raised until ``release``); replicas
         whose URL is in ``avoid`` (those that just failed this request) only when no other is in service."""
+        if len(self.replicas) == 1:  # the only replica, in service or not (what the rules below give)
+            replica = self.replicas[0]
+            replica.last_pick = next(self._picks)
+            replica.outstanding += 1
+            replica.requests += 1
+            return replica
         now = self._clock()
         live = [r for r in self.replicas if r.in_service(now) and r.url not in avoid]
         live = live or [r for r in self.replicas if r.in_service(now)]
