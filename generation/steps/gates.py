@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 from pydantic import Field
@@ -153,6 +154,20 @@ def _normalised(text: str) -> str:
     return " ".join(words(text))
 
 
+# The instruction texts are the same few templates, feedback lines and exemplars for every answer of a
+# step: tokenise each once, not once per checked answer.
+@lru_cache(maxsize=1024)
+def _normalised_source(source: str) -> str:
+    return _normalised(source)
+
+
+@lru_cache(maxsize=256)
+def _pooled_ngrams(instructions: tuple[str, ...], n: int) -> frozenset[tuple[str, ...]]:
+    """The n-grams of all instruction texts; a \x00 between sources keeps any n-gram from spanning two."""
+    pooled = [w for source in instructions for w in words(source) + ["\x00"]]
+    return frozenset(ngrams(pooled, n))
+
+
 # ------------------------------------------------------------------------------------------- the gates
 
 
@@ -211,12 +226,13 @@ def check_length(text: str, limits: LengthLimits, what: str) -> None:
 
 def check_echo(text: str, instructions: tuple[str, ...], n: int, threshold: float) -> None:
     mine = words(text)
-    for source in instructions:
-        theirs = words(source)
-        if len(mine) >= 3 and len(mine) < n and f" {' '.join(mine)} " in f" {' '.join(theirs)} ":
-            raise GateError("prompt_echo", f"repeats the prompt: {source.strip()[:60]!r}")
-    pooled = [w for source in instructions for w in words(source) + ["\x00"]]  # \x00: no n-gram spans sources
-    share = contained(mine, pooled, n)
+    if 3 <= len(mine) < n:
+        for source in instructions:
+            if f" {' '.join(mine)} " in f" {_normalised_source(source)} ":
+                raise GateError("prompt_echo", f"repeats the prompt: {source.strip()[:60]!r}")
+    theirs = _pooled_ngrams(instructions, n)
+    mine_grams = ngrams(mine, n)
+    share = len(mine_grams & theirs) / len(mine_grams) if mine_grams else 0.0
     if share >= threshold:
         raise GateError("prompt_echo", f"{share:.0%} of its {n}-word phrases repeat the prompt, its feedback or its examples")
 
