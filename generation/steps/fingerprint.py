@@ -24,7 +24,7 @@ from typing import Any
 
 OPERATIONAL_KEYS = frozenset({
     "base_url", "api_key_env", "headers", "max_concurrency", "batch_size", "timeout_s", "max_retries",
-    "retry_base_delay_s", "retry_max_delay_s", "delay_s",
+    "retry_base_delay_s", "retry_max_delay_s", "delay_s", "eject_after", "eject_for_s",
 })
 
 

@@ -91,3 +91,18 @@ def test_write_release_refuses_an_extra_file_outside_the_layout(small_release, t
     assert not (tmp_path / "r").exists()
     assert is_declared("taxonomy.png") and is_declared("pairs/train-00000-of-00001.parquet")
     assert not is_declared(".env") and not is_declared("pairs/notes.parquet") and not is_declared("other/train-00000-of-00001.parquet")
+
+
+def test_a_release_with_the_default_name_validates_and_its_card_yaml_keeps_the_name(small_release, tmp_path):
+    """The default pretty name holds a colon ("RMS: Real-world ..."): the card must quote it in its YAML."""
+    import yaml
+
+    from generation.card import ReleaseInfo
+    from generation.validate import validate_release
+
+    rows = {config: {split: list(ds) for split, ds in datasets.load_dataset(str(small_release), config).cast_column(
+        "image", datasets.Image(decode=False)).items()} for config in rms.CONFIG_NAMES}
+    target = write_release(tmp_path / "r", rows)
+    front_matter = (target / "README.md").read_text(encoding="utf-8").split("---")[1]
+    assert yaml.safe_load(front_matter)["pretty_name"] == ReleaseInfo.__dataclass_fields__["pretty_name"].default
+    assert validate_release(str(target)) == []
