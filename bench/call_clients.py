@@ -6,6 +6,9 @@ are its own): N prompts at concurrency C against the stub server, every answer c
 prints one JSON line: client, seconds (first request to last answer), cpu_s (this process and its
 children over that span), peak_rss_mib, import_s, ok (answers that belong to their prompt), n.
 
+``--loop asyncio|uvloop`` picks the event loop (bare clients and peers default to asyncio's own, ours to
+``modelcalls.event_loop``'s choice: uvloop when installed); the JSON line says which ran.
+
 Clients: ``ours`` (``run_calls`` + ``OpenAIBackend`` + ``CallCache``, cache on), bare loops over
 ``aiohttp``, ``httpx`` (default pool), ``httpx-sharded`` (httpx tuned: C/8 connections in each of 8
 clients, which keeps httpcore's per-request pool scan short), ``httpx2``, the ``openai`` SDK, and the peers
@@ -215,6 +218,18 @@ IMPORTS = {"aiohttp": "aiohttp", "httpx": "httpx", "httpx-sharded": "httpx", "ht
            "distilabel": "distilabel.models.llms", "curator": "bespokelabs.curator", "ours": None}
 
 
+def run_on(loop: str | None, coro, extra: dict) -> None:
+    """Run a bare client's coroutine on asyncio's loop (its default) or on uvloop."""
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    extra["loop"] = loop or "asyncio"
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(coro)
+
+
 def cpu_seconds() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
@@ -240,6 +255,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--tag", default="r0", help="makes the prompts of this round unique (no cache hits)")
     parser.add_argument("--cache", type=Path, default=None, help="ours: the call cache file to use (kept)")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default=None,
+                        help="the event loop (default: the client's own; ours: modelcalls.event_loop's choice)")
     args = parser.parse_args()
     os.environ.update(OFFLINE)
 
@@ -256,6 +273,13 @@ def main() -> int:
         import aiohttp  # noqa: F401  (the backend loads it at its first live call; here, like the bare clients, before timing)
 
         import modelcalls.openai_backend  # noqa: F401
+    if args.loop == "uvloop" or (module is None and args.loop is None):
+        try:
+            import uvloop  # noqa: F401  (loaded by the first run otherwise; before timing, as above)
+        except ImportError as error:
+            if args.loop == "uvloop":
+                print(f"skipped {args.client} on uvloop: {sys.executable} cannot import uvloop ({error})", file=sys.stderr)
+                return 3
     import_s = time.perf_counter() - start_import
 
     items = prompts(args.n, args.tag if args.cache else f"{args.client}-{args.tag}")
@@ -265,11 +289,16 @@ def main() -> int:
         os.environ["CURATOR_CACHE_DIR"] = str(Path(tmp) / "curator")
         cpu, start = cpu_seconds(), time.perf_counter()
         if args.client in ASYNC_CLIENTS:
-            asyncio.run(ASYNC_CLIENTS[args.client](args.url, items, args.concurrency, answers))
+            run_on(args.loop, ASYNC_CLIENTS[args.client](args.url, items, args.concurrency, answers), extra)
         elif args.client == "curator":
             run_curator(args.url, items, args.concurrency, answers, Path(tmp))
         else:
-            asyncio.run(run_ours(args.url, items, args.concurrency, answers, Path(tmp), args.cache, extra))
+            if args.loop is not None:
+                os.environ["RMS_EVENT_LOOP"] = args.loop
+            from modelcalls import event_loop
+
+            extra["loop"] = event_loop.loop_name()
+            event_loop.run(run_ours(args.url, items, args.concurrency, answers, Path(tmp), args.cache, extra))
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     ok = sum(answer == f"#{i}" for i, answer in enumerate(answers))
     peak_kib = max(peak_rss_kib(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)

@@ -10,7 +10,9 @@ time, client CPU and peak RSS are its own.
 
 (1) limit: N prompts at concurrency C; the physical limit is N x delay / C seconds. Rows: ours
     (``run_calls`` + ``OpenAIBackend`` + ``CallCache``, cache on), bare aiohttp / httpx2 / httpx (default
-    pool and C/8 connections in each of 8 clients) / openai SDK loops, and the peers curator and distilabel,
+    pool and C/8 connections in each of 8 clients) / openai SDK loops, and the peers curator and distilabel;
+    ours and bare aiohttp also on the other event loop (``ours@asyncio``, ``aiohttp@uvloop``), and "x of
+    aiohttp" is against bare aiohttp on the row's own loop. The peers,
     run with the Python of their own virtualenv (``--python curator=/tmp/peers/curator/bin/python``; a peer
     whose Python is missing or cannot import it is skipped, saying so). Rounds alternate the clients in a
     rotating order; "x of aiohttp" is the median of the per-round ratios, so a neighbour's load that
@@ -43,10 +45,16 @@ sys.path.insert(0, str(HERE))
 
 from stub_server import StubProcess  # noqa: E402
 
-CLIENT_ORDER = ["ours", "aiohttp", "httpx2", "httpx-sharded", "openai", "httpx", "curator", "distilabel"]
+# A client runs on its default event loop (ours: uvloop when installed; the others: asyncio's) or on the
+# one named after "@".
+CLIENT_ORDER = ["ours", "ours@asyncio", "aiohttp", "aiohttp@uvloop", "httpx2", "httpx-sharded", "openai", "httpx",
+                "curator", "distilabel"]
+RATIO_CLIENTS = ("ours", "ours@asyncio", "aiohttp", "aiohttp@uvloop")  # the ratio targets: at every concurrency
 LABELS = {
     "ours": "ours: run_calls + OpenAIBackend (aiohttp) + CallCache, cache on",
+    "ours@asyncio": "ours, on asyncio's own loop (RMS_EVENT_LOOP=asyncio)",
     "aiohttp": "bare aiohttp loop",
+    "aiohttp@uvloop": "bare aiohttp loop on uvloop",
     "httpx2": "bare httpx2 loop",
     "httpx-sharded": "bare httpx loop, tuned: 8 clients x C/8 connections",
     "openai": "bare openai SDK loop (AsyncOpenAI)",
@@ -60,9 +68,13 @@ DEFAULT_PEER_PYTHON = {"curator": "/tmp/peers/curator/bin/python", "distilabel":
 
 def run_client(python: str, client: str, url: str, n: int, concurrency: int, tag: str,
                cache: Path | None = None, timeout: float = 900) -> dict | str:
-    """Run one client in its own process; its JSON result, or the reason it was skipped."""
-    command = [python, str(HERE / "call_clients.py"), client, "--url", url, "--n", str(n),
-               "--concurrency", str(concurrency), "--tag", tag]
+    """Run one client (``NAME`` or ``NAME@LOOP``) in its own process; its JSON result, or the reason it was
+    skipped."""
+    name, _, loop = client.partition("@")
+    command = [python, str(HERE / "call_clients.py"), name, "--url", url, "--n", str(n),
+               "--concurrency", str(concurrency), "--tag", f"{tag}-{loop}" if loop else tag]
+    if loop:
+        command += ["--loop", loop]
     if cache is not None:
         command += ["--cache", str(cache)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}  # call_clients keeps peers offline
@@ -81,7 +93,7 @@ def run_client(python: str, client: str, url: str, n: int, concurrency: int, tag
 
 
 def python_for(client: str, peers: dict[str, str]) -> str | None:
-    python = peers.get(client, sys.executable)
+    python = peers.get(client.partition("@")[0], sys.executable)
     return python if Path(python).exists() else None
 
 
@@ -114,7 +126,7 @@ def limit_rows(stub: StubProcess, args, peers: dict[str, str], concurrency: int,
                     notes.append(result)
                 continue
             runs.setdefault(client, []).append(result)
-            if round_number == 0 and result["seconds"] > 8 * limit and client not in ("ours", "aiohttp"):
+            if round_number == 0 and result["seconds"] > 8 * limit and client not in RATIO_CLIENTS:
                 slow.add(client)
     rows = []
     for client in CLIENT_ORDER:
@@ -122,12 +134,14 @@ def limit_rows(stub: StubProcess, args, peers: dict[str, str], concurrency: int,
             continue
         results = runs[client]
         seconds = statistics.median(r["seconds"] for r in results)
-        row = {"section": "(1) limit", "what": LABELS[client], "n": n, "c": concurrency, "seconds": seconds,
+        what = LABELS[client] + (f", on {results[0]['loop']}" if client == "ours" else "")
+        row = {"section": "(1) limit", "what": what, "n": n, "c": concurrency, "seconds": seconds,
                "of_limit": limit / seconds, "cpu_us": 1e6 * statistics.median(r["cpu_s"] for r in results) / n,
                "rss": max(r["peak_rss_mib"] for r in results), "import_s": statistics.median(r["import_s"] for r in results),
                "rounds": len(results), "note": ""}
-        if client != "aiohttp" and "aiohttp" in runs:
-            ratios = [a["seconds"] / r["seconds"] for a, r in zip(runs["aiohttp"], results)]
+        reference = "aiohttp@uvloop" if results[0].get("loop") == "uvloop" else "aiohttp"  # the same loop
+        if client != reference and reference in runs:
+            ratios = [a["seconds"] / r["seconds"] for a, r in zip(runs[reference], results)]
             row["of_aiohttp"] = statistics.median(ratios)
         rows.append(row)
     rows.insert(0, {"section": "(1) limit", "what": f"physical limit: N x {args.delay_ms:g} ms / C", "n": n,
@@ -222,7 +236,7 @@ def main() -> int:
     peers = dict(DEFAULT_PEER_PYTHON)
     for option in args.python:
         client, _, python = option.partition("=")
-        if client not in CLIENT_ORDER or not python:
+        if client not in CLIENT_ORDER or "@" in client or not python:
             parser.error(f"--python {option!r}: expected CLIENT=PATH with CLIENT one of {CLIENT_ORDER}")
         peers[client] = python
 
@@ -234,7 +248,7 @@ def main() -> int:
             for concurrency in args.concurrency:
                 rows += limit_rows(stub, args, peers, concurrency, args.n, notes, clients)
                 if not args.all_clients_everywhere:  # the ratio targets need only ours and aiohttp
-                    clients = [client for client in clients if client in ("ours", "aiohttp")]
+                    clients = [client for client in clients if client in RATIO_CLIENTS]
         if "faults" not in args.skip:
             rows += fault_rows(stub, args, main_c, args.n)
         if "resume" not in args.skip:

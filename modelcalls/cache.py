@@ -42,6 +42,13 @@ CREATE TABLE IF NOT EXISTS calls (
 )
 """
 _INSERT = "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_SELECT_MANY = "SELECT key, text, prompt_tokens, completion_tokens, finish_reason FROM calls WHERE key IN"
+_LOOKUP_CHUNK = 500  # keys per query (SQLite builds before 3.32 allow 999 parameters)
+# Page cache of this connection (KiB, negative = size) and WAL pages between checkpoints: answers go in at
+# random keys, so every batch dirties index pages all over the file; a page cache that holds them and
+# fewer checkpoints (each one an fsync) cut a batch commit's time by about a third (BENCHMARKS.md).
+_PAGE_CACHE_KIB = 65536
+_WAL_AUTOCHECKPOINT_PAGES = 10000
 _BUSY_WORDS = ("locked", "busy")
 
 
@@ -110,6 +117,8 @@ def open_cache_db(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
             if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":  # WAL is kept in the file
                 db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process never loses a commit
+            db.execute(f"PRAGMA cache_size = -{_PAGE_CACHE_KIB}")
+            db.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT_PAGES}")
             db.execute(_SCHEMA)
             return db
         except sqlite3.OperationalError as error:
@@ -189,6 +198,28 @@ class CallCache:
 
     def key(self, *, model: str, call_name: str, template_version: str, request: ChatRequest) -> str:
         return cache_key(model=model, call_name=call_name, template_version=template_version, request=request)
+
+    def get_many(self, keys: list[str]) -> dict[str, ChatResponse]:
+        """The cached answers of ``keys`` (those it has), with one query per ``_LOOKUP_CHUNK`` keys."""
+        found: dict[str, tuple] = {}
+        with self._lock:
+            unqueued = []
+            for key in keys:
+                row = self._pending.get(key)
+                if row is not None:
+                    found[key] = row[3:7]
+                else:
+                    unqueued.append(key)
+            for start in range(0, len(unqueued), _LOOKUP_CHUNK):
+                chunk = unqueued[start:start + _LOOKUP_CHUNK]
+                query = f"{_SELECT_MANY} ({','.join('?' * len(chunk))})"
+                found.update((row[0], row[1:]) for row in self._db.execute(query, chunk))
+        answers = {key: ChatResponse(text, Usage(prompt_tokens, completion_tokens), finish_reason, cached=True)
+                   for key, (text, prompt_tokens, completion_tokens, finish_reason) in found.items()}
+        hits = sum(key in answers for key in keys)
+        self.hits += hits
+        self.misses += len(keys) - hits
+        return answers
 
     def get(self, key: str) -> ChatResponse | None:
         with self._lock:

@@ -27,14 +27,19 @@ import asyncio
 import logging
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
+from modelcalls import event_loop
 from modelcalls.base import Backend, BackendError, ChatRequest, ChatResponse, Usage
 from modelcalls.cache import CallCache
 
 log = logging.getLogger(__name__)
+
+# Items prepared (request built, cache key computed, one cache lookup) at a time: the concurrency, within
+# these bounds (a chunk of image requests holds their inline images until they are sent).
+_MIN_LOOKUP_CHUNK, _MAX_LOOKUP_CHUNK = 16, 256
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -149,34 +154,64 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-async def _run_one(call: ModelCall, item, backend: Backend, cache: CallCache | None) -> CallResult:
-    usage = Usage()
-    attempts = 0
-    model_calls = 0
+@dataclass
+class _Prepared:
+    """One item before its model call: its request and cache key, the cached answer if there is one, or
+    the ``CallResult`` that already ends it (``request()`` failed)."""
+
+    index: int
+    item: object
+    request: ChatRequest | None = None
+    key: str | None = None
+    hit: ChatResponse | None = None
+    done: CallResult | None = None
+
+
+def _prepare(call: ModelCall, index: int, item, backend: Backend, cache: CallCache | None) -> _Prepared:
     try:
         request = call.request(item)
         if not request.name:
             request = request.named(call.name)
     except Exception as error:  # a bad item must not kill the run
-        return CallResult(item, None, f"request() failed: {_describe(error)}", usage, False, 0, 0)
+        return _Prepared(index, item, done=CallResult(item, None, f"request() failed: {_describe(error)}", Usage(), False, 0, 0))
+    if cache is None:
+        return _Prepared(index, item, request)
+    try:
+        key = cache.key(model=backend.model, call_name=call.name, template_version=call.template_version, request=request)
+    except ValueError as error:  # e.g. an image part whose data URL is not base64
+        return _Prepared(index, item, done=CallResult(item, None, f"request() built a bad request: {error}", Usage(), False, 0, 0))
+    return _Prepared(index, item, request, key)
 
-    key = None
-    if cache is not None:
+
+def _prepared_feed(call: ModelCall, items: list, backend: Backend, cache: CallCache | None,
+                   chunk: int) -> Iterator[_Prepared]:
+    """The items in order, prepared ``chunk`` at a time: one cache lookup per chunk (``get_many``) instead
+    of one query per item. Consumed by the workers of one ``run_calls`` (one thread, so never re-entered)."""
+    for start in range(0, len(items), chunk):
+        batch = [_prepare(call, index, items[index], backend, cache)
+                 for index in range(start, min(start + chunk, len(items)))]
+        if cache is not None:
+            hits = cache.get_many([p.key for p in batch if p.key is not None])
+            for prepared in batch:
+                prepared.hit = hits.get(prepared.key) if prepared.key is not None else None
+        yield from batch
+
+
+async def _run_one(call: ModelCall, prepared: _Prepared, backend: Backend, cache: CallCache | None) -> CallResult:
+    if prepared.done is not None:
+        return prepared.done
+    item, request, key = prepared.item, prepared.request, prepared.key
+    usage = Usage()
+    attempts = 0
+    model_calls = 0
+    if prepared.hit is not None:
+        attempts += 1
         try:
-            key = cache.key(
-                model=backend.model, call_name=call.name, template_version=call.template_version, request=request
-            )
-        except ValueError as error:  # e.g. an image part whose data URL is not base64
-            return CallResult(item, None, f"request() built a bad request: {error}", usage, False, 0, 0)
-        hit = cache.get(key)
-        if hit is not None:
-            attempts += 1
-            try:
-                return CallResult(item, call.parse(item, hit), None, usage, True, attempts, 0)
-            except ParseError:
-                pass  # the parser got stricter since this answer was cached: ask the model again
-            except Exception as error:
-                return CallResult(item, None, f"parse() failed: {_describe(error)}", usage, True, attempts, 0)
+            return CallResult(item, call.parse(item, prepared.hit), None, usage, True, attempts, 0)
+        except ParseError:
+            pass  # the parser got stricter since this answer was cached: ask the model again
+        except Exception as error:
+            return CallResult(item, None, f"parse() failed: {_describe(error)}", usage, True, attempts, 0)
 
     last_error = "no attempt made"
     for attempt in range(call.max_parse_retries + 1):
@@ -234,11 +269,12 @@ async def run_calls(
         )
     items = list(items)
     results: list[CallResult | None] = [None] * len(items)
-    next_index = iter(range(len(items)))
+    feed = _prepared_feed(call, items, backend, cache, chunk=min(max(concurrency, _MIN_LOOKUP_CHUNK), _MAX_LOOKUP_CHUNK))
 
     async def worker() -> None:
-        for index in next_index:
-            result = await _run_one(call, items[index], backend, cache)
+        for prepared in feed:
+            index = prepared.index
+            result = await _run_one(call, prepared, backend, cache)
             results[index] = result
             if progress is not None:
                 progress.update(result)
@@ -267,7 +303,8 @@ def run_calls_sync(
     on_result: Callable[[int, CallResult[In, Out]], None] | None = None,
     close_backend: bool = True,
 ) -> list[CallResult[In, Out]]:
-    """``asyncio.run`` wrapper of ``run_calls`` for synchronous code (not from inside a running loop).
+    """``run_calls`` for synchronous code (not from inside a running loop), on the event loop
+    ``modelcalls.event_loop.run`` chooses (uvloop when installed).
 
     By default ``backend.aclose()`` runs before the loop ends: HTTP connections and batching tasks are
     bound to the loop that made them. Every backend here reopens them lazily, so the same backend object
@@ -282,4 +319,4 @@ def run_calls_sync(
             if close_backend:
                 await backend.aclose()
 
-    return asyncio.run(main())
+    return event_loop.run(main())

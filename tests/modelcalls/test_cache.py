@@ -233,3 +233,30 @@ def test_a_writer_killed_in_the_middle_of_batch_commits_leaves_a_valid_file(tmp_
             for prefix in {f"r{n}" for n in range(round_number + 1)}:
                 rows = db.execute("SELECT COUNT(*) FROM calls WHERE key LIKE ?", (f"{prefix}-%",)).fetchone()[0]
                 assert rows % 500 == 0 and rows >= 1500  # every batch whole or absent
+
+
+def test_get_many_serves_queued_and_committed_answers_in_chunks_of_queries(tmp_path):
+    with CallCache(tmp_path / "c.sqlite", batch_size=1000, max_batch_delay_s=3600) as cache:
+        for i in range(1200):
+            cache.put(f"k{i}", ChatResponse(f"answer {i}", Usage(3, i)))
+        cache.flush()  # committed: looked up with one query per 500 keys
+        cache.put("queued", ChatResponse("not committed yet"))
+        keys = [f"k{i}" for i in range(1200)] + ["queued", "never-asked"]
+        answers = cache.get_many(keys)
+    assert len(answers) == 1201 and "never-asked" not in answers
+    assert answers["k1199"] == ChatResponse("answer 1199", Usage(3, 1199), cached=True)
+    assert answers["queued"].text == "not committed yet" and answers["queued"].cached
+    assert (cache.hits, cache.misses) == (1201, 1)
+
+
+def test_a_resumed_run_is_served_by_batched_lookups(tmp_path):
+    path = tmp_path / "c.sqlite"
+    items = [f"item {i}" for i in range(300)]
+    with CallCache(path) as cache:
+        run_calls_sync(EchoCall(), items, ScriptedBackend(respond=lambda r: r.messages[-1]["content"]), cache=cache,
+                       concurrency=8)
+    with CallCache(path) as cache:
+        again = run_calls_sync(EchoCall(), items, ScriptedBackend(respond=lambda r: pytest.fail("no model call")),
+                               cache=cache, concurrency=8)
+        assert (cache.hits, cache.misses) == (300, 0)
+    assert [r.output for r in again] == items and all(r.cached for r in again)
