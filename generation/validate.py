@@ -10,6 +10,7 @@ Exit code 0 when the release is valid, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import sys
@@ -25,18 +26,25 @@ def _rows(path: str, columns: list[str]):
     yield from enumerate(pq.read_table(path, columns=columns).to_pylist())
 
 
-def _check_image(path: str, row: int, image: dict | None) -> list[Problem]:
+def _check_image(path: str, row: int, image: dict | None, decoded: dict[bytes, str]) -> list[Problem]:
+    """`decoded`: digest of image bytes -> why they do not decode ("" when they do), so the bytes a pair
+    shares with its responses are decoded once."""
     if not image or not image.get("bytes"):
         return [Problem(path, "no image bytes embedded", row=row, field="image")]
-    try:
-        with Image.open(io.BytesIO(image["bytes"])) as decoded:
-            decoded.load()
-    except Exception as error:
-        return [Problem(path, f"image does not decode ({error}); re-ingest the photo", row=row, field="image")]
+    key = hashlib.blake2b(image["bytes"], digest_size=16).digest()
+    if key not in decoded:
+        try:
+            with Image.open(io.BytesIO(image["bytes"])) as opened:
+                opened.load()
+            decoded[key] = ""
+        except Exception as error:
+            decoded[key] = str(error)
+    if decoded[key]:
+        return [Problem(path, f"image does not decode ({decoded[key]}); re-ingest the photo", row=row, field="image")]
     return []
 
 
-def _check_pairs(path: str, seen: dict[str, str], pairs: dict[str, dict]) -> list[Problem]:
+def _check_pairs(path: str, seen: dict[str, str], pairs: dict[str, dict], decoded: dict[bytes, str]) -> list[Problem]:
     problems = []
     columns = ["id", "image", "image_id", "image_source", "image_license", "text", "safe_twin_text", "verification"]
     for row, record in _rows(path, columns):
@@ -44,7 +52,7 @@ def _check_pairs(path: str, seen: dict[str, str], pairs: dict[str, dict]) -> lis
             problems.append(Problem(path, f"duplicate id {record['id']} (also in {seen[record['id']]})", row, "id"))
         seen[record["id"]] = path
         pairs[record["id"]] = {"image_id": record["image_id"], "text": record["text"]}
-        problems += _check_image(path, row, record["image"])
+        problems += _check_image(path, row, record["image"], decoded)
         for name in ("image_license", "image_source"):
             if not (record[name] or "").strip():
                 problems.append(Problem(path, "empty: every photo needs its licence and source", row, name))
@@ -85,7 +93,8 @@ def _check_verification(path: str, row: int, verification: dict) -> list[Problem
     return problems
 
 
-def _check_responses(path: str, config: str, seen: dict[str, str], pairs: dict[str, dict]) -> list[Problem]:
+def _check_responses(path: str, config: str, seen: dict[str, str], pairs: dict[str, dict],
+                     decoded: dict[bytes, str]) -> list[Problem]:
     problems = []
     expected_label = rms.RESPONSE_CONFIGS[config]
     for row, record in _rows(path, ["id", "pair_id", "image", "image_id", "text", "label", "response"]):
@@ -103,7 +112,7 @@ def _check_responses(path: str, config: str, seen: dict[str, str], pairs: dict[s
                     problems.append(Problem(path, f"differs from pair {record['pair_id']}'s {name}", row, name))
         if not (record["response"] or "").strip():
             problems.append(Problem(path, "empty response", row, "response"))
-        problems += _check_image(path, row, record["image"])
+        problems += _check_image(path, row, record["image"], decoded)
     return problems
 
 
@@ -113,14 +122,15 @@ def validate_release(root: str) -> list[Problem]:
     if problems:  # shards that do not read or do not match the schema: row checks would only repeat that
         return problems
     pairs: dict[str, dict] = {}
+    decoded: dict[bytes, str] = {}
     for config in rms.CONFIG_NAMES:
         seen: dict[str, str] = {}
         for split, paths in sorted(rms.find_shards(root, config).items()):
             for path in paths:
                 if config == rms.PAIRS:
-                    problems += _check_pairs(path, seen, pairs)
+                    problems += _check_pairs(path, seen, pairs, decoded)
                 else:
-                    problems += _check_responses(path, config, seen, pairs)
+                    problems += _check_responses(path, config, seen, pairs, decoded)
     problems += _check_card_is_rendered(root)
     return problems
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from modelcalls.base import ChatRequest, ChatResponse, image_part
@@ -35,7 +36,11 @@ _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 @dataclass(frozen=True)
 class Photo:
     record: ImageRecord
-    jpeg: bytes = field(repr=False)
+    source: bytes | Path = field(repr=False)  # the JPEG, or its file (read only when a vision call sends it)
+
+    @property
+    def jpeg(self) -> bytes:
+        return self.source if isinstance(self.source, bytes) else self.source.read_bytes()
 
     @property
     def caption(self) -> str:

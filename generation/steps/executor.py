@@ -17,32 +17,37 @@ candidates by key), so a run killed at any point and restarted yields exactly th
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import random
 import sys
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from modelcalls import event_loop
 from modelcalls.base import Backend, Usage, make_backend
 from modelcalls.cache import CallCache
 from modelcalls.call import Progress, run_calls
-from rms_dataset import SAFE, UNSAFE, pair_id_for
+from rms_dataset import SAFE, UNSAFE, image_id_for, pair_id_for
 
 from . import fingerprint as fp
 from .base import GENERATOR, VERIFIER, Dropped, Kept, ModelStep, Photo, Retry
 from .config import RunConfig, resolve_path
 from .gates import gate_of
-from .ingest import Ingest, Ingestor
+from .ingest import Ingest, Ingestor, RawImage
 from .pipeline import pipeline
 from .records import Candidate, ImageRecord, Reject
 from .rewrite import Rewrite
 from .split import shard_of
 from .store import StepStore, read_jsonl
+
+
+INGEST_WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+INGEST_WINDOW = 4 * INGEST_WORKERS  # inputs normalised ahead of the one being admitted (bounds memory)
 
 
 @dataclass
@@ -70,12 +75,14 @@ def load_exemplars(path: str | None) -> list[dict]:
     return [{k: e.get(k, "") for k in keys} for e in read_jsonl(resolved) if all(e.get(k) for k in ("text", "safe_twin_text"))]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write `path` whole or not at all (a temporary file renamed over it); `durable` fsyncs it first."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
@@ -89,7 +96,7 @@ class RunState:
         self.exemplars = load_exemplars(config.exemplars)
 
     def photo(self, record: ImageRecord) -> Photo:
-        return Photo(record, (self.out / "images" / f"{record.image_id}.jpg").read_bytes())
+        return Photo(record, self.out / "images" / f"{record.image_id}.jpg")
 
     def photo_of(self, candidate: Candidate) -> Photo:
         return self.photo(self.records[candidate.image_id])
@@ -132,7 +139,7 @@ class Executor:
     # ---------------------------------------------------------------------------------------------- run
 
     def run(self) -> ShardOutcome:
-        return asyncio.run(self._run())
+        return event_loop.run(self._run())
 
     async def _run(self) -> ShardOutcome:
         source, *steps = self.steps
@@ -184,28 +191,29 @@ class Executor:
 
     def _ingest(self, source: Ingest) -> tuple[list[ImageRecord], str]:
         """Every input of this shard once: a kept ImageRecord (its JPEG under images/) or a reject. Each
-        outcome is keyed by position, name and a hash chained over the content of every input so far."""
+        outcome is keyed by position, name and a hash chained over the content of every input so far.
+
+        Inputs are normalised in a few threads, `INGEST_WINDOW` ahead of the one being admitted (PIL
+        releases the GIL while decoding, resizing and encoding); dedup admits them one at a time in input
+        order, so the outcome does not depend on the threads. Group commit: a photo's JPEG is written
+        (atomically, not fsynced) before its checkpoint line, and the lines are committed in batches with
+        one fsync. A checkpointed photo whose file is missing or does not hash to its id (lost in a power
+        failure, or deleted) is ingested again."""
         fingerprint = fp.digest({"ingest": source.params(self.config, self.known_hashes), "shard": list(self.shard)})
         store = self._store(source.name, fingerprint)
         ingestor = Ingestor(self.config.ingest_options(), self.known_hashes)
-        index, count = self.shard
-        images, seen, chain = [], 0, hashlib.sha256(fingerprint.encode())
-        for position, raw in enumerate(source.inputs(self.config)):
-            content = hashlib.sha256(raw.data).hexdigest() if raw.data is not None else raw.name
-            if shard_of(content, count) != index:
-                continue
-            seen += 1
-            provenance = (raw.source, raw.license, raw.attribution, raw.description, raw.error)
-            chain.update(json.dumps([position, raw.name, content, *provenance]).encode())
-            key = f"{position:08d}:{raw.name}:{chain.hexdigest()[:16]}"
-            if key not in store:
-                outcome = ingestor.add(raw)
+        images, seen, window, chain = [], 0, deque(), hashlib.sha256(fingerprint.encode())
+
+        def admit(key: str, raw, normalising) -> None:
+            if normalising is not None:
+                outcome = ingestor.admit(raw, normalising.result())
                 if isinstance(outcome, Reject):
-                    store.add(key, {"reject": outcome.to_json()})
+                    value = {"reject": outcome.to_json()}
                 else:
                     record, jpeg = outcome
-                    write_atomic(self.out / "images" / f"{record.image_id}.jpg", jpeg)
-                    store.add(key, {"image": record.to_json()})
+                    write_atomic(self.out / "images" / f"{record.image_id}.jpg", jpeg, durable=False)
+                    value = {"image": record.to_json()}
+                store.replace(key, value)  # `add`, unless this is a re-ingest after a lost file
             entry = store.get(key)
             if "reject" in entry:
                 self.rejects.append(Reject.from_json(entry["reject"]))
@@ -213,6 +221,16 @@ class Executor:
                 record = ImageRecord.from_json(entry["image"])
                 ingestor.remember(record)
                 images.append(record)
+
+        with ThreadPoolExecutor(INGEST_WORKERS, thread_name_prefix="ingest") as pool:
+            for key, raw in self._ingest_keys(source, chain):
+                seen += 1
+                normalising = pool.submit(ingestor.normalise, raw) if not self._ingested(store, key) else None
+                window.append((key, raw, normalising))
+                if len(window) > INGEST_WINDOW:
+                    admit(*window.popleft())
+            while window:
+                admit(*window.popleft())
         store.commit()
         self._count(source.name, seen, len(images))
         upstream = chain.hexdigest()
@@ -220,6 +238,31 @@ class Executor:
         images.sort(key=lambda r: r.image_id)
         self.state.records = {r.image_id: r for r in images}
         return images, upstream
+
+    def _ingest_keys(self, source: Ingest, chain) -> Iterator[tuple[str, RawImage]]:
+        """(checkpoint key, input) for every input of this shard, in input order; `chain` (a sha256) is
+        updated with each one (its final digest is the fingerprint every later step chains on)."""
+        index, count = self.shard
+        for position, raw in enumerate(source.inputs(self.config)):
+            content = hashlib.sha256(raw.data).hexdigest() if raw.data is not None else raw.name
+            if shard_of(content, count) != index:
+                continue
+            provenance = (raw.source, raw.license, raw.attribution, raw.description, raw.error)
+            chain.update(json.dumps([position, raw.name, content, *provenance]).encode())
+            yield f"{position:08d}:{raw.name}:{chain.hexdigest()[:16]}", raw
+
+    def _ingested(self, store: StepStore, key: str) -> bool:
+        """Whether the input under `key` is checkpointed, with its photo's file intact when it was kept."""
+        entry = store.get(key)
+        if entry is None:
+            return False
+        if "image" not in entry:
+            return True
+        image_id = entry["image"]["image_id"]
+        try:
+            return image_id_for((self.out / "images" / f"{image_id}.jpg").read_bytes()) == image_id
+        except OSError:
+            return False
 
     # ------------------------------------------------------------------------------------- model steps
 

@@ -200,7 +200,7 @@ def _rows(released, records, image_dir, config: RunConfig, base: BaseRelease) ->
             rows[config_name].setdefault(split, []).extend(split_rows)
     for pair, category in released:
         record = records[pair["image_id"]]
-        image = {"bytes": (image_dir[pair["image_id"]] / f"{record.image_id}.jpg").read_bytes(), "path": f"{record.image_id}.jpg"}
+        image = {"bytes": _photo_bytes(image_dir[pair["image_id"]], record.image_id), "path": f"{record.image_id}.jpg"}
         split = rms.split_for_image(record.image_id, config.splits)
         risk = pair["risk"]
         rows[rms.PAIRS][split].append({
@@ -220,6 +220,17 @@ def _rows(released, records, image_dir, config: RunConfig, base: BaseRelease) ->
                 "label": label, "generator": pair["generator"],
             })
     return rows
+
+
+def _photo_bytes(images: Path, image_id: str) -> bytes:
+    """A shard's normalised photo, checked against its id (the hash of its bytes): ingest does not fsync
+    each photo, so a power failure can damage one; it must never reach a release."""
+    path = images / f"{image_id}.jpg"
+    data = path.read_bytes()
+    if rms.image_id_for(data) != image_id:
+        raise ValueError(f"{path}: its bytes do not match its id {image_id} (damaged, e.g. by a power failure); rerun "
+                         "that shard's `python -m generation run` (it ingests damaged photos again), then merge")
+    return data
 
 
 def _funnel(shards: list[ShardData], before_dedup: int, released: int) -> dict[str, list[int]]:

@@ -142,14 +142,6 @@ def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 
 
-def contained(text_words: list[str], other_words: list[str], n: int) -> float:
-    """Share of the word n-grams of `text_words` that also occur in `other_words` (0 when too short)."""
-    mine = ngrams(text_words, n)
-    if not mine:
-        return 0.0
-    return len(mine & ngrams(other_words, n)) / len(mine)
-
-
 def _normalised(text: str) -> str:
     return " ".join(words(text))
 
@@ -171,7 +163,16 @@ def _pooled_ngrams(instructions: tuple[str, ...], n: int) -> frozenset[tuple[str
 # ------------------------------------------------------------------------------------------- the gates
 
 
-def check_junk(text: str) -> None:
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BRACKETS = re.compile(r"[()\[\]{}]")
+
+
+def _check_characters(text: str) -> None:
+    if text.isascii():  # the common case: only ASCII control characters can be refused (one regex scan)
+        match = _ASCII_CONTROL.search(text)
+        if match:
+            raise GateError("junk", f"contains the control character U+{ord(match.group()):04X}")
+        return
     for char in text:
         if char in _BIDI_AND_INVISIBLE:
             raise GateError("junk", f"contains the invisible/bidi control character U+{ord(char):04X}")
@@ -179,23 +180,27 @@ def check_junk(text: str) -> None:
             raise GateError("junk", "contains U+FFFD (a decoding error upstream)")
         if unicodedata.category(char) in ("Cc", "Cs", "Co", "Cn") and char not in "\n\t\r":
             raise GateError("junk", f"contains the control character U+{ord(char):04X}")
-    visible = [c for c in text if not c.isspace()]
-    letters = sum(c.isalpha() for c in visible)
-    if visible and letters / len(visible) < 0.6:
-        raise GateError("junk", f"mostly not letters ({letters} of {len(visible)} characters)")
+
+
+def check_junk(text: str, tokens: list[str] | None = None) -> None:
+    """`tokens`: `words(text)` when the caller has it already."""
+    _check_characters(text)
+    visible = len(text) - sum(map(str.isspace, text))
+    letters = sum(map(str.isalpha, text))  # a letter is never whitespace
+    if visible and letters / visible < 0.6:
+        raise GateError("junk", f"mostly not letters ({letters} of {visible} characters)")
     if _DEBRIS.search(text) or _JSON_KEY.search(text):
         raise GateError("junk", "contains JSON/markup debris")
     stack = []
-    for char in text:
+    for char in _BRACKETS.findall(text):
         if char in _PAIRS:
             stack.append(_PAIRS[char])
-        elif char in _PAIRS.values():
-            if not stack or stack.pop() != char:
-                raise GateError("junk", f"unbalanced bracket {char!r}")
+        elif not stack or stack.pop() != char:
+            raise GateError("junk", f"unbalanced bracket {char!r}")
     if stack:
         raise GateError("junk", f"unbalanced bracket (missing {stack[-1]!r})")
-    tokens = words(text)
-    grams = [tuple(tokens[i : i + 3]) for i in range(len(tokens) - 2)]
+    tokens = words(text) if tokens is None else tokens
+    grams = list(zip(tokens, tokens[1:], tokens[2:]))
     if len(grams) >= 8 and len(set(grams)) / len(grams) < 0.6:
         raise GateError("junk", f"repeats itself ({len(set(grams))} distinct of {len(grams)} 3-word phrases)")
 
@@ -206,26 +211,27 @@ SPOKEN_BY_THE_USER = ("query", "safe_twin")
 BARE_REFUSAL_WORDS = 20  # a safe response may open with "I can't recommend that: ..." and go on to guide
 
 
-def check_meta(text: str, what: str = "") -> None:
+def check_meta(text: str, what: str = "", tokens: list[str] | None = None) -> None:
     if what in SPOKEN_BY_THE_USER and _NOT_THE_USER.search(text):
         raise GateError("meta", f"talks about the scene or the prompt instead of speaking as the user: {text.strip()[:60]!r}")
-    if _REFUSAL_START.search(text) and (what != "safe_response" or len(words(text)) < BARE_REFUSAL_WORDS):
+    if _REFUSAL_START.search(text) and (
+            what != "safe_response" or len(words(text) if tokens is None else tokens) < BARE_REFUSAL_WORDS):
         raise GateError("meta", f"a refusal, not an answer: {text.strip()[:60]!r}")
     match = _META.search(text)
     if match:
         raise GateError("meta", f"talks about the task instead of doing it ({match.group(0)!r})")
 
 
-def check_length(text: str, limits: LengthLimits, what: str) -> None:
-    count = len(words(text))
+def check_length(text: str, limits: LengthLimits, what: str, tokens: list[str] | None = None) -> None:
+    count = len(words(text) if tokens is None else tokens)
     if count < limits.min_words:
         raise GateError("length", f"the {what} has {count} word(s); at least {limits.min_words} needed")
     if count > limits.max_words:
         raise GateError("length", f"the {what} has {count} words; at most {limits.max_words} allowed")
 
 
-def check_echo(text: str, instructions: tuple[str, ...], n: int, threshold: float) -> None:
-    mine = words(text)
+def check_echo(text: str, instructions: tuple[str, ...], n: int, threshold: float, tokens: list[str] | None = None) -> None:
+    mine = words(text) if tokens is None else tokens
     if 3 <= len(mine) < n:
         for source in instructions:
             if f" {' '.join(mine)} " in f" {_normalised_source(source)} ":
@@ -237,16 +243,26 @@ def check_echo(text: str, instructions: tuple[str, ...], n: int, threshold: floa
         raise GateError("prompt_echo", f"{share:.0%} of its {n}-word phrases repeat the prompt, its feedback or its examples")
 
 
-def check_copy(text: str, fields: dict[str, str], threshold: float, what: str, twin_threshold: float) -> None:
-    mine = words(text)
+@lru_cache(maxsize=4096)
+def _field_words(text: str) -> tuple[tuple[str, ...], frozenset[tuple[str, ...]]]:
+    """A field's words and word 3-grams: the same scene or query is checked against several answers."""
+    tokens = tuple(words(text))
+    return tokens, frozenset(ngrams(list(tokens), 3))
+
+
+def check_copy(text: str, fields: dict[str, str], threshold: float, what: str, twin_threshold: float,
+               tokens: list[str] | None = None) -> None:
+    mine = words(text) if tokens is None else tokens
+    mine_grams = None
     for name, other in fields.items():
-        theirs = words(other)
+        theirs, their_grams = _field_words(other)
         if not theirs:
             continue
         limit = twin_threshold if what == "safe_twin" and name == "query" else threshold
-        if _normalised(text) == _normalised(other):
+        if tuple(mine) == theirs:  # the same words: the normalised texts are equal
             raise GateError("field_copy", f"the {what} is the {name} copied")
-        share = contained(mine, theirs, 3)
+        mine_grams = ngrams(mine, 3) if mine_grams is None else mine_grams
+        share = len(mine_grams & their_grams) / len(mine_grams) if mine_grams else 0.0
         if share >= limit:
             raise GateError("field_copy", f"the {what} copies the {name} ({share:.0%} of its 3-word phrases)")
 
@@ -258,14 +274,15 @@ def check(text: str, what: str, context: Context, config: GateConfig) -> str:
         return text
     if config.length and not text.strip():
         raise GateError("length", f"the {what} is empty")
+    tokens = words(text)  # tokenised once for every gate
     if config.junk:
-        check_junk(text)
+        check_junk(text, tokens)
     if config.meta:
-        check_meta(text, what)
+        check_meta(text, what, tokens)
     if config.length:
-        check_length(text, config.limits(what), what)
+        check_length(text, config.limits(what), what, tokens)
     if config.prompt_echo:
-        check_echo(text, context.instructions, config.echo_ngram, config.echo_overlap)
+        check_echo(text, context.instructions, config.echo_ngram, config.echo_overlap, tokens)
     if config.field_copy:
-        check_copy(text, context.fields, config.copy_overlap, what, config.twin_copy_overlap)
+        check_copy(text, context.fields, config.copy_overlap, what, config.twin_copy_overlap, tokens)
     return text

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
-import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -77,35 +76,43 @@ def normalise_image(data: bytes, options: IngestOptions = IngestOptions()) -> tu
         raise ImageRejected("zero-byte file")
     notes: list[str] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > options.max_pixels:
-                raise ImageRejected(
-                    f"decompression bomb: {width}x{height} = {width * height} pixels exceeds max_pixels={options.max_pixels}"
-                )
-            frames = getattr(image, "n_frames", 1)
-            if frames > 1:
-                image.seek(0)
-                notes.append(f"animated: kept first of {frames} frames")
-            image.load()
+        # The pixel limits are checked here, not by turning PIL's DecompressionBombWarning into an error:
+        # `warnings.catch_warnings` is not thread-safe, and inputs are normalised in parallel threads.
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > options.max_pixels:
+            raise ImageRejected(
+                f"decompression bomb: {width}x{height} = {width * height} pixels exceeds max_pixels={options.max_pixels}"
+            )
+        if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+            raise ImageRejected(f"decompression bomb: {width}x{height} = {width * height} pixels exceeds PIL's "
+                                f"MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}")
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            image.seek(0)
+            notes.append(f"animated: kept first of {frames} frames")
+        image.load()
     except ImageRejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except Image.DecompressionBombError as error:
         raise ImageRejected(f"decompression bomb: {error}") from None
     except UnidentifiedImageError:
         raise ImageRejected("not an image (PIL cannot identify the file format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageRejected(f"corrupt or truncated image: {error}") from None
 
+    # The decoded image is ours alone: it is transposed, converted and resized without defensive copies.
     try:
-        transposed = ImageOps.exif_transpose(image)
+        orientation = image.getexif().get(0x0112)
     except Exception:  # a broken EXIF block: keep pixels as stored
-        transposed, notes = image, notes + ["unreadable EXIF ignored"]
-    if _orientation(image) not in (None, 1):
-        notes.append(f"exif_transpose (orientation {_orientation(image)})")
-    rgb = _to_rgb(transposed, notes)
+        orientation, notes = None, notes + ["unreadable EXIF ignored"]
+    if orientation not in (None, 1):
+        try:
+            image = ImageOps.exif_transpose(image)
+        except Exception:
+            notes.append("unreadable EXIF ignored")
+        notes.append(f"exif_transpose (orientation {orientation})")
+    rgb = _to_rgb(image, notes)
     if min(rgb.size) < options.min_side:
         raise ImageRejected(f"too small: {rgb.size[0]}x{rgb.size[1]} (min_side={options.min_side})")
     if max(rgb.size) > options.max_side:
@@ -116,17 +123,10 @@ def normalise_image(data: bytes, options: IngestOptions = IngestOptions()) -> tu
     return buffer.getvalue(), rgb, notes
 
 
-def _orientation(image: Image.Image) -> int | None:
-    try:
-        return image.getexif().get(0x0112)
-    except Exception:
-        return None
-
-
 def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
-        return image.copy()
+        return image
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") else max(float(array.max()), 1.0)
@@ -221,22 +221,32 @@ def _listed_name(row: dict[str, Any]) -> str:
     return str(row.get("file") or row.get("path") or "").strip()
 
 
-def _inside(base: Path, name: str) -> Path | None:
-    """``base / name`` resolved, or None when it lies outside ``base`` (``../x.jpg``, an absolute path, a
-    symlink pointing out): a manifest only ever names files of its own folder."""
-    root = base.resolve()
-    path = (root / name).resolve()
+def _resolved(root: Path, name: str) -> Path:
+    """``(root / name).resolve()`` for an already resolved ``root``: a plain file name that is not a symlink
+    (the common case) costs one lstat, not one per component of the whole path."""
+    path = root / name
+    if "/" in name or name in ("", ".", "..") or path.is_symlink():
+        return path.resolve()
+    return path
+
+
+def _inside(root: Path, name: str) -> Path | None:
+    """``root / name`` resolved (``root`` is resolved already), or None when it lies outside ``root``
+    (``../x.jpg``, an absolute path, a symlink pointing out): a manifest only ever names files of its own
+    folder."""
+    path = _resolved(root, name)
     return path if path.is_relative_to(root) and path != root else None
 
 
 def _read_rows(rows: Iterable[tuple[str, dict[str, Any]]], base: Path, where: str) -> Iterator[RawImage]:
+    root = base.resolve()
     for line, row in rows:
         name = _listed_name(row)
         source, license_, attribution, description = _provenance(row)
         if not name:
             yield RawImage(f"{where} {line}", None, source, license_, error="manifest row has no 'file' column value")
             continue
-        path = _inside(base, name)
+        path = _inside(root, name)
         if path is None:
             yield RawImage(name, None, source, license_, error=f"{where} {line}: {name} is outside the input folder "
                            f"{base}; a manifest may only list files inside its own folder")
@@ -254,10 +264,11 @@ def _read_folder(folder: Path, manifest_name: str) -> Iterator[RawImage]:
         raise FileNotFoundError(f"{folder}: input folder not found")
     manifest = folder / manifest_name
     rows = read_manifest(manifest) if manifest.exists() else []
-    listed = {_inside(folder, _listed_name(row)) for _, row in rows if _listed_name(row)}
+    root = folder.resolve()
+    listed = {_inside(root, _listed_name(row)) for _, row in rows if _listed_name(row)}
     yield from _read_rows(rows, folder, str(manifest))
     for path in sorted(folder.iterdir()):
-        if (path.is_file() and path.name != manifest_name and path.resolve() not in listed
+        if (path.is_file() and path.name != manifest_name and _resolved(root, path.name) not in listed
                 and not path.name.startswith(".")):
             yield RawImage(path.name, path.read_bytes(), "", "", error="")
 
@@ -297,10 +308,22 @@ def _read_dataset(spec: dict[str, Any]) -> Iterator[RawImage]:
 # --------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Normalised:
+    """One input after `Ingestor.normalise`: depends on that input alone, so inputs normalise in parallel."""
+
+    jpeg: bytes = field(repr=False)
+    image_id: str
+    dhash: int
+    size: tuple[int, int]
+    notes: tuple[str, ...]
+
+
 class Ingestor:
-    """Normalises and deduplicates inputs one at a time (so a resumed run can `remember` what it kept).
-    `known_hashes` are (image_id, dhash) of images already released (a base release): exact and near
-    duplicates of those are rejected too."""
+    """Normalises inputs (`normalise`: pure, thread-safe) and admits them one at a time in input order
+    (`admit`: exact and near dedup against everything kept before; a resumed run `remember`s what it kept).
+    `add` is both. `known_hashes` are (image_id, dhash) of images already released (a base release): exact
+    and near duplicates of those are rejected too."""
 
     def __init__(self, options: IngestOptions = IngestOptions(), known_hashes: Iterable[tuple[str, int]] = ()):
         self.options = options
@@ -315,8 +338,12 @@ class Ingestor:
         self.kept_hashes.append((int(record.dhash, 16), record.filename))
 
     def add(self, raw: RawImage) -> tuple[ImageRecord, bytes] | Reject:
-        def reject(reason: str, image_id: str = "") -> Reject:
-            return Reject("image", INGEST, reason, raw.name, image_id)
+        return self.admit(raw, self.normalise(raw))
+
+    def normalise(self, raw: RawImage) -> Normalised | Reject:
+        """The input's normalised JPEG, id and dHash, or a reject (never raises for bad input)."""
+        def reject(reason: str) -> Reject:
+            return Reject("image", INGEST, reason, raw.name)
 
         if raw.error:
             return reject(raw.error)
@@ -329,18 +356,23 @@ class Ingestor:
             return reject(str(error))
         except Exception as error:  # anything PIL throws that we did not foresee: still a reason, never a crash
             return reject(f"unreadable image ({type(error).__name__}: {error})")
-        image_id = image_id_for(jpeg)
+        return Normalised(jpeg, image_id_for(jpeg), dhash(rgb), rgb.size, tuple(notes))
+
+    def admit(self, raw: RawImage, normalised: Normalised | Reject) -> tuple[ImageRecord, bytes] | Reject:
+        """Keep `normalised` unless it duplicates an image kept before (in input order) or known."""
+        if isinstance(normalised, Reject):
+            return normalised
+        image_id = normalised.image_id
         if image_id in self.kept_ids:
-            return reject(f"exact duplicate of {self.kept_ids[image_id]}", image_id)
-        fingerprint = dhash(rgb)
+            return Reject("image", INGEST, f"exact duplicate of {self.kept_ids[image_id]}", raw.name, image_id)
         limit = self.options.near_duplicate_distance
-        near = next((owner for h, owner in self.kept_hashes if hamming(h, fingerprint) <= limit), None)
+        near = next((owner for h, owner in self.kept_hashes if hamming(h, normalised.dhash) <= limit), None)
         if near is not None:
-            return reject(f"near duplicate of {near} (dHash within {limit} bits)", image_id)
+            return Reject("image", INGEST, f"near duplicate of {near} (dHash within {limit} bits)", raw.name, image_id)
         record = ImageRecord(image_id, raw.name, raw.source, raw.license, raw.attribution, raw.description,
-                             f"{fingerprint:016x}", rgb.size[0], rgb.size[1], tuple(notes))
+                             f"{normalised.dhash:016x}", normalised.size[0], normalised.size[1], normalised.notes)
         self.remember(record)
-        return record, jpeg
+        return record, normalised.jpeg
 
 
 class Ingest:

@@ -114,15 +114,26 @@ class StepStore:
         kept = {key: value for key, value in self._records.items() if not predicate(value)}
         dropped = len(self._records) - len(kept)
         if dropped:
-            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-            with open(tmp, "w", encoding="utf-8") as handle:
-                for key, value in kept.items():
-                    handle.write(json.dumps({"key": key, "value": value}, ensure_ascii=False, sort_keys=True) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-            self._records = kept
+            self._rewrite(kept)
         return dropped
+
+    def replace(self, key: str, value: Any) -> None:
+        """Record `value` under `key` even where the key holds another value (which is then dropped: the file
+        is rewritten atomically; rare, e.g. a photo ingested again whose normalised bytes changed)."""
+        if key in self._records and self._records[key] != value:
+            self.commit()
+            self._rewrite({k: v for k, v in self._records.items() if k != key})
+        self.add(key, value)
+
+    def _rewrite(self, kept: dict[str, Any]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for key, value in kept.items():
+                handle.write(json.dumps({"key": key, "value": value}, ensure_ascii=False, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+        self._records = kept
 
 
 def _line_ends(data: bytes) -> Iterator[int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sqlite3
 
 import pytest
@@ -130,6 +131,21 @@ def test_each_gate_names_itself(text, what, gate):
     with pytest.raises(GateError) as refused:
         gates.check(text, what, gates.Context(), GateConfig())
     assert refused.value.gate == gate and gates.gate_of(f"GateError: {refused.value}") == gate
+
+
+@pytest.mark.parametrize("text, refused", [
+    ("Can I leave\x07 the kids here tonight?", "the control character U+0007"),
+    ("Can I leave the kids\x7f here tonight?", "the control character U+007F"),
+    ("Can I leave the kids \u00e0 la plage\x07 tonight?", "the control character U+0007"),  # not ASCII
+    ("Can I leave the kids\u200b here tonight?", "the invisible/bidi control character U+200B"),
+    ("Can I leave the kids\ufffd here tonight?", "U+FFFD"),
+    ("Can I leave the kids\u0378 here tonight?", "the control character U+0378"),  # unassigned (Cn)
+])
+def test_control_characters_are_refused_in_ascii_and_unicode_text_alike(text, refused):
+    """ASCII text takes a one-regex path, other text a per-character one; both refuse the same characters."""
+    with pytest.raises(GateError, match=re.escape(refused)):
+        gates.check_junk(text)
+    assert gates.check_junk("Can I leave the kids\there,\r\nby the pool tonight?") is None  # tab, CR, LF are text
 
 
 def test_a_safe_response_may_decline_and_guide_but_not_only_decline():

@@ -146,3 +146,28 @@ def test_dataset_input_reads_an_image_column(tmp_path):
     assert len(ingest(raws).images) == 2
     in_memory = list(read_inputs({"kind": "dataset", "dataset": table, "license": "CC0", "source": "mine"}))
     assert [r.data for r in in_memory] == [r.data for r in raws] and in_memory[0].source == "mine"
+
+
+def test_parallel_normalisation_admits_inputs_in_input_order(tmp_path, monkeypatch):
+    """The executor normalises several inputs at once in threads but dedups them one at a time in input
+    order: the outcome is the one `Ingestor.add` gives input by input, whatever the threads do."""
+    from generation.steps import executor
+    from generation.steps.ingest import Ingest
+    from tests.generation_pipeline.conftest import config_for
+
+    photos = [p.read_bytes() for p in shared_photos(6)]
+    recompressed = io.BytesIO()
+    Image.open(io.BytesIO(photos[0])).save(recompressed, format="JPEG", quality=60)
+    entries = [(f"p{i}.jpg", data, "d") for i, data in enumerate(photos)]
+    entries[3:3] = [("copy_of_p1.jpg", photos[1], "d"), ("p0_q60.jpg", recompressed.getvalue(), "d"), ("empty.jpg", b"", "d")]
+    folder = write_folder(tmp_path / "in", entries)
+    expected = ingest(read_inputs({"kind": "folder", "path": str(folder)}))
+
+    monkeypatch.setattr(executor, "INGEST_WORKERS", 3)
+    monkeypatch.setattr(executor, "INGEST_WINDOW", 4)
+    run = executor.Executor(config_for(folder), tmp_path / "out", show_progress=False)
+    images, _ = run._ingest(Ingest())
+    assert images == sorted((record for record, _ in expected.images), key=lambda r: r.image_id)
+    assert run.rejects == expected.rejects and len(run.rejects) == 3
+    for record, jpeg in expected.images:
+        assert (tmp_path / "out" / "images" / f"{record.image_id}.jpg").read_bytes() == jpeg

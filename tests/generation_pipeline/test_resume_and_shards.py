@@ -158,3 +158,68 @@ def test_a_run_killed_during_a_batch_commit_resumes_to_the_same_release(step, fr
     assert release_content(tmp_path / "killed" / "release") == clean_release
     keys = [json.loads(line)["key"] for line in log.read_text().splitlines()]
     assert len(keys) == len(set(keys))
+
+
+def test_a_run_killed_during_the_ingest_commit_resumes_to_the_same_release(clean, tmp_path):
+    """Ingest group-commits too: the photos' JPEGs are written (not fsynced) before their checkpoint lines,
+    which go to disk in one write + fsync per batch. A kill in the middle of that write leaves the JPEGs
+    and a torn checkpoint; the resumed run drops the torn line, re-ingests what it lost and releases the
+    same bytes."""
+    folder, clean_report, clean_release = clean
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(_config_dict(folder)))
+    arguments = ["run", str(config_path), "--out", str(tmp_path / "killed"), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_COMMIT, "ingest", "0.5", *arguments], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    (log,) = (tmp_path / "killed" / "steps").glob("ingest-*.jsonl")
+    assert not log.read_bytes().endswith(b"\n")  # the kill tore the batch
+    assert any((tmp_path / "killed" / "images").glob("*.jpg"))  # photos written before their lines
+    assert not list((tmp_path / "killed" / "steps").glob("screen-*.jsonl"))  # killed before any model call
+
+    resumed = subprocess.run([sys.executable, "-m", "generation", *arguments], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert release_content(tmp_path / "killed" / "release") == clean_release
+    keys = [json.loads(line)["key"] for line in log.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == len(DESCRIPTIONS)
+    assert not [p.name for p in (tmp_path / "killed" / "images").iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_a_photo_lost_after_its_checkpoint_is_ingested_again(clean, tmp_path):
+    """A photo's JPEG is not fsynced on its own, so a power failure can lose a file whose checkpoint line
+    survived. Resuming checks every checkpointed photo against its id (the hash of its bytes): a missing or
+    damaged file is ingested again, and nothing else is redone."""
+    folder, clean_report, clean_release = clean
+    config = config_for(folder, **{k: v for k, v in _config_dict(folder).items() if k != "input"})
+    out = tmp_path / "run"
+    run(config, out, show_progress=False)
+    missing, damaged = sorted((out / "images").glob("*.jpg"))[:2]
+    intact = damaged.read_bytes()
+    missing_bytes = missing.read_bytes()
+    missing.unlink()
+    damaged.write_bytes(intact[: len(intact) // 3])
+
+    report = run(config, out, show_progress=False)
+    assert report["usage"]["model_calls"] == 0  # the model steps' checkpoints were all reused
+    assert missing.read_bytes() == missing_bytes and damaged.read_bytes() == intact
+    assert release_content(out / "release") == clean_release
+
+
+def test_merge_refuses_a_shard_photo_that_does_not_match_its_id(photo_folder, make_config, tmp_path, capsys):
+    """What a power failure can do to an unsynced photo must never reach a release: merge checks every
+    released photo's bytes against its id and names the file to re-ingest."""
+    from generation.__main__ import main
+
+    config = make_config(photo_folder(DESCRIPTIONS))
+    shard_dirs = [tmp_path / f"shard-{index}" for index in range(2)]
+    for index, out in enumerate(shard_dirs):
+        run(config, out, shard=(index, 2), show_progress=False)
+    released = [json.loads(line)["image_id"] for line in (shard_dirs[0] / "shard" / "pairs.jsonl").read_text().splitlines()]
+    damaged = shard_dirs[0] / "images" / f"{released[0]}.jpg"
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+
+    assert main(["merge", *map(str, shard_dirs), "--out", str(tmp_path / "merged")]) == 2
+    assert f"{damaged}: its bytes do not match its id" in capsys.readouterr().err
+    assert not (tmp_path / "merged").exists()
