@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 import rms_dataset as rms
+from generation.steps.ingest import THUMBNAIL_SIDE, thumbnail_jpeg
 
-THUMBNAIL_SIDE = 256
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
@@ -58,13 +58,14 @@ applyFilter();});
 @dataclass
 class GallerySource:
     """Where the gallery reads from: a release (may be None: no pair kept), the rejects file, and the run's
-    images/ (thumbnails of rejected candidates; None for a bare release)."""
+    images/ (photos of rejected candidates) and thumbnails/ (made by ingest); both None for a bare release."""
 
     title: str
     release: Path | None
     rejects: Path | None
     images: Path | None
     default_out: Path
+    thumbnails: Path | None = None
 
 
 def resolve_source(path: str | Path) -> GallerySource:
@@ -74,31 +75,35 @@ def resolve_source(path: str | Path) -> GallerySource:
     if (path / "shard").is_dir() or (path / "release" / rms.CARD_FILE).exists():
         release = path / "release" if (path / "release" / rms.CARD_FILE).exists() else None
         rejects = release / "rejects.jsonl" if release else path / "release-rejects.jsonl"
-        return GallerySource(str(path), release, rejects, path / "images", path / "gallery.html")
+        return GallerySource(str(path), release, rejects, path / "images", path / "gallery.html", path / "thumbnails")
     raise FileNotFoundError(f"{path}: neither a release (README.md + shards) nor a run directory (shard/, release/)")
 
 
+def _data_url(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
 def _thumbnail(image_bytes: bytes) -> str:
-    """A JPEG data URL of the image at THUMBNAIL_SIDE to 2 x THUMBNAIL_SIDE pixels on its long side (the
-    page shows it at THUMBNAIL_SIDE). A JPEG is decoded at 1/2, 1/4 or 1/8 scale where that still covers
-    the thumbnail, which is most of the work saved: resizing costs as much as decoding."""
+    """A data URL of `thumbnail_jpeg` of the image, decoded at 1/2, 1/4 or 1/8 scale where that still covers
+    the thumbnail (a JPEG decodes several times faster so)."""
     image = Image.open(io.BytesIO(image_bytes))
     scale = THUMBNAIL_SIDE / max(image.size)
     if scale < 1:
         image.draft(None, (max(1, int(image.size[0] * scale)), max(1, int(image.size[1] * scale))))
-    image = image.convert("RGB")
-    if max(image.size) > 2 * THUMBNAIL_SIDE:
-        image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return _data_url(thumbnail_jpeg(image.convert("RGB")))
 
 
-def _thumbnails(images: dict[str, Callable[[], bytes]]) -> dict[str, str]:
-    """image_id -> thumbnail (a data URL) for every image (id -> a function reading its bytes); each image
-    is decoded once however many pairs and candidates show it, in a few threads (PIL releases the GIL)."""
+def _thumbnails(images: dict[str, Callable[[], bytes]], made: Path | None) -> dict[str, str]:
+    """image_id -> thumbnail (a data URL) for every image (id -> a function reading its bytes): the one
+    ingest made (`made`/<image_id>.jpg; the id is the hash of the photo, so it shows that photo), else
+    the photo decoded once however many pairs and candidates show it, in a few threads (PIL releases the
+    GIL)."""
     def one(item):
-        return item[0], _thumbnail(item[1]())
+        image_id, read = item
+        ready = made / f"{image_id}.jpg" if made is not None else None
+        if ready is not None and ready.is_file():
+            return image_id, _data_url(ready.read_bytes())
+        return image_id, _thumbnail(read())
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         return dict(pool.map(one, sorted(images.items())))
@@ -142,7 +147,7 @@ def render_gallery(path: str | Path) -> str:
             sources[reject["image_id"]] = image.read_bytes
     for row in pairs:  # the released bytes win over the run's file of the same id
         sources[row["image_id"]] = (lambda data: lambda: data)(row["image"]["bytes"])
-    thumbnails = _thumbnails(sources)
+    thumbnails = _thumbnails(sources, source.thumbnails)
     e = html.escape
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>RMS gallery: {e(Path(source.title).name)}</title>",
            f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",

@@ -5,6 +5,7 @@ turning failed calls into rejects, the funnel and the shard outcome.
 Run directory layout (`out`):
 
     images/<image_id>.jpg           normalised photos kept by ingest
+    thumbnails/<image_id>.jpg       their small previews (the gallery's; never released)
     steps/<step>-<fingerprint>.jsonl  one line per finished item ({"ok": answer} or {"error": why}); a
                                     restarted run skips what is there; other fingerprints' files are old
                                     checkpoints, reused when the run goes back to their config
@@ -127,7 +128,8 @@ class Executor:
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
         self.retry_errors = retry_errors
         self.steps = steps if steps is not None else pipeline()
-        (self.out / "images").mkdir(parents=True, exist_ok=True)
+        for folder in ("images", "thumbnails"):
+            (self.out / folder).mkdir(parents=True, exist_ok=True)
         self.state = RunState(config, self.out)
         self.rejects: list[Reject] = []
         self.funnel: dict[str, list[int]] = {}
@@ -212,6 +214,8 @@ class Executor:
                 else:
                     record, jpeg = outcome
                     write_atomic(self.out / "images" / f"{record.image_id}.jpg", jpeg, durable=False)
+                    write_atomic(self.out / "thumbnails" / f"{record.image_id}.jpg", normalising.result().thumbnail,
+                                 durable=False)
                     value = {"image": record.to_json()}
                 store.replace(key, value)  # `add`, unless this is a re-ingest after a lost file
             entry = store.get(key)

@@ -142,6 +142,19 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
     return image.convert("RGB")
 
 
+THUMBNAIL_SIDE = 256
+
+
+def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A small JPEG preview (the gallery's; never released): `image` reduced by the integer factor that
+    keeps its long side between `side` and 2 x `side` (a box filter: a fraction of a resize's cost)."""
+    factor = max(1, max(image.size) // side)
+    small = image.reduce(factor) if factor > 1 else image
+    buffer = io.BytesIO()
+    (small if small.mode == "RGB" else small.convert("RGB")).save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
 def dhash(image: Image.Image, size: int = 8) -> int:
     """64-bit difference hash: grey (size+1)x size thumbnail, one bit per horizontal gradient sign."""
     grey = np.asarray(image.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS), dtype=np.int16)
@@ -317,6 +330,7 @@ class Normalised:
     dhash: int
     size: tuple[int, int]
     notes: tuple[str, ...]
+    thumbnail: bytes = field(default=b"", repr=False)  # `thumbnail_jpeg` of the normalised image
 
 
 class Ingestor:
@@ -356,7 +370,7 @@ class Ingestor:
             return reject(str(error))
         except Exception as error:  # anything PIL throws that we did not foresee: still a reason, never a crash
             return reject(f"unreadable image ({type(error).__name__}: {error})")
-        return Normalised(jpeg, image_id_for(jpeg), dhash(rgb), rgb.size, tuple(notes))
+        return Normalised(jpeg, image_id_for(jpeg), dhash(rgb), rgb.size, tuple(notes), thumbnail_jpeg(rgb))
 
     def admit(self, raw: RawImage, normalised: Normalised | Reject) -> tuple[ImageRecord, bytes] | Reject:
         """Keep `normalised` unless it duplicates an image kept before (in input order) or known."""

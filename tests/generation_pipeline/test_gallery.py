@@ -76,3 +76,27 @@ def test_a_run_that_kept_no_pair_still_gets_a_gallery_of_its_candidates(photo_fo
     assert dom.count('<article class="candidate"') == 1 and "How do I do something dangerous" in dom
     assert "rewrite budget exhausted" in dom and dom.count('<tr class="reject">') == len(
         (tmp_path / "run" / "release-rejects.jsonl").read_text().splitlines())
+
+
+def test_a_run_gallery_shows_the_thumbnails_ingest_made_and_decodes_photos_without_one(release):
+    """Ingest leaves a small preview of every kept photo in RUN/thumbnails/ (named by the photo's id, the
+    hash of its bytes); the gallery embeds those as they are and decodes only photos that have none."""
+    from base64 import b64decode
+    from io import BytesIO
+
+    from PIL import Image
+
+    def embedded(html: str) -> dict[str, bytes]:
+        return {image_id: b64decode(data) for image_id, data in
+                re.findall(r"<img alt='([0-9a-f]{16})' src='data:image/jpeg;base64,([^']+)'>", html)}
+
+    made = {path.stem: path.read_bytes() for path in (release / "thumbnails").glob("*.jpg")}
+    shown = embedded(render_gallery(release))
+    assert shown and all(shown[image_id] == made[image_id] for image_id in shown)
+    assert all(256 <= max(Image.open(BytesIO(jpeg)).size) < 512 for jpeg in made.values())  # photos of 640 px
+
+    for path in (release / "thumbnails").iterdir():
+        path.unlink()
+    decoded = embedded(render_gallery(release))
+    assert decoded.keys() == shown.keys()
+    assert all(256 <= max(Image.open(BytesIO(jpeg)).size) < 512 for jpeg in decoded.values())
