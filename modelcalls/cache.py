@@ -164,7 +164,7 @@ def _commit_and_close(db: sqlite3.Connection, pending: dict[str, tuple]) -> None
 class CallCache:
     """SQLite cache of model answers with group commit; safe for several processes sharing one file."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0, batch_size: int = 256,
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0, batch_size: int = 1024,
                  max_batch_delay_s: float = 0.25):
         if batch_size < 1:
             raise ValueError(f"CallCache: batch_size must be >= 1, got {batch_size}")

@@ -142,6 +142,7 @@ class OpenAIBackend:
         self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._endpoints: dict[str, Any] = {}  # replica URL -> its chat-completions yarl.URL, parsed once
+        self._client_error: type[Exception] = Exception  # aiohttp.ClientError once a session is open
 
     @classmethod
     def from_spec(cls, options: dict) -> OpenAIBackend:
@@ -177,6 +178,7 @@ class OpenAIBackend:
             )
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
             self._endpoints = {replica.url: URL(f"{replica.url}/chat/completions") for replica in self.replicas.replicas}
+            self._client_error = aiohttp.ClientError  # caught at every request: no import on that path
             self._loop = loop
         return self._session, self._semaphore
 
@@ -203,36 +205,30 @@ class OpenAIBackend:
             text = text[:_BODY_EXCERPT] + "..."
         return self._redact(text)
 
-    async def _exchange(self, session: aiohttp.ClientSession, replica: Replica, body: dict,
-                        failed: set[str]) -> _HTTPAnswer:
-        """One POST to one replica; a connection failure or a timeout adds the replica to ``failed`` (the
-        replicas this request has failed on) and is a ``TransientError`` that fails over at once when
-        another replica is in service."""
-        import aiohttp  # already loaded by _ensure_session
-
-        reachable = False
-        try:
-            async with session.post(self._endpoints[replica.url], json=body) as response:
-                raw = await response.read()
-                reachable = True
-                return _HTTPAnswer(response.status, response.headers, raw)
-        except asyncio.TimeoutError:
-            reason = f"timed out after {self.timeout_s}s at {replica.url}"
-        except aiohttp.ClientError as error:
-            reason = self._redact(f"connection error at {replica.url}: {type(error).__name__}: {error}")
-        finally:
-            self.replicas.release(replica, reachable=reachable)
-        failed.add(replica.url)
-        failover = self.replicas.another_in_service(failed)
-        if failover:
-            self.replicas.failovers += 1
-        raise TransientError(reason, failover=failover)
-
     async def _post(self, body: dict, failed: set[str]) -> _HTTPAnswer:
+        """One POST to the replica with the fewest requests outstanding. A connection failure or a timeout
+        adds the replica to ``failed`` (the replicas this request has failed on) and is a ``TransientError``
+        that fails over at once when another replica is in service."""
         session, semaphore = self._ensure_session()
         async with semaphore:
             replica = self.replicas.acquire(avoid=failed)
-            answer = await self._exchange(session, replica, body, failed)
+            reachable = False
+            try:
+                async with session.post(self._endpoints[replica.url], json=body) as response:
+                    answer = _HTTPAnswer(response.status, response.headers, await response.read())
+                reachable = True
+            except asyncio.TimeoutError:
+                reason = f"timed out after {self.timeout_s}s at {replica.url}"
+            except self._client_error as error:
+                reason = self._redact(f"connection error at {replica.url}: {type(error).__name__}: {error}")
+            finally:
+                self.replicas.release(replica, reachable=reachable)
+        if not reachable:
+            failed.add(replica.url)
+            failover = self.replicas.another_in_service(failed)
+            if failover:
+                self.replicas.failovers += 1
+            raise TransientError(reason, failover=failover)
         status = answer.status
         if status == 200:
             return answer
