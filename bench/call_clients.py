@@ -220,14 +220,13 @@ IMPORTS = {"aiohttp": "aiohttp", "httpx": "httpx", "httpx-sharded": "httpx", "ht
 
 def run_on(loop: str | None, coro, extra: dict) -> None:
     """Run a bare client's coroutine on asyncio's loop (its default) or on uvloop."""
-    factory = None
+    extra["loop"] = loop or "asyncio"
     if loop == "uvloop":
         import uvloop
 
-        factory = uvloop.new_event_loop
-    extra["loop"] = loop or "asyncio"
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(coro)
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
 
 
 def cpu_seconds() -> float:

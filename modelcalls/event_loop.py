@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -25,8 +25,8 @@ ENV = "RMS_EVENT_LOOP"
 CHOICES = ("auto", "uvloop", "asyncio")
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event-loop constructor ``RMS_EVENT_LOOP`` asks for (``None``: asyncio's default loop)."""
+def _uvloop():
+    """The uvloop module if ``RMS_EVENT_LOOP`` asks for it (and it is importable), else ``None``."""
     choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
         raise ValueError(f"${ENV}={os.environ[ENV]!r}: expected one of {', '.join(CHOICES)}")
@@ -38,20 +38,19 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         if choice == "uvloop":
             raise ValueError(f"${ENV}=uvloop but uvloop is not installed: pip install uvloop (or unset {ENV})") from None
         return None
-    return uvloop.new_event_loop
+    return uvloop
 
 
 def loop_name() -> str:
     """``"uvloop"`` or ``"asyncio"``: the loop ``run`` would use now (for reports and benchmarks)."""
-    return "asyncio" if loop_factory() is None else "uvloop"
+    return "asyncio" if _uvloop() is None else "uvloop"
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(coro)`` on the loop ``RMS_EVENT_LOOP`` chooses (not from inside a running loop)."""
     try:
-        factory = loop_factory()
+        uvloop = _uvloop()
     except ValueError:
         coro.close()  # never awaited: no "coroutine was never awaited" warning on top of the error
         raise
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
+    return asyncio.run(coro) if uvloop is None else uvloop.run(coro)
