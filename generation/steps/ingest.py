@@ -11,8 +11,8 @@ Inputs (the run config's `input:` section):
   ``image_column``, and either ``source``/``license`` (fixed values) or ``source_column``/``license_column``.
 
 Normalisation: EXIF orientation applied, RGB (CMYK converted, 16-bit scaled to 8-bit, palette/alpha
-composited on white), longest side bounded (``max_side``, default 1024), re-encoded as JPEG without
-metadata. Animated images keep their FIRST frame (that is the frame the screen step judges and the release
+composited on white), longest side bounded (``max_side``, default 1024; a JPEG at least twice that is
+decoded at 1/2, 1/4 or 1/8 scale first), re-encoded as JPEG without metadata. Animated images keep their FIRST frame (that is the frame the screen step judges and the release
 ships; a note records it). Rejected with a reason: zero-byte, non-image, corrupt or truncated files,
 decompression bombs (more than ``max_pixels`` pixels), images smaller than ``min_side``, missing
 provenance, exact duplicates (same normalised bytes) and near duplicates (64-bit dHash within
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -35,6 +36,10 @@ from rms_dataset import image_id_for
 
 from .records import INGEST, ImageRecord, Reject
 from .store import read_jsonl
+
+# Bump when `normalise_image` can produce other bytes for the same input: it enters ingest's fingerprint,
+# so no checkpoint of photos normalised the old way is reused (2: large JPEGs decoded at reduced scale).
+NORMALISE_VERSION = 2
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -91,6 +96,11 @@ def normalise_image(data: bytes, options: IngestOptions = IngestOptions()) -> tu
         if frames > 1:
             image.seek(0)
             notes.append(f"animated: kept first of {frames} frames")
+        if image.format == "JPEG" and max(width, height) >= 2 * options.max_side:
+            # decode at 1/2, 1/4 or 1/8 scale (libjpeg's scaled IDCT) where that still covers the final size:
+            # several times faster than decoding every pixel and resampling them all
+            scale = options.max_side / max(width, height)
+            image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
         image.load()
     except ImageRejected:
         raise
@@ -106,17 +116,20 @@ def normalise_image(data: bytes, options: IngestOptions = IngestOptions()) -> tu
         orientation = image.getexif().get(0x0112)
     except Exception:  # a broken EXIF block: keep pixels as stored
         orientation, notes = None, notes + ["unreadable EXIF ignored"]
+    shown = (width, height)  # the full size as displayed (a drafted JPEG decodes smaller)
     if orientation not in (None, 1):
         try:
             image = ImageOps.exif_transpose(image)
+            shown = (height, width) if orientation in (5, 6, 7, 8) else shown
         except Exception:
             notes.append("unreadable EXIF ignored")
         notes.append(f"exif_transpose (orientation {orientation})")
     rgb = _to_rgb(image, notes)
-    if min(rgb.size) < options.min_side:
-        raise ImageRejected(f"too small: {rgb.size[0]}x{rgb.size[1]} (min_side={options.min_side})")
-    if max(rgb.size) > options.max_side:
-        rgb.thumbnail((options.max_side, options.max_side), Image.Resampling.LANCZOS)
+    if min(shown) < options.min_side:
+        raise ImageRejected(f"too small: {shown[0]}x{shown[1]} (min_side={options.min_side})")
+    if max(shown) > options.max_side:
+        if max(rgb.size) > options.max_side:
+            rgb.thumbnail((options.max_side, options.max_side), Image.Resampling.LANCZOS)
         notes.append(f"resized to {rgb.size[0]}x{rgb.size[1]}")
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=options.jpeg_quality, optimize=True)
@@ -400,7 +413,7 @@ class Ingest:
     def params(self, config, known_hashes) -> dict[str, Any]:
         options = config.ingest_options()
         options = options.model_dump() if hasattr(options, "model_dump") else asdict(options)
-        return {"options": options, "known": sorted(known_hashes)}
+        return {"options": options, "known": sorted(known_hashes), "normalise": NORMALISE_VERSION}
 
     def inputs(self, config) -> Iterator[RawImage]:
         return islice(read_inputs(config.resolved_input()), config.max_images)

@@ -110,3 +110,18 @@ def test_a_changed_description_reingests_the_photo_and_reruns_what_follows(photo
     fresh = run(make_config(folder), tmp_path / "fresh", show_progress=False)
     assert report["usage"]["model_calls"] > 0
     assert release_content(tmp_path / "run" / "release") == release_content(tmp_path / "fresh" / "release")
+
+
+def test_a_new_normaliser_version_reingests_without_asking_the_model_again(folder, first_run, make_config, tmp_path,
+                                                                           monkeypatch):
+    """`NORMALISE_VERSION` is part of ingest's fingerprint: photos normalised by older code are never reused
+    from a checkpoint. Requests that did not change are answered by the call cache, not the model."""
+    import generation.steps.ingest as ingest
+
+    before = release_content(tmp_path / "run" / "release")
+    old = {p.name for p in (tmp_path / "run" / "steps").glob("ingest-*.jsonl")}
+    monkeypatch.setattr(ingest, "NORMALISE_VERSION", ingest.NORMALISE_VERSION + 1)
+    again = run(make_config(folder), tmp_path / "run", show_progress=False)
+    assert {p.name for p in (tmp_path / "run" / "steps").glob("ingest-*.jsonl")} - old  # a new ingest checkpoint
+    assert again["usage"]["model_calls"] == 0 and again["usage"]["cached_calls"] > 0  # every step redone, from the cache
+    assert release_content(tmp_path / "run" / "release") == before  # these photos normalise to the same bytes

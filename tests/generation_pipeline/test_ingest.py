@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from generation.steps.ingest import Ingestor, IngestOptions, RawImage, normalise_image, read_inputs
+from generation.steps.ingest import Ingestor, IngestOptions, RawImage, dhash, normalise_image, read_inputs
 from generation.steps.records import Reject
 from tests.generation_pipeline.conftest import jpeg_bytes, shared_photos, write_folder
 
@@ -171,3 +171,20 @@ def test_parallel_normalisation_admits_inputs_in_input_order(tmp_path, monkeypat
     assert run.rejects == expected.rejects and len(run.rejects) == 3
     for record, jpeg in expected.images:
         assert (tmp_path / "out" / "images" / f"{record.image_id}.jpg").read_bytes() == jpeg
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale_to_the_same_image_to_the_eye():
+    """A JPEG at least twice `max_side` decodes at 1/2, 1/4 or 1/8 scale (several times faster) before the
+    LANCZOS resize: the result is the one of decoding every pixel, within a fraction of a grey level."""
+    photo = Image.open(shared_photos(1)[0]).convert("RGB")
+    large = photo.resize((photo.width * 5, photo.height * 5), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    large.save(buffer, format="JPEG", quality=92)
+    every_pixel = _png(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))  # a PNG is never drafted
+
+    jpeg, rgb, notes = normalise_image(buffer.getvalue())
+    _, reference, reference_notes = normalise_image(every_pixel)
+    assert rgb.size == reference.size and max(rgb.size) == 1024 and notes == reference_notes
+    assert np.abs(np.asarray(rgb, dtype=float) - np.asarray(reference, dtype=float)).mean() < 1.0
+    assert dhash(rgb) == dhash(reference)
+    assert Image.open(io.BytesIO(jpeg)).size == rgb.size
