@@ -104,16 +104,44 @@ def _weights_fingerprint(folder: Path, *, full: bool) -> str:
     return digest.hexdigest()[:16]
 
 
-def model_fingerprint(name: str, path: str, config, adapter: str | Path | None) -> dict[str, Any]:
-    """What identifies a loaded model's outputs: the Hub commit when known, else a fingerprint of the
-    local weights (config + size and edges of every weight file), and the sha256 of the adapter files."""
-    revision = getattr(config, "_commit_hash", None)
-    fingerprint: dict[str, Any] = {"base_model": name, "revision": revision}
-    if revision is None and Path(path).is_dir():
+def hub_commit(path: str | Path, revision: str | None, filename: str = "config.json") -> str | None:
+    """The commit a Hub repo id was loaded from: the snapshot folder its ``filename`` sits in (a branch or
+    a tag resolves to the commit it points to; works offline from the cache). ``None`` for a local path."""
+    if Path(path).exists():
+        return None
+    from huggingface_hub import hf_hub_download
+
+    snapshot = Path(hf_hub_download(str(path), filename, revision=revision)).parent
+    return snapshot.name if snapshot.parent.name == "snapshots" else None
+
+
+def model_fingerprint(name: str, path: str, config, adapter: str | Path | None,
+                      revision: str | None = None) -> dict[str, Any]:
+    """What identifies a loaded model's outputs: the Hub commit it was loaded from, else a fingerprint of
+    the local weights (config + size and edges of every weight file), and the sha256 of the adapter files."""
+    commit = getattr(config, "_commit_hash", None) or hub_commit(path, revision)
+    fingerprint: dict[str, Any] = {"base_model": name, "revision": commit}
+    if commit is None and Path(path).is_dir():
         fingerprint["weights"] = _weights_fingerprint(Path(path), full=False)
-    if adapter is not None and Path(adapter).is_dir():  # a Hub adapter id is identified by its name
+    if adapter is not None and Path(adapter).is_dir():
         fingerprint["adapter_sha256"] = _weights_fingerprint(Path(adapter), full=True)
+    elif adapter is not None:  # a Hub adapter id: the commit PEFT loaded
+        fingerprint["adapter_revision"] = hub_commit(adapter, None, "adapter_config.json")
     return fingerprint
+
+
+def resolve_pinned(name: str, revision: str | None) -> tuple[str, dict[str, Any]]:
+    """The path to load ``name`` from and the ``from_pretrained`` keywords that pin ``revision``. A revision
+    pins a Hub id only: given with a local folder or an offline alias it is an error, never ignored."""
+    from local_models import resolve_model
+
+    path = resolve_model(name)
+    if revision is None:
+        return path, {}
+    if path != name or Path(path).exists():
+        raise ValueError(f"revision {revision!r} given for {name!r}, which is a local model ({path}); a revision "
+                         "pins a Hub id only: drop it (the local weights are fingerprinted instead)")
+    return path, {"revision": revision}
 
 
 def load_model(
@@ -124,19 +152,19 @@ def load_model(
     dtype: str = "auto",
     device: str | None = None,
     trust_remote_code: bool = False,
+    revision: str | None = None,
 ) -> LoadedModel:
-    """Load a (V)LM: Hub id, local dir or offline alias (``smollm2``, ``tiny-llava``), optionally in 4-bit,
-    optionally with a LoRA adapter; the tokenizer pads on the left. A config with a ``vision_config`` loads
-    ``AutoModelForImageTextToText`` + ``AutoProcessor``, anything else ``AutoModelForCausalLM``."""
+    """Load a (V)LM: Hub id (at ``revision`` when given), local dir or offline alias (``smollm2``,
+    ``tiny-llava``), optionally in 4-bit, optionally with a LoRA adapter; the tokenizer pads on the left. A
+    config with a ``vision_config`` loads ``AutoModelForImageTextToText`` + ``AutoProcessor``, anything else
+    ``AutoModelForCausalLM``."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-    from local_models import resolve_model
-
-    path = resolve_model(name)
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    path, pin = resolve_pinned(name, revision)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
     multimodal = getattr(config, "vision_config", None) is not None
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, **pin}
     if dtype != "auto":
         kwargs["dtype"] = getattr(torch, dtype)
     if load_in_4bit:
@@ -149,7 +177,7 @@ def load_model(
     if not load_in_4bit:
         model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     loader = AutoProcessor if multimodal else AutoTokenizer
-    processor = loader.from_pretrained(path, trust_remote_code=trust_remote_code)
+    processor = loader.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
     tokenizer = getattr(processor, "tokenizer", processor)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -163,7 +191,7 @@ def load_model(
     return LoadedModel(
         model=model, processor=processor, tokenizer=tokenizer, is_multimodal=multimodal, base_model=name,
         adapter=str(adapter) if adapter else None, adapter_metadata=metadata,
-        fingerprint=model_fingerprint(name, path, config, adapter),
+        fingerprint=model_fingerprint(name, path, config, adapter, revision),
     )
 
 
@@ -171,7 +199,8 @@ _LOADED: dict[tuple, LoadedModel] = {}
 _LOADING = threading.Lock()
 
 
-def shared_model(name: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
+def shared_model(name: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
+                 revision: str | None = None) -> LoadedModel:
     """Load a model once per (path, device, dtype): two roles (or a backend and a judge) naming the same
     model share one copy. No adapter: an adapter-wrapped model is loaded with `load_model`."""
     if device == "auto":
@@ -180,10 +209,11 @@ def shared_model(name: str, device: str = "auto", dtype: str = "auto", trust_rem
         device = "cuda" if torch.cuda.is_available() else "cpu"
     from local_models import resolve_model
 
-    key = (resolve_model(name), device, dtype, trust_remote_code)
+    key = (resolve_model(name), device, dtype, trust_remote_code, revision)
     with _LOADING:
         if key not in _LOADED:
-            _LOADED[key] = load_model(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+            _LOADED[key] = load_model(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+                                      revision=revision)
         return _LOADED[key]
 
 
@@ -307,19 +337,21 @@ class TransformersBackend:
         dtype: str = "auto",
         supports_images: bool | None = None,
         trust_remote_code: bool = False,
+        revision: str | None = None,
     ):
         import torch
         from transformers import AutoConfig
-
-        from local_models import resolve_model
 
         if batch_size < 1:
             raise ValueError(f"backend 'transformers': batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.batch_size = batch_size
         self._torch = torch
-        path = resolve_model(model)
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        try:
+            path, pin = resolve_pinned(model, revision)
+        except ValueError as error:
+            raise ValueError(f"backend 'transformers': {error}") from None
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
         self.is_vlm = getattr(config, "vision_config", None) is not None
         self.supports_images = self.is_vlm if supports_images is None else supports_images
         if self.supports_images and not self.is_vlm:
@@ -327,7 +359,7 @@ class TransformersBackend:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
-        loaded = shared_model(model, device, dtype, trust_remote_code)
+        loaded = shared_model(model, device, dtype, trust_remote_code, revision)
         self.loaded = loaded
         self.hf_model, self.tokenizer = loaded.model, loaded.tokenizer
         self.processor = loaded.processor if self.is_vlm else None
@@ -341,11 +373,19 @@ class TransformersBackend:
 
     @classmethod
     def from_spec(cls, options: dict) -> TransformersBackend:
-        allowed = {"model", "batch_size", "device", "dtype", "supports_images", "trust_remote_code", "max_concurrency"}
+        allowed = {"model", "revision", "batch_size", "device", "dtype", "supports_images", "trust_remote_code",
+                   "max_concurrency"}
         check_spec_keys("transformers", options, allowed, required={"model"})
         options = dict(options)
         options.pop("max_concurrency", None)  # the batch size bounds the work in flight
         return cls(**options)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the loaded weights are, for provenance and checkpoint fingerprints: the Hub commit
+        actually loaded (whatever ``revision`` named, a branch or a tag included), else a fingerprint of
+        the local weight files."""
+        return dict(self.loaded.fingerprint)
 
     def _eos_token_ids(self) -> set[int]:
         ids = set()

@@ -44,15 +44,12 @@ class _Role(StrictModel):
     """Keys every backend takes. Knobs left out (None) take the backend's own default."""
 
     model: NonEmptyStr
-    # Recorded in provenance and checkpoint fingerprints. No backend pins it yet (an OpenAI-compatible
-    # server serves what it serves; the transformers backend loads the path or Hub id as given).
-    revision: str | None = None
     supports_images: bool | None = None
     max_concurrency: PositiveInt | None = None
 
     def backend_spec(self) -> dict[str, Any]:
-        """The mapping `modelcalls.make_backend` takes: the keys that were given, revision left out."""
-        return self.model_dump(exclude_none=True, exclude={"revision"})
+        """The mapping `modelcalls.make_backend` takes: the keys that were given."""
+        return self.model_dump(exclude_none=True)
 
 
 HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
@@ -60,6 +57,16 @@ HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
 
 class OpenAIRole(_Role):
     backend: Literal["openai"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_revision(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "revision" in data:
+            raise ValueError("revision: a client cannot pin what an OpenAI-compatible server serves; serve the "
+                             "revision under its own name (e.g. vllm serve ORG/MODEL --revision REV "
+                             "--served-model-name ORG/MODEL@REV) and put that name in 'model'")
+        return data
+
     base_url: HttpUrl | Annotated[list[HttpUrl], Field(min_length=1)] | None = None  # several: replicas
     api_key_env: NonEmptyStr | None = None  # the NAME of the environment variable holding the key
     headers: dict[str, str] | None = Field(default=None, repr=False)  # values are redacted wherever written
@@ -76,6 +83,7 @@ class OpenAIRole(_Role):
 
 class TransformersRole(_Role):
     backend: Literal["transformers"]
+    revision: NonEmptyStr | None = None  # a Hub branch, tag or commit; the commit loaded is recorded
     batch_size: PositiveInt | None = None
     device: NonEmptyStr | None = None
     dtype: NonEmptyStr | None = None

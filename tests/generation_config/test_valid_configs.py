@@ -11,6 +11,7 @@ import yaml
 
 from generation.steps.config import REPO_ROOT, OpenAIRole, RunConfig, ScriptedRole, TransformersRole
 from modelcalls import make_backend
+from typed_config import ConfigError
 
 from .conftest import valid_config
 
@@ -29,9 +30,17 @@ def test_roles_are_typed_per_backend():
 
 
 def test_the_backend_gets_only_the_keys_that_were_given():
-    config = RunConfig.from_dict({**valid_config("p"), "generator": {"backend": "openai", "model": "m", "revision": "abc123",
+    config = RunConfig.from_dict({**valid_config("p"), "generator": {"backend": "openai", "model": "m",
                                                                      "base_url": "http://127.0.0.1:9/v1"}})
     assert config.generator.backend_spec() == {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"}
+
+
+def test_a_revision_goes_to_the_backend_that_can_pin_it_and_is_refused_elsewhere():
+    pinned = RunConfig.from_dict({**valid_config("p"), "generator": {"backend": "transformers", "model": "org/m",
+                                                                     "revision": "v1.0"}})
+    assert pinned.generator.backend_spec() == {"backend": "transformers", "model": "org/m", "revision": "v1.0"}
+    with pytest.raises(ConfigError, match=r"generator: revision: a client cannot pin what an OpenAI-compatible server serves"):
+        RunConfig.from_dict({**valid_config("p"), "generator": {"backend": "openai", "model": "m", "revision": "abc123"}})
 
 
 def test_a_config_round_trips_through_yaml(photo_dir):
@@ -53,4 +62,4 @@ def test_each_role_block_has_exactly_its_backends_keys(backend, role):
     with pytest.raises(ValueError) as caught:
         make_backend({"backend": backend, "model": "m", "not_a_key": 1})
     allowed = set(ast.literal_eval(re.search(r"allowed keys are (\[.*?\])", str(caught.value)).group(1)))
-    assert set(role.model_fields) - {"backend", "revision"} == allowed
+    assert set(role.model_fields) - {"backend"} == allowed
