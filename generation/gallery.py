@@ -18,7 +18,6 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,20 +92,19 @@ def _thumbnail(image_bytes: bytes) -> str:
     return _data_url(thumbnail_jpeg(image.convert("RGB")))
 
 
-def _thumbnails(images: dict[str, Callable[[], bytes]], made: Path | None) -> dict[str, str]:
-    """image_id -> thumbnail (a data URL) for every image (id -> a function reading its bytes): the one
-    ingest made (`made`/<image_id>.jpg; the id is the hash of the photo, so it shows that photo), else
-    the photo decoded once however many pairs and candidates show it, in a few threads (PIL releases the
-    GIL)."""
+def _thumbnails(photos: dict[str, bytes | Path], made: Path | None) -> dict[str, str]:
+    """image_id -> thumbnail (a data URL) for every photo (id -> its bytes or its file): the one ingest
+    made (`made`/<image_id>.jpg; the id is the hash of the photo, so it shows that photo), else the photo
+    decoded once however many pairs and candidates show it, in a few threads (PIL releases the GIL)."""
     def one(item):
-        image_id, read = item
+        image_id, photo = item
         ready = made / f"{image_id}.jpg" if made is not None else None
         if ready is not None and ready.is_file():
             return image_id, _data_url(ready.read_bytes())
-        return image_id, _thumbnail(read())
+        return image_id, _thumbnail(photo if isinstance(photo, bytes) else photo.read_bytes())
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        return dict(pool.map(one, sorted(images.items())))
+        return dict(pool.map(one, sorted(photos.items())))
 
 
 def _rows(root: Path | None, config: str) -> list[dict]:
@@ -140,14 +138,14 @@ def render_gallery(path: str | Path) -> str:
         if source.rejects and source.rejects.exists() else []
     candidates = [r for r in rejects if r.get("kind") == "pair"]
     categories = Counter(row["risk_category"] for row in pairs)
-    sources: dict[str, Callable[[], bytes]] = {}
+    photos: dict[str, bytes | Path] = {}
     for reject in candidates:
         image = source.images / f"{reject['image_id']}.jpg" if source.images else None
         if image is not None and image.exists():
-            sources[reject["image_id"]] = image.read_bytes
+            photos[reject["image_id"]] = image
     for row in pairs:  # the released bytes win over the run's file of the same id
-        sources[row["image_id"]] = (lambda data: lambda: data)(row["image"]["bytes"])
-    thumbnails = _thumbnails(sources, source.thumbnails)
+        photos[row["image_id"]] = row["image"]["bytes"]
+    thumbnails = _thumbnails(photos, source.thumbnails)
     e = html.escape
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>RMS gallery: {e(Path(source.title).name)}</title>",
            f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",

@@ -103,3 +103,18 @@ def test_every_input_image_is_released_or_rejected_with_a_reason(photo_folder, m
 
     recorded = yaml.safe_load((release / "pipeline_config.yaml").read_text())
     assert recorded["run"]["max_rewrites"] == 2 and set(recorded["prompts"]) >= {"screen", "query", "verify"}
+
+
+def test_replace_records_a_new_value_once_and_keeps_every_other_entry(tmp_path):
+    """`replace` (ingest re-doing a photo whose file was lost) is `add` for a new key or an equal value, and
+    for a different value rewrites the file without the old one: reopening sees each key once."""
+    store = StepStore(tmp_path / "s.jsonl")
+    for key, value in (("a", 1), ("b", 2), ("c", 3)):
+        store.append(key, value)
+    store.replace("d", 4)
+    store.replace("a", 1)
+    store.replace("b", 20)
+    store.commit()
+    lines = (tmp_path / "s.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["key"] for line in lines) == ["a", "b", "c", "d"]
+    assert dict(StepStore(tmp_path / "s.jsonl").items()) == {"a": 1, "b": 20, "c": 3, "d": 4}
