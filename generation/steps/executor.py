@@ -63,6 +63,16 @@ class ShardOutcome:
     model_calls_by_step: dict[str, int] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)  # step -> fingerprint of the checkpoint used
     prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # call -> template version and sha256 used
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> what its backend served (model_identity)
+
+
+def model_identity(role_spec: dict[str, Any]) -> dict[str, Any]:
+    """What a role's answers came from, for provenance: the backend kind, the model id and, when the
+    backend knows it, what it loaded (the Hub commit or the local weights' fingerprint)."""
+    identity = {"backend": role_spec.get("backend"), "model": role_spec.get("model")}
+    if "loaded" in role_spec:
+        identity["loaded"] = role_spec["loaded"]
+    return identity
 
 
 def load_exemplars(path: str | None) -> list[dict]:
@@ -166,7 +176,8 @@ class Executor:
             self.cache.close()
         pairs = [self._pair(candidate) for candidate in subjects]
         return ShardOutcome(images, pairs, self.rejects, self.funnel, self.usage, self.cached_calls, self.model_calls,
-                            dict(self.calls_by_step), self.fingerprints, self.prompts)
+                            dict(self.calls_by_step), self.fingerprints, self.prompts,
+                            {role: model_identity(self._role_spec(role)) for role in (GENERATOR, VERIFIER)})
 
     def _backends(self) -> dict[str, Backend]:
         given = self.given_backends or {}
@@ -176,7 +187,12 @@ class Executor:
         return {GENERATOR: generator, VERIFIER: verifier}
 
     def _role_spec(self, role: str) -> dict[str, Any]:
-        return getattr(self.config, role).model_dump(mode="json", exclude_none=True)
+        """The role's config block plus what its backend reports it loaded (``identity``: the Hub commit
+        or the local weights' fingerprint), so that new weights under the same name never reuse a
+        checkpoint or a cached answer."""
+        spec = getattr(self.config, role).model_dump(mode="json", exclude_none=True)
+        identity = getattr(self.backends[role], "identity", None)
+        return {**spec, "loaded": identity} if identity else spec
 
     def _store(self, name: str, fingerprint: str) -> StepStore:
         store = StepStore(self.out / "steps" / f"{name}-{fingerprint[:16]}.jsonl")
@@ -414,7 +430,7 @@ def write_shard_outcome(out: Path, outcome: ShardOutcome, shard: tuple[int, int]
     write_atomic(shard_dir / "pairs.jsonl", jsonl(outcome.pairs))
     write_atomic(shard_dir / "rejects.jsonl", jsonl(r.to_json() for r in outcome.rejects))
     summary = {"shard": list(shard), "funnel": outcome.funnel, "config": config.to_dict(),
-               "fingerprints": outcome.fingerprints, "prompts": outcome.prompts,
+               "fingerprints": outcome.fingerprints, "prompts": outcome.prompts, "models": outcome.models,
                "usage": {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens},
                "model_calls": outcome.model_calls, "model_calls_by_step": outcome.model_calls_by_step,
                "cached_calls": outcome.cached_calls}

@@ -157,7 +157,9 @@ def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig
     prompts = {name: used for shard in shards for name, used in sorted(shard.summary.get("prompts", {}).items())}
     pipeline_config = {"run": config.to_dict(), "pipeline_version": rms.PIPELINE_VERSION,
                        "prompts": prompts,  # the templates the steps really used (version + sha256 of the text)
-                       "shards": [{"shard": shard.summary.get("shard"), "fingerprints": shard.summary.get("fingerprints", {})}
+                       # per shard: the checkpoints used and what each role's backend served
+                       "shards": [{"shard": shard.summary.get("shard"), "fingerprints": shard.summary.get("fingerprints", {}),
+                                   "models": shard.summary.get("models", {})}
                                   for shard in shards],
                        "base_release": bool(base.rows)}
     funnel = _funnel(shards, len(new_pairs), len(released))

@@ -101,6 +101,24 @@ def test_switching_back_reuses_the_old_checkpoints_without_asking_the_cache(fold
     assert {row["verification"]["verifier"] for row in rows} == {"fake-verifier"}
 
 
+def test_new_weights_under_the_same_model_name_rerun_that_roles_steps(folder, first_run, make_config, tmp_path,
+                                                                      monkeypatch):
+    """What a backend reports it loaded (``identity``: a Hub commit, a local weights' fingerprint) is part
+    of its steps' fingerprints and of its answers' cache keys, and it is recorded as the run's provenance."""
+    from modelcalls.scripted_backend import ScriptedBackend
+
+    weights = {"base_model": "fake-verifier", "revision": "c0ffee" * 6 + "beef"}
+    monkeypatch.setattr(ScriptedBackend, "identity", property(lambda self: weights if self.model == "fake-verifier" else None),
+                        raising=False)
+    again = run(make_config(folder), tmp_path / "run", show_progress=False)
+    assert set(calls_by_step(again)) == {"image_alone", "verify", "check"}  # the verifier's steps only, asked again
+    summary = json.loads((tmp_path / "run" / "shard" / "summary.json").read_text())
+    assert summary["models"] == {"generator": {"backend": "scripted", "model": "fake-generator"},
+                                 "verifier": {"backend": "scripted", "model": "fake-verifier", "loaded": weights}}
+    recorded = yaml.safe_load((tmp_path / "run" / "release" / "pipeline_config.yaml").read_text())
+    assert recorded["shards"][0]["models"] == summary["models"]
+
+
 def test_a_changed_description_reingests_the_photo_and_reruns_what_follows(photo_folder, make_config, tmp_path):
     folder = photo_folder(DESCRIPTIONS)
     run(make_config(folder), tmp_path / "run", show_progress=False)

@@ -12,6 +12,7 @@ import pytest
 from generation.run import run
 from generation.steps import gates
 from generation.steps.config import REPO_ROOT, RunConfig
+from modelcalls.transformers_backend import shared_model
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,10 @@ def test_sample_smollm2_config_runs_the_whole_pipeline(tmp_path):
     assert report["images_in"] == config.max_images == report["images_released"] + sum(r["kind"] == "image" for r in rejects)
     assert all(r["reason"] for r in rejects)
     assert (tmp_path / "run" / "gallery.html").exists()  # candidates and rejects, with or without a release
+    summary = json.loads((tmp_path / "run" / "shard" / "summary.json").read_text())
+    loaded = shared_model("smollm2").fingerprint  # what the backend actually loaded, in the provenance
+    assert summary["models"]["generator"] == {"backend": "transformers", "model": "smollm2", "loaded": loaded}
+    assert loaded["weights"] and loaded["revision"] is None  # a local model: identified by its weight files
     if report["release"] is None:  # SmolLM2 may keep no pair once every text must pass the gates: said plainly
         assert report["pairs"] == 0 and rejects
         return
