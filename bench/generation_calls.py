@@ -6,7 +6,8 @@ resume and replica behaviour. Prints one markdown table; every row comes from th
 
 A stub chat-completions server (``bench/stub_server.py``, own process, 127.0.0.1) answers every request
 after ``--delay-ms`` (50). Each client (``bench/call_clients.py``) runs in a process of its own, so import
-time, client CPU and peak RSS are its own.
+time, client CPU and peak RSS are its own. With two CPUs or more the stub runs on the last CPU and the
+clients on the others (as servers on other machines would), so client and stub never fight for one core.
 
 (1) limit: N prompts at concurrency C; the physical limit is N x delay / C seconds. Rows: ours
     (``run_calls`` + ``OpenAIBackend`` + ``CallCache``, cache on), bare aiohttp / httpx2 / httpx (default
@@ -43,7 +44,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from stub_server import StubProcess  # noqa: E402
+from stub_server import StubProcess, split_cpus  # noqa: E402
 
 # A client runs on its default event loop (ours: uvloop when installed; the others: asyncio's) or on the
 # one named after "@".
@@ -78,8 +79,10 @@ def run_client(python: str, client: str, url: str, n: int, concurrency: int, tag
     if cache is not None:
         command += ["--cache", str(cache)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}  # call_clients keeps peers offline
+    client_cpus = split_cpus()[0]
+    pin = (lambda: os.sched_setaffinity(0, client_cpus)) if client_cpus else None
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, preexec_fn=pin)
     except subprocess.TimeoutExpired:
         return f"skipped {client}: no result within {timeout:.0f} s"
     if done.returncode == 3:
@@ -198,7 +201,8 @@ def resume_rows(stub: StubProcess, args, concurrency: int, n: int, workdir: Path
 # ------------------------------------------------------------------------------------------------ (4)
 
 def replica_rows(args, concurrency: int, n: int) -> list[dict]:
-    with StubProcess(delay_ms=args.delay_ms) as steady, StubProcess(delay_ms=args.delay_ms, stop_after=n // 4) as dying:
+    with StubProcess(delay_ms=args.delay_ms, pin=True) as steady, \
+            StubProcess(delay_ms=args.delay_ms, stop_after=n // 4, pin=True) as dying:
         result = run_client(sys.executable, "ours", f"{steady.base_url},{dying.base_url}", n, concurrency, "replicas")
         served = steady.stats()["answered"]
     replicas = {r["url"]: r for r in result["replicas"]["replicas"]}
@@ -242,7 +246,7 @@ def main() -> int:
 
     rows, notes = [], []
     main_c = args.concurrency[0]
-    with StubProcess(delay_ms=args.delay_ms) as stub, tempfile.TemporaryDirectory() as tmp:
+    with StubProcess(delay_ms=args.delay_ms, pin=True) as stub, tempfile.TemporaryDirectory() as tmp:
         if "limit" not in args.skip:
             clients = args.clients
             for concurrency in args.concurrency:
@@ -256,7 +260,9 @@ def main() -> int:
     if "replicas" not in args.skip:
         rows += replica_rows(args, main_c, args.n)
 
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+    clients_on, stub_on = split_cpus()
+    pinned = f"clients on CPU {sorted(clients_on)}, stub on CPU {sorted(stub_on)}" if stub_on else "not pinned"
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs ({pinned}), Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f} at the end")
     header = ["section", "measurement", "N", "C", "seconds", "x of limit", "x of aiohttp", "client CPU us/call",
               "peak RSS MiB", "import s", "notes"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import socket
 import subprocess
@@ -178,6 +179,18 @@ async def serve(port: int, stub: Stub, max_seconds: float, max_requests: int) ->
 
 # ------------------------------------------------------------------------------- client-side handle
 
+def split_cpus() -> tuple[set[int] | None, set[int] | None]:
+    """(client CPUs, server CPUs) for a benchmark: the last CPU this process may use for the stub server(s),
+    the others for the client, so that neither takes the other's core (as on a real deployment, where the
+    servers are other machines). ``(None, None)`` where affinity cannot be set or there is a single CPU."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return set(cpus[:-1]), {cpus[-1]}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -185,10 +198,11 @@ def free_port() -> int:
 
 
 class StubProcess:
-    """Start the stub in a subprocess and wait until it answers; ``.base_url`` is its ``/v1`` URL."""
+    """Start the stub in a subprocess and wait until it answers; ``.base_url`` is its ``/v1`` URL. ``pin``:
+    run it on the server CPU of ``split_cpus`` (benchmarks)."""
 
     def __init__(self, *, delay_ms: float = 0.0, rate_limited: float = 0.0, retry_after: float = 1.0,
-                 stop_after: int | None = None, max_seconds: float = 1800, seed: int = 0):
+                 stop_after: int | None = None, max_seconds: float = 1800, seed: int = 0, pin: bool = False):
         self.port = free_port()
         command = [sys.executable, str(Path(__file__).resolve()), "--port", str(self.port), "--delay-ms", str(delay_ms),
                    "--rate-limited", str(rate_limited), "--retry-after", str(retry_after),
@@ -196,6 +210,9 @@ class StubProcess:
         if stop_after is not None:
             command += ["--stop-after", str(stop_after)]
         self.process = subprocess.Popen(command)
+        server_cpus = split_cpus()[1] if pin else None
+        if server_cpus:
+            os.sched_setaffinity(self.process.pid, server_cpus)
         self.root = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.root}/v1"
         deadline = time.monotonic() + 60
