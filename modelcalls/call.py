@@ -154,7 +154,10 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-@dataclass
+_NO_USAGE = Usage()  # frozen: one shared zero for items that made no live call
+
+
+@dataclass(slots=True)
 class _Prepared:
     """One item before its model call: its request and cache key, the cached answer if there is one, or
     the ``CallResult`` that already ends it (``request()`` failed)."""
@@ -173,13 +176,13 @@ def _prepare(call: ModelCall, index: int, item, backend: Backend, cache: CallCac
         if not request.name:
             request = request.named(call.name)
     except Exception as error:  # a bad item must not kill the run
-        return _Prepared(index, item, done=CallResult(item, None, f"request() failed: {_describe(error)}", Usage(), False, 0, 0))
+        return _Prepared(index, item, done=CallResult(item, None, f"request() failed: {_describe(error)}", _NO_USAGE, False, 0, 0))
     if cache is None:
         return _Prepared(index, item, request)
     try:
         key = cache.key(model=backend.model, call_name=call.name, template_version=call.template_version, request=request)
     except ValueError as error:  # e.g. an image part whose data URL is not base64
-        return _Prepared(index, item, done=CallResult(item, None, f"request() built a bad request: {error}", Usage(), False, 0, 0))
+        return _Prepared(index, item, done=CallResult(item, None, f"request() built a bad request: {error}", _NO_USAGE, False, 0, 0))
     return _Prepared(index, item, request, key)
 
 
@@ -201,7 +204,7 @@ async def _run_one(call: ModelCall, prepared: _Prepared, backend: Backend, cache
     if prepared.done is not None:
         return prepared.done
     item, request, key = prepared.item, prepared.request, prepared.key
-    usage = Usage()
+    usage = _NO_USAGE
     attempts = 0
     model_calls = 0
     if prepared.hit is not None:

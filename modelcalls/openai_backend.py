@@ -278,8 +278,11 @@ class OpenAIBackend:
                 "in-process; use the transformers backend for that role, or leave verdict_margin unset"
             )
         failed: set[str] = set()  # replicas this request could not reach: the next attempt goes elsewhere
-        return await with_retries(lambda: self._attempt(request, failed), self.policy, what=f"openai {self.model}",
-                                  failovers=len(self.replicas) - 1)
+        try:
+            return await self._attempt(request, failed)
+        except TransientError as error:
+            return await with_retries(lambda: self._attempt(request, failed), self.policy, what=f"openai {self.model}",
+                                      failovers=len(self.replicas) - 1, first_error=error)
 
     def replica_stats(self) -> dict:
         """Counts for a run's report: ``{"replicas": [{url, requests, answered, failures, ejections,

@@ -79,23 +79,30 @@ async def with_retries(
     what: str,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     failovers: int = 0,
+    first_error: TransientError | None = None,
 ) -> T:
     """Run ``attempt()`` until it returns, retrying ``TransientError`` up to ``policy.max_retries`` times
-    (plus up to ``failovers`` immediate re-sends of ``failover`` errors)."""
-    retry = attempts = 0
+    (plus up to ``failovers`` immediate re-sends of ``failover`` errors). ``first_error``: the caller made
+    the first attempt itself (the common case costs no retry machinery) and it failed with this."""
+    retry = 0
+    attempts = 0 if first_error is None else 1
+    error = first_error
     while True:
-        attempts += 1
-        try:
-            return await attempt()
-        except TransientError as error:
-            if error.failover and failovers > 0:
-                failovers -= 1
-                continue
-            if retry == policy.max_retries:
-                raise BackendError(
-                    f"{what}: gave up after {attempts} attempts; last error: {error}",
-                    status=error.status,
-                    attempts=attempts,
-                ) from None
+        if error is None:
+            attempts += 1
+            try:
+                return await attempt()
+            except TransientError as caught:
+                error = caught
+        if error.failover and failovers > 0:
+            failovers -= 1
+        elif retry == policy.max_retries:
+            raise BackendError(
+                f"{what}: gave up after {attempts} attempts; last error: {error}",
+                status=error.status,
+                attempts=attempts,
+            ) from None
+        else:
             await sleep(policy.delay(retry, error.retry_after))
             retry += 1
+        error = None
