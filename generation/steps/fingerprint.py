@@ -9,6 +9,10 @@ that determines the step's answers:
   say how to reach or pace the model (``OPERATIONAL_KEYS``: URL, key variable, headers, concurrency, batch
   size, timeouts, retries), so changing ``concurrency`` or a server address reuses every answer;
 * the step's own parameters (``ModelStep.params``: proposals per image, exemplars, the gates, ...);
+* the code that turns the step's answers into records (``code_digest``: the source of the step's and the
+  call's classes and their bases in this package, the gates, the JSON parser), so a changed parser or gate
+  never leaves records it would now refuse in a reused checkpoint (the answers themselves come back from
+  the call cache, free: only parsing is redone);
 * the fingerprint of the step before it (which chains every step upstream, and ingest's chains the input
   files' content, the ingest options and the base release).
 
@@ -18,9 +22,16 @@ change come back from the call cache, free); an old checkpoint stays on disk, so
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import sys
+from pathlib import Path
 from typing import Any
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # generation/ and modelcalls/ live here
+# Modules every step's parsing goes through, whatever its classes: the gates and the tolerant JSON parser.
+SHARED_PARSING = ("generation.steps.gates", "modelcalls.json_parse")
 
 OPERATIONAL_KEYS = frozenset({
     "base_url", "api_key_env", "headers", "max_concurrency", "batch_size", "timeout_s", "max_retries",
@@ -44,6 +55,32 @@ def answer_digest(role_spec: dict[str, Any]) -> str:
     return digest(answer_spec(role_spec))[:12]
 
 
+@functools.lru_cache(maxsize=None)
+def _source_digest(paths: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(Path(path).relative_to(PACKAGE_ROOT)).encode())
+        digest.update(Path(path).read_bytes().replace(b"\r\n", b"\n"))  # a Windows checkout hashes alike
+    return digest.hexdigest()
+
+
+def code_files(*objects) -> tuple[str, ...]:
+    """The source files that define the classes of ``objects`` (and their bases) inside this repository,
+    plus ``SHARED_PARSING``: what parses and gates a step's answers."""
+    modules = {cls.__module__ for obj in objects for cls in type(obj).__mro__} | set(SHARED_PARSING)
+    paths = set()
+    for name in modules:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path and Path(path).resolve().is_relative_to(PACKAGE_ROOT):
+            paths.add(str(Path(path).resolve()))
+    return tuple(sorted(paths))
+
+
+def code_digest(*objects) -> str:
+    """sha256 of ``code_files(*objects)``."""
+    return _source_digest(code_files(*objects))
+
+
 def step_payload(step, call, role_spec: dict[str, Any], config, upstream: str) -> dict[str, Any]:
     return {
         "call": call.name,
@@ -52,5 +89,6 @@ def step_payload(step, call, role_spec: dict[str, Any], config, upstream: str) -
                      "scored": bool(getattr(call, "scored", False))},
         "role": answer_spec(role_spec),
         "params": step.params(config),
+        "code": code_digest(step, call),
         "upstream": upstream,
     }

@@ -119,6 +119,33 @@ def test_new_weights_under_the_same_model_name_rerun_that_roles_steps(folder, fi
     assert recorded["shards"][0]["models"] == summary["models"]
 
 
+def test_the_parsing_code_is_part_of_every_model_steps_fingerprint():
+    from generation.steps import fingerprint
+    from generation.steps.pipeline import pipeline
+
+    scene = next(step for step in pipeline() if type(step).__name__ == "Scene")
+    files = {path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1] for path in fingerprint.code_files(scene)}
+    assert files == {"steps/scene.py", "steps/base.py", "steps/gates.py", "modelcalls/json_parse.py"}
+
+
+def test_edited_parsing_code_reparses_every_step_from_the_call_cache(folder, first_run, make_config, tmp_path,
+                                                                     monkeypatch):
+    """A checkpoint holds parsed records: code that parses or gates differently must not reuse it. The
+    answers that were accepted come back from the call cache, so only answers never cached are asked again."""
+    from generation.steps import fingerprint
+
+    before = {path.name for path in (tmp_path / "run" / "steps").iterdir()}
+    monkeypatch.setattr(fingerprint, "code_digest", lambda *objects: "an edited parser")
+    again = run(make_config(folder), tmp_path / "run", show_progress=False)
+    written = {path.name for path in (tmp_path / "run" / "steps").iterdir()} - before
+    steps_before = {name.rsplit("-", 1)[0] for name in before} - {"ingest"}
+    assert steps_before >= {"screen", "scene", "risks", "image_alone", "respond_safe", "respond_unsafe", "check"}
+    assert {name.rsplit("-", 1)[0] for name in written} == steps_before  # a new checkpoint for every model step
+    assert again["usage"]["cached_calls"] > 0 and again["usage"]["model_calls"] < first_run["usage"]["model_calls"]
+    fresh = run(make_config(folder), tmp_path / "fresh", show_progress=False)
+    assert release_content(tmp_path / "run" / "release") == release_content(tmp_path / "fresh" / "release")
+
+
 def test_a_changed_description_reingests_the_photo_and_reruns_what_follows(photo_folder, make_config, tmp_path):
     folder = photo_folder(DESCRIPTIONS)
     run(make_config(folder), tmp_path / "run", show_progress=False)
