@@ -65,7 +65,10 @@ def _canonical_part(part):
 def _canonical_messages(messages):
     """The messages with every image part replaced by its canonical form; text-only messages as they are
     (they encode to the same JSON, so the key does not depend on whether a copy was made)."""
-    if all(isinstance(message["content"], str) for message in messages):
+    for message in messages:  # a plain loop: this runs once per call
+        if not isinstance(message["content"], str):
+            break
+    else:
         return messages
     canonical = []
     for message in messages:
