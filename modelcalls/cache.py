@@ -225,20 +225,8 @@ class CallCache:
         return answers
 
     def get(self, key: str) -> ChatResponse | None:
-        with self._lock:
-            row = self._pending.get(key)
-            if row is not None:
-                row = row[3:7]
-            else:
-                row = self._db.execute(
-                    "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM calls WHERE key = ?", (key,)
-                ).fetchone()
-        if row is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        text, prompt_tokens, completion_tokens, finish_reason = row
-        return ChatResponse(text, Usage(prompt_tokens, completion_tokens), finish_reason, cached=True)
+        """The cached answer of one key, or ``None`` (``get_many`` of one key)."""
+        return self.get_many([key]).get(key)
 
     def put(self, key: str, response: ChatResponse, *, call_name: str = "", model: str = "") -> None:
         """Queue an answer (replacing any earlier answer for the key); it is committed with its batch.

@@ -196,7 +196,7 @@ def _prepared_feed(call: ModelCall, items: list, backend: Backend, cache: CallCa
         if cache is not None:
             hits = cache.get_many([p.key for p in batch if p.key is not None])
             for prepared in batch:
-                prepared.hit = hits.get(prepared.key) if prepared.key is not None else None
+                prepared.hit = hits.get(prepared.key)
         yield from batch
 
 
