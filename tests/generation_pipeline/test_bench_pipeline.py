@@ -1,5 +1,4 @@
-"""`bench/generation_pipeline.py --baseline` runs end to end on a tiny size (so it cannot rot); no timing is
-asserted."""
+"""`bench/generation_pipeline.py` runs end to end on tiny sizes (so it cannot rot); no timing is asserted."""
 
 import os
 import subprocess
@@ -9,24 +8,39 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
 
 
-@pytest.mark.slow
-def test_the_pipeline_benchmark_times_a_baseline_checkout_side_by_side():
-    shared = Path(os.environ.get("RMS_SHARED", REPO / ".." / "shared")) / "images" / "MANIFEST.csv"
-    if not shared.exists():
-        pytest.skip(f"the shared photos are not at {shared.parent} (set RMS_SHARED)")
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "generation_pipeline.py"), "--images", "2", "--latency", "0.001",
-         "--baseline", str(REPO), "--rounds", "1"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
+def run_pipeline_bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "bench" / "generation_pipeline.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture
+def shared_photos():
+    manifest = Path(os.environ.get("RMS_SHARED", REPO / ".." / "shared")) / "images" / "MANIFEST.csv"
+    if not manifest.exists():
+        pytest.skip(f"the shared photos are not at {manifest.parent} (set RMS_SHARED)")
+
+
+def test_the_pipeline_benchmark_prints_its_table_and_a_free_rerun(shared_photos):
+    completed = run_pipeline_bench("--images", "3", "--latency", "0.001")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in completed.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| run") and not line.startswith("|---")}
+    assert len(rows) == 5
+    fresh, rerun = rows["fresh run, instant model"], rows["rerun of the finished run dir"]
+    assert fresh[1] == "3" and int(fresh[3]) > 0  # 3 photos in, live model calls made
+    assert rerun[3] == "0"  # the rerun of a finished run makes no model call
+
+
+def test_the_pipeline_benchmark_times_a_baseline_checkout_side_by_side(shared_photos):
+    completed = run_pipeline_bench("--images", "2", "--latency", "0.001", "--baseline", str(REPO), "--rounds", "1")
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = [line.split(" | ") for line in completed.stdout.splitlines() if line.startswith(("| baseline", "| this checkout"))]
     assert [row[0] for row in rows] == [f"| baseline ({REPO})", f"| this checkout ({REPO})"]
     assert rows[0][1] == rows[1][1] and int(rows[0][1]) > 0  # the same code makes the same live calls
     assert "x the baseline's time" in completed.stdout
 
-    refused = subprocess.run([sys.executable, str(REPO / "bench" / "generation_pipeline.py"), "--baseline", "/nonexistent"],
-                             capture_output=True, text=True, timeout=60, cwd=REPO)
+    refused = run_pipeline_bench("--baseline", "/nonexistent", timeout=60)
     assert refused.returncode == 2 and "not a checkout of this repository" in refused.stderr
