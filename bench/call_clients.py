@@ -83,6 +83,20 @@ async def run_aiohttp(url: str, items: list[str], concurrency: int, answers: lis
         await pool(len(items), concurrency, one)
 
 
+async def run_pyreqwest(url: str, items: list[str], concurrency: int, answers: list) -> None:
+    from pyreqwest.client import ClientBuilder
+
+    endpoint = f"{url}/chat/completions"
+    async with ClientBuilder().max_connections(concurrency).default_headers({"Content-Type": "application/json"}).build() as client:
+
+        async def one(index: int) -> None:
+            response = await client.post(endpoint).body_bytes(json.dumps(body(items[index])).encode()).build().send()
+            data = json.loads(bytes(await response.bytes()))
+            answers[index] = item_of(data["choices"][0]["message"]["content"])
+
+        await pool(len(items), concurrency, one)
+
+
 async def _run_httpx_like(module, url: str, items: list[str], concurrency: int, answers: list, shards: int = 1) -> None:
     per_client = max(1, concurrency // shards)
     limits = module.Limits(max_connections=per_client, max_keepalive_connections=per_client)
@@ -210,11 +224,11 @@ async def run_ours(url, items, concurrency, answers, workdir: Path, cache_path: 
     extra["replicas"] = backend.replica_stats()
 
 
-ASYNC_CLIENTS = {"aiohttp": run_aiohttp, "httpx": run_httpx, "httpx-sharded": run_httpx_sharded,
+ASYNC_CLIENTS = {"aiohttp": run_aiohttp, "pyreqwest": run_pyreqwest, "httpx": run_httpx, "httpx-sharded": run_httpx_sharded,
                  "httpx2": run_httpx2, "openai": run_openai, "distilabel": run_distilabel}
 WORKDIR_CLIENTS = {"ours": run_ours, "curator": run_curator}
 CLIENTS = [*ASYNC_CLIENTS, *WORKDIR_CLIENTS]
-IMPORTS = {"aiohttp": "aiohttp", "httpx": "httpx", "httpx-sharded": "httpx", "httpx2": "httpx2", "openai": "openai",
+IMPORTS = {"aiohttp": "aiohttp", "pyreqwest": "pyreqwest.client", "httpx": "httpx", "httpx-sharded": "httpx", "httpx2": "httpx2", "openai": "openai",
            "distilabel": "distilabel.models.llms", "curator": "bespokelabs.curator", "ours": None}
 
 
@@ -269,7 +283,7 @@ def main() -> int:
             return 3
     else:
         sys.path.insert(0, str(REPO))
-        import aiohttp  # noqa: F401  (the backend loads it at its first live call; here, like the bare clients, before timing)
+        import pyreqwest.client  # noqa: F401  (the backend loads it at its first live call; here, like the bare clients, before timing)
 
         import modelcalls.openai_backend  # noqa: F401
     if args.loop == "uvloop" or (module is None and args.loop is None):

@@ -48,14 +48,16 @@ from stub_server import StubProcess, split_cpus  # noqa: E402
 
 # A client runs on its default event loop (ours: uvloop when installed; the others: asyncio's) or on the
 # one named after "@".
-CLIENT_ORDER = ["ours", "ours@asyncio", "aiohttp", "aiohttp@uvloop", "httpx2", "httpx-sharded", "openai", "httpx",
+CLIENT_ORDER = ["ours", "ours@asyncio", "aiohttp", "aiohttp@uvloop", "pyreqwest@uvloop", "pyreqwest", "httpx2", "httpx-sharded", "openai", "httpx",
                 "curator", "distilabel"]
 RATIO_CLIENTS = ("ours", "ours@asyncio", "aiohttp", "aiohttp@uvloop")  # the ratio targets: at every concurrency
 LABELS = {
-    "ours": "ours: run_calls + OpenAIBackend (aiohttp) + CallCache, cache on",
+    "ours": "ours: run_calls + OpenAIBackend (pyreqwest) + CallCache, cache on",
     "ours@asyncio": "ours, on asyncio's own loop (RMS_EVENT_LOOP=asyncio)",
     "aiohttp": "bare aiohttp loop",
     "aiohttp@uvloop": "bare aiohttp loop on uvloop",
+    "pyreqwest@uvloop": "bare pyreqwest loop on uvloop",
+    "pyreqwest": "bare pyreqwest loop",
     "httpx2": "bare httpx2 loop",
     "httpx-sharded": "bare httpx loop, tuned: 8 clients x C/8 connections",
     "openai": "bare openai SDK loop (AsyncOpenAI)",

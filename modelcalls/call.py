@@ -38,8 +38,10 @@ from modelcalls.cache import CallCache
 log = logging.getLogger(__name__)
 
 # Items prepared (request built, cache key computed, one cache lookup) at a time: the concurrency, within
-# these bounds (a chunk of image requests holds their inline images until they are sent).
-_MIN_LOOKUP_CHUNK, _MAX_LOOKUP_CHUNK = 16, 256
+# these bounds. Preparing a chunk holds the event loop (~25 us an item), delaying every answer that arrives
+# meanwhile: at concurrency 256, chunks of 32 reached 0.85-0.88 of the physical limit where chunks of 256
+# reached 0.80-0.81 (BENCHMARKS.md); a chunk of image requests also holds their inline images until sent.
+_MIN_LOOKUP_CHUNK, _MAX_LOOKUP_CHUNK = 16, 32
 
 In = TypeVar("In")
 Out = TypeVar("Out")

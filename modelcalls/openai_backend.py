@@ -1,5 +1,5 @@
 """``OpenAIBackend``: any OpenAI-compatible chat-completions server (OpenAI, vLLM, SGLang, TGI,
-``transformers serve``, llama.cpp, Ollama) over ``aiohttp``, on one server or several replicas of it.
+``transformers serve``, llama.cpp, Ollama) over ``pyreqwest``, on one server or several replicas of it.
 
 * At most ``max_concurrency`` requests in flight (all replicas together).
 * ``base_url`` may be a list of replicas: each request goes to the one with the fewest requests outstanding;
@@ -16,9 +16,11 @@
   is used for api.openai.com only and no key is sent elsewhere (local servers need none). The key never
   appears in errors, logs or ``repr``.
 
-Why aiohttp: measured side by side (``bench/generation_calls.py``), a bare aiohttp loop costs about a fifth
-of the client CPU per call of httpx2 and a thirteenth of the openai SDK's, and httpx 0.28's connection pool
-scans every connection at each request start and finish (O(connections^2) per request at high concurrency).
+Why pyreqwest (Rust's reqwest and hyper under an asyncio API): measured side by side
+(``bench/generation_calls.py``, BENCHMARKS.md), a bare pyreqwest loop costs less than half the client CPU per
+call of a bare aiohttp loop, about a tenth of httpx2's and a twentieth of the openai SDK's; the HTTP work
+runs in Rust, off the event loop, so one process keeps hundreds of requests in flight. httpx 0.28's
+connection pool scans every connection at each request start and finish (O(connections^2) per request).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import asyncio
 import json
 import logging
 import os
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -36,7 +39,7 @@ from modelcalls.replicas import Replica, ReplicaPool
 from modelcalls.retry import RetryPolicy, TransientError, parse_retry_after, with_retries
 
 if TYPE_CHECKING:
-    import aiohttp
+    from pyreqwest.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +66,35 @@ _SPEC_KEYS = {
 }
 
 
-# One encoder for every request body (``json.dumps(value, ensure_ascii=False)`` would build one per call).
-_json_dumps = json.JSONEncoder(ensure_ascii=False).encode
-
-
 class _HTTPAnswer:
-    """Status, headers and body of one HTTP answer, read in full."""
+    """One HTTP answer, read in full: its status, ``Retry-After`` header, the JSON of a 200 answer (``None``
+    when its body is not JSON) and the raw body (read only for an error or an undecodable 200)."""
 
-    __slots__ = ("status", "headers", "body")
+    __slots__ = ("status", "retry_after", "data", "body")
 
-    def __init__(self, status: int, headers, body: bytes):
-        self.status, self.headers, self.body = status, headers, body
+    def __init__(self, status: int, retry_after: str | None, data: Any, body: bytes):
+        self.status, self.retry_after, self.data, self.body = status, retry_after, data, body
+
+
+async def _read_answer(response) -> _HTTPAnswer:
+    """JSON is encoded and decoded by pyreqwest (serde, in Rust): 10-20 us of client CPU less per call than
+    Python's json module at concurrency 256 (BENCHMARKS.md)."""
+    status = response.status
+    if status == 200:
+        try:
+            return _HTTPAnswer(status, None, await response.json(), b"")
+        except ValueError:  # not JSON: keep the bytes for the error message
+            pass
+    return _HTTPAnswer(status, response.headers.get("Retry-After"), None, bytes(await response.bytes()))
+
+
+def _transport_reason(error: Exception) -> str:
+    """pyreqwest's message and the chain of causes under it, in one line: "connection error: tcp connect
+    error: Connection refused (os error 111)"."""
+    details = getattr(error, "details", None) or {}
+    causes = [cause.get("message", "") for cause in details.get("causes") or () if isinstance(cause, dict)]
+    causes = [cause for cause in causes if cause and not cause.startswith("error sending request for url")]
+    return ": ".join([getattr(error, "message", None) or type(error).__name__, *causes])
 
 
 class OpenAIBackend:
@@ -139,10 +160,11 @@ class OpenAIBackend:
             self._api_key = None
         self.api_key_env = api_key_env
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._client: Client | None = None
         self._semaphore: asyncio.Semaphore | None = None
-        self._endpoints: dict[str, Any] = {}  # replica URL -> its chat-completions yarl.URL, parsed once
-        self._client_error: type[Exception] = Exception  # aiohttp.ClientError once a session is open
+        self._endpoints: dict[str, str] = {}  # replica URL -> its chat-completions URL
+        self._transport_error: type[Exception] = Exception  # pyreqwest's RequestError once a client is open
+        self._timeout_error: type[Exception] = Exception  # pyreqwest's RequestTimeoutError
 
     @classmethod
     def from_spec(cls, options: dict) -> OpenAIBackend:
@@ -159,28 +181,30 @@ class OpenAIBackend:
                 text = text.replace(self._api_key[:8], "***")
         return text
 
-    def _ensure_session(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
-        """One session + semaphore per event loop (both are bound to the loop that first uses them)."""
+    def _ensure_client(self) -> tuple[Client, asyncio.Semaphore]:
+        """One HTTP client + semaphore per event loop (both are bound to the loop that first uses them)."""
         loop = asyncio.get_running_loop()
-        if self._session is None or self._loop is not loop:
-            import aiohttp  # here, not at import: a run resumed from its cache never loads it
-            from yarl import URL  # aiohttp's URL type: endpoints parsed once, not at every request
+        if self._client is None or self._loop is not loop:
+            # Here, not at import: a run resumed from its cache never loads the HTTP client.
+            from pyreqwest.client import ClientBuilder
+            from pyreqwest.exceptions import RequestError, RequestTimeoutError
 
             headers = dict(self._headers)  # Content-Type comes with the JSON body
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
-            connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                headers=headers or None,  # none for a local server: no per-request header merge
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                json_serialize=_json_dumps,
+            self._client = (
+                ClientBuilder()
+                .max_connections(self.max_concurrency)
+                .timeout(timedelta(seconds=self.timeout_s))
+                .default_headers(headers)
+                .no_proxy()  # as before: $HTTP(S)_PROXY is not used (a local server must never go through one)
+                .build()
             )
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
-            self._endpoints = {replica.url: URL(f"{replica.url}/chat/completions") for replica in self.replicas.replicas}
-            self._client_error = aiohttp.ClientError  # caught at every request: no import on that path
+            self._endpoints = {replica.url: f"{replica.url}/chat/completions" for replica in self.replicas.replicas}
+            self._transport_error, self._timeout_error = RequestError, RequestTimeoutError  # no import per request
             self._loop = loop
-        return self._session, self._semaphore
+        return self._client, self._semaphore
 
     def _body(self, request: ChatRequest, structured: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -209,18 +233,17 @@ class OpenAIBackend:
         """One POST to the replica with the fewest requests outstanding. A connection failure or a timeout
         adds the replica to ``failed`` (the replicas this request has failed on) and is a ``TransientError``
         that fails over at once when another replica is in service."""
-        session, semaphore = self._ensure_session()
+        client, semaphore = self._ensure_client()
         async with semaphore:
             replica = self.replicas.acquire(avoid=failed)
             reachable = False
             try:
-                async with session.post(self._endpoints[replica.url], json=body) as response:
-                    answer = _HTTPAnswer(response.status, response.headers, await response.read())
+                answer = await _read_answer(await client.post(self._endpoints[replica.url]).body_json(body).build().send())
                 reachable = True
-            except asyncio.TimeoutError:
+            except self._timeout_error:
                 reason = f"timed out after {self.timeout_s}s at {replica.url}"
-            except self._client_error as error:
-                reason = self._redact(f"connection error at {replica.url}: {type(error).__name__}: {error}")
+            except self._transport_error as error:
+                reason = self._redact(f"connection error at {replica.url}: {_transport_reason(error)}")
             finally:
                 self.replicas.release(replica, reachable=reachable)
         if not reachable:
@@ -230,21 +253,23 @@ class OpenAIBackend:
                 self.replicas.failovers += 1
             raise TransientError(reason, failover=failover)
         status = answer.status
-        if status == 200:
+        if status == 200 and answer.data is not None:
             return answer
+        if status == 200:
+            raise TransientError(f"malformed completion body: {self._excerpt(answer.body)}")
         reason = f"HTTP {status} from {replica.url}/chat/completions: {self._excerpt(answer.body)}"
         if status in _RETRYABLE_STATUS or status >= 500:
-            retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+            retry_after = parse_retry_after(answer.retry_after)
             raise TransientError(reason, status=status, retry_after=retry_after)
         raise BackendError(reason, status=status)
 
     def _read(self, answer: _HTTPAnswer) -> ChatResponse:
+        data = answer.data
         try:
-            data = json.loads(answer.body.decode("utf-8"))
             choice = data["choices"][0]
             message = choice.get("message") or {}
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise TransientError(f"malformed completion body: {self._excerpt(answer.body)}") from None
+            raise TransientError(f"malformed completion body: {self._excerpt(json.dumps(data).encode())}") from None
         text = message.get("content")
         if text is None:
             text = message.get("refusal") or ""
@@ -291,18 +316,17 @@ class OpenAIBackend:
         return {"replicas": self.replicas.stats(), "failovers": self.replicas.failovers}
 
     async def aclose(self) -> None:
-        """Close the HTTP connections. The backend stays usable: the next ``chat()`` opens a new session."""
-        session, self._session = self._session, None
-        if session is None:
+        """Close the HTTP connections. The backend stays usable: the next ``chat()`` opens a new client."""
+        client, self._client = self._client, None
+        if client is None:
             return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if self._loop is running and running is not None:
-            await session.close()
-        else:  # the connections belong to a loop that has ended; they died with it
-            session.detach()
+            await client.close()
+        # else: the client belongs to a loop that has ended; its connections are dropped with it
 
     def __repr__(self) -> str:
         key = f"key from ${self.api_key_env}" if self._api_key else "no key"
