@@ -10,16 +10,17 @@ time, client CPU and peak RSS are its own. With two CPUs or more the stub runs o
 clients on the others (as servers on other machines would), so client and stub never fight for one core.
 
 (1) limit: N prompts at concurrency C; the physical limit is N x delay / C seconds. Rows: ours
-    (``run_calls`` + ``OpenAIBackend`` + ``CallCache``, cache on), bare aiohttp / httpx2 / httpx (default
+    (``run_calls`` + ``OpenAIBackend`` + ``CallCache``, cache on), bare pyreqwest / aiohttp / httpx2 / httpx (default
     pool and C/8 connections in each of 8 clients) / openai SDK loops, and the peers curator and distilabel;
     ours and bare aiohttp also on the other event loop (``ours@asyncio``, ``aiohttp@uvloop``), and "x of
-    aiohttp" is against bare aiohttp on the row's own loop. The peers,
+    aiohttp" is against bare aiohttp on the row's own loop (ours' note: against bare pyreqwest, the client it
+    is built on, on its loop). The peers,
     run with the Python of their own virtualenv (``--python curator=/tmp/peers/curator/bin/python``; a peer
     whose Python is missing or cannot import it is skipped, saying so). Rounds alternate the clients in a
     rotating order; "x of aiohttp" is the median of the per-round ratios, so a neighbour's load that
-    drifts over the run does not pick the winner. A client (other than ours and aiohttp) slower than 8x the
-    limit in round 1 is not repeated. Every client runs at the first ``--concurrency``; at the others only ours and aiohttp (the
-    ratio targets), unless ``--all-clients-everywhere``.
+    drifts over the run does not pick the winner. A client (other than those) slower than 8x the
+    limit in round 1 is not repeated. Every client runs at the first ``--concurrency``; at the others only ours, aiohttp
+    and pyreqwest, unless ``--all-clients-everywhere``.
 (2) faults: the same N with 20 % of requests answered 429 + Retry-After: 1. All N must come back correct;
     the time is set against 1.5 x the fault-free time + the Retry-After waits spread over the C workers
     (429s x Retry-After / C), and the requests the server saw are counted (no retry storm: ~1.25 N).
@@ -50,7 +51,8 @@ from stub_server import StubProcess, split_cpus  # noqa: E402
 # one named after "@".
 CLIENT_ORDER = ["ours", "ours@asyncio", "aiohttp", "aiohttp@uvloop", "pyreqwest@uvloop", "pyreqwest", "httpx2", "httpx-sharded", "openai", "httpx",
                 "curator", "distilabel"]
-RATIO_CLIENTS = ("ours", "ours@asyncio", "aiohttp", "aiohttp@uvloop")  # the ratio targets: at every concurrency
+# At every concurrency: the ratio targets (ours against bare aiohttp) and the bare client ours is built on.
+RATIO_CLIENTS = ("ours", "ours@asyncio", "aiohttp", "aiohttp@uvloop", "pyreqwest@uvloop", "pyreqwest")
 LABELS = {
     "ours": "ours: run_calls + OpenAIBackend (pyreqwest) + CallCache, cache on",
     "ours@asyncio": "ours, on asyncio's own loop (RMS_EVENT_LOOP=asyncio)",
@@ -148,6 +150,10 @@ def limit_rows(stub: StubProcess, args, peers: dict[str, str], concurrency: int,
         if client != reference and reference in runs:
             ratios = [a["seconds"] / r["seconds"] for a, r in zip(runs[reference], results)]
             row["of_aiohttp"] = statistics.median(ratios)
+        own_client = "pyreqwest@uvloop" if results[0].get("loop") == "uvloop" else "pyreqwest"
+        if client.startswith("ours") and own_client in runs:  # what the call layer adds to its HTTP client
+            ratios = [b["seconds"] / r["seconds"] for b, r in zip(runs[own_client], results)]
+            row["note"] = f"{statistics.median(ratios):.2f} of bare {LABELS[own_client].removeprefix('bare ')}"
         rows.append(row)
     rows.insert(0, {"section": "(1) limit", "what": f"physical limit: N x {args.delay_ms:g} ms / C", "n": n,
                     "c": concurrency, "seconds": limit, "of_limit": 1.0, "note": ""})
@@ -253,7 +259,7 @@ def main() -> int:
             clients = args.clients
             for concurrency in args.concurrency:
                 rows += limit_rows(stub, args, peers, concurrency, args.n, notes, clients)
-                if not args.all_clients_everywhere:  # the ratio targets need only ours and aiohttp
+                if not args.all_clients_everywhere:  # the ratio targets need only ours, aiohttp and pyreqwest
                     clients = [client for client in clients if client in RATIO_CLIENTS]
         if "faults" not in args.skip:
             rows += fault_rows(stub, args, main_c, args.n)

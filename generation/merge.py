@@ -3,7 +3,8 @@ category cap, split by image, write + validate.
 
   python -m generation merge runs/v2/shard-* --out releases/v2 [--base-release releases/v1]
 
-The run config is read from the first shard (all shards must have used the same config).
+The run config is read from the first shard. All shards must have used the same config, the same weights
+for each role (the loaded Hub commit or local weights' fingerprint) and the same ingest normalisation.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def merge(shard_dirs: list[str], out: str, base_release: str | None = None) -> d
     seen = [tuple(shard.summary["shard"]) for shard in shards]
     if len(set(seen)) != len(seen):
         raise ValueError(f"the same shard appears twice: {seen}")
+    _check_same_producers(shards, shard_dirs)
     config = RunConfig.from_dict(configs[0], where=f"{shard_dirs[0]}/shard/summary.json: config")
     total = seen[0][1]
     if sorted(index for index, _ in seen) != list(range(total)):
@@ -39,6 +41,27 @@ def merge(shard_dirs: list[str], out: str, base_release: str | None = None) -> d
               file=sys.stderr)
     _, report = finalize(shards, out, config, base=load_base_release(base_release))
     return report
+
+
+def _check_same_producers(shards, shard_dirs: list[str]) -> None:
+    """One release, one producer: every shard's answers must come from the same weights for each role
+    (a Hub model whose ``main`` moved between shard jobs loads other weights under the same name) and its
+    photos from the same normalisation code. Otherwise the release would mix them under one provenance."""
+    first = shards[0].summary
+    for shard, path in zip(shards[1:], shard_dirs[1:]):
+        summary = shard.summary
+        models, expected = summary.get("models", {}), first.get("models", {})
+        for role in sorted(set(models) | set(expected)):
+            if models.get(role) != expected.get(role):
+                raise ValueError(
+                    f"{path}: its {role} answers came from {models.get(role)}, those of {shard_dirs[0]} from "
+                    f"{expected.get(role)}; one release must come from one set of weights: pin the role's "
+                    "`revision:` to one commit and rerun the odd shards (their other steps are reused)")
+        if summary.get("normalise_version") != first.get("normalise_version"):
+            raise ValueError(
+                f"{path}: its photos were normalised by ingest version {summary.get('normalise_version')}, those of "
+                f"{shard_dirs[0]} by version {first.get('normalise_version')}; rerun the older shards with this "
+                "version of the toolkit")
 
 
 def main(args: argparse.Namespace) -> int:

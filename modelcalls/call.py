@@ -34,6 +34,7 @@ from typing import Generic, TypeVar
 from modelcalls import event_loop
 from modelcalls.base import Backend, BackendError, ChatRequest, ChatResponse, Usage
 from modelcalls.cache import CallCache
+from modelcalls.retry import retry_wait
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,11 @@ async def run_calls(
 ) -> list[CallResult[In, Out]]:
     """Run ``call`` on every item with at most ``concurrency`` calls in flight; results in input order.
 
+    A call waiting out a retry delay (a 429's ``Retry-After``, a backoff) lends its slot to the next item
+    meanwhile and queues for a slot again before it re-sends, so the server keeps ``concurrency`` requests
+    and the run keeps going; at most ``concurrency`` calls wait this way at once (then a wait holds its slot,
+    which bounds both the items held in memory and what a server refusing everything is sent).
+
     ``on_result(index, result)`` is called as each item finishes (e.g. to append it to a JSONL file).
     """
     if concurrency < 1:
@@ -276,18 +282,46 @@ async def run_calls(
     results: list[CallResult | None] = [None] * len(items)
     feed = _prepared_feed(call, items, backend, cache, chunk=min(max(concurrency, _MIN_LOOKUP_CHUNK), _MAX_LOOKUP_CHUNK))
 
+    slots = asyncio.Semaphore(concurrency)
+    workers: list[asyncio.Task] = []
+    waiting = 0  # calls waiting out a retry delay without a slot
+
+    async def wait_without_slot(delay) -> None:
+        nonlocal waiting
+        if waiting >= concurrency:
+            await delay  # holding the slot
+            return
+        waiting += 1
+        slots.release()
+        if len(workers) < 2 * concurrency:  # a worker to take the lent slot
+            workers.append(asyncio.ensure_future(worker()))
+        try:
+            await delay
+        finally:
+            waiting -= 1
+        await slots.acquire()  # in line for a slot again before re-sending
+
     async def worker() -> None:
+        retry_wait.set(wait_without_slot)  # in this worker's context only
         for prepared in feed:
-            index = prepared.index
-            result = await _run_one(call, prepared, backend, cache)
-            results[index] = result
+            async with slots:
+                result = await _run_one(call, prepared, backend, cache)
+            results[prepared.index] = result
             if progress is not None:
                 progress.update(result)
             if on_result is not None:
-                on_result(index, result)
+                on_result(prepared.index, result)
 
+    workers.extend(asyncio.ensure_future(worker()) for _ in range(min(concurrency, max(len(items), 1))))
     try:
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, max(len(items), 1)))))
+        finished = 0
+        while finished < len(workers):  # workers started while others wait join the list
+            await workers[finished]
+            finished += 1
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        raise
     finally:
         if cache is not None:  # commit the last batch of answers (the cache commits in groups)
             try:

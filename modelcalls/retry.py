@@ -5,6 +5,9 @@ connection errors) and ``BackendError`` for what is not (e.g. 400, 401). ``with_
 until it succeeds or ``max_retries`` retries are spent, then raises ``BackendError`` with the last reason.
 A ``TransientError(failover=True)`` (a replica did not answer and another one can) is re-sent at once,
 without waiting and without spending a retry, at most ``failovers`` times per call.
+
+A runner sets ``retry_wait`` in the context of its workers: each wait before a retry then goes through
+it, so that the runner can lend the waiting call's slot to another item (``run_calls`` does).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
@@ -20,6 +24,10 @@ from typing import TypeVar
 from modelcalls.base import BackendError
 
 T = TypeVar("T")
+
+#: How a call waits out a retry delay: ``await retry_wait.get()(delay)``, ``delay`` being the sleep itself.
+#: Unset (the default), the delay is simply awaited.
+retry_wait: ContextVar[Callable[[Awaitable[None]], Awaitable[None]] | None] = ContextVar("retry_wait", default=None)
 
 
 class TransientError(Exception):
@@ -103,6 +111,8 @@ async def with_retries(
                 attempts=attempts,
             ) from None
         else:
-            await sleep(policy.delay(retry, error.retry_after))
+            delay = sleep(policy.delay(retry, error.retry_after))
+            wait = retry_wait.get()
+            await (delay if wait is None else wait(delay))
             retry += 1
         error = None

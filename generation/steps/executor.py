@@ -39,7 +39,7 @@ from . import fingerprint as fp
 from .base import GENERATOR, VERIFIER, Dropped, Kept, ModelStep, Photo, Retry
 from .config import RunConfig, resolve_path
 from .gates import gate_of
-from .ingest import Ingest, Ingestor, RawImage
+from .ingest import NORMALISE_VERSION, Ingest, Ingestor, RawImage
 from .pipeline import pipeline
 from .records import Candidate, ImageRecord, Reject
 from .rewrite import Rewrite
@@ -429,7 +429,7 @@ def write_shard_outcome(out: Path, outcome: ShardOutcome, shard: tuple[int, int]
     write_atomic(shard_dir / "images.jsonl", jsonl(r.to_json() for r in outcome.images))
     write_atomic(shard_dir / "pairs.jsonl", jsonl(outcome.pairs))
     write_atomic(shard_dir / "rejects.jsonl", jsonl(r.to_json() for r in outcome.rejects))
-    summary = {"shard": list(shard), "funnel": outcome.funnel, "config": config.to_dict(),
+    summary = {"shard": list(shard), "funnel": outcome.funnel, "config": config.to_dict(), "normalise_version": NORMALISE_VERSION,
                "fingerprints": outcome.fingerprints, "prompts": outcome.prompts, "models": outcome.models,
                "usage": {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens},
                "model_calls": outcome.model_calls, "model_calls_by_step": outcome.model_calls_by_step,

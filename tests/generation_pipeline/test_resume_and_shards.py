@@ -223,3 +223,33 @@ def test_merge_refuses_a_shard_photo_that_does_not_match_its_id(photo_folder, ma
     assert main(["merge", *map(str, shard_dirs), "--out", str(tmp_path / "merged")]) == 2
     assert f"{damaged}: its bytes do not match its id" in capsys.readouterr().err
     assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize("field, odd, named", [
+    ("models", {"backend": "transformers", "model": "org/vlm", "loaded": {"commit": "b" * 40}}, "generator answers came from"),
+    ("normalise_version", 1, "normalised by ingest version 1"),
+])
+def test_merge_refuses_shards_from_other_weights_or_other_normalisation(photo_folder, make_config, tmp_path, capsys,
+                                                                        field, odd, named):
+    """One release, one producer: a shard whose Hub model moved on between shard jobs (same name, other
+    commit), or whose photos older code normalised, is refused with the shard, what differs and what to do;
+    nothing is written."""
+    from generation.__main__ import main
+
+    config = make_config(photo_folder(DESCRIPTIONS))
+    shard_dirs = [tmp_path / f"shard-{index}" for index in range(2)]
+    for index, out in enumerate(shard_dirs):
+        run(config, out, shard=(index, 2), show_progress=False)
+    summary_path = shard_dirs[1] / "shard" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    assert summary["normalise_version"] >= 2 and set(summary["models"]) == {"generator", "verifier"}
+    if field == "models":
+        summary["models"]["generator"] = odd
+    else:
+        summary["normalise_version"] = odd
+    summary_path.write_text(json.dumps(summary))
+
+    assert main(["merge", *map(str, shard_dirs), "--out", str(tmp_path / "merged")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {shard_dirs[1]}: ") and named in error and "rerun" in error
+    assert not (tmp_path / "merged").exists()

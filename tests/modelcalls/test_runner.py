@@ -1,12 +1,14 @@
-"""run_calls: order, bounded concurrency, per-item failure capture, parse retries, usage and progress."""
+"""run_calls: order, bounded concurrency, retry waits that lend their slot, per-item failure capture, parse
+retries, usage and progress."""
 
 import asyncio
 
 import pytest
 
-from modelcalls import BackendError, ChatRequest, Progress, run_calls, run_calls_sync
-from modelcalls.base import message_text
+from modelcalls import BackendError, ChatRequest, ChatResponse, Progress, run_calls, run_calls_sync
+from modelcalls.base import Usage, message_text
 from modelcalls.call import RunSummary
+from modelcalls.retry import RetryPolicy, TransientError, with_retries
 from modelcalls.scripted_backend import Fault, ScriptedBackend
 
 from .helpers import EchoCall, VerdictCall
@@ -160,3 +162,97 @@ def test_a_request_with_a_broken_image_is_rejected_not_fatal(tmp_path):
     with CallCache(tmp_path / "c.sqlite") as cache:
         results = run_calls_sync(BrokenImage(), ["broken", "fine"], ScriptedBackend(respond=lambda r: "x"), cache=cache, concurrency=2)
     assert "not valid base64" in results[0].error and results[1].output == "x"
+
+
+class _RateLimitedOnce:
+    """Answers each item at once, except that the items in ``limited`` are first refused with a 429; the
+    retry delay of each refused item is ``waits[item]()`` (the backend's own sleep, under test control).
+    Records every request sent and the peak number in flight."""
+
+    model = "rate-limited-once"
+    supports_images = False
+
+    def __init__(self, limited: set[str], waits: dict):
+        self.limited, self.waits = set(limited), waits
+        self.sent: list[str] = []
+        self.in_flight = self.peak = 0
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        item = message_text(request.messages[-1])
+
+        async def attempt() -> ChatResponse:
+            self.sent.append(item)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            await asyncio.sleep(0)
+            self.in_flight -= 1
+            if item in self.limited:
+                self.limited.discard(item)
+                raise TransientError("HTTP 429", status=429, retry_after=1.0)
+            return ChatResponse(f"answer {item}", Usage(1, 1), "stop")
+
+        async def wait(seconds: float) -> None:
+            await self.waits[item](self)
+
+        return await with_retries(attempt, RetryPolicy(max_retries=1), what="test", sleep=wait)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_call_waiting_out_a_retry_lends_its_slot_to_the_next_items():
+    """Item 0 is refused with a 429 and may retry only once every other item is answered: at concurrency
+    1 that can only happen if its wait lends the one slot (otherwise the run would wait forever)."""
+    items = [str(i) for i in range(5)]
+    others_done = asyncio.Event()
+
+    async def until_the_others_are_answered(backend) -> None:
+        await others_done.wait()
+
+    backend = _RateLimitedOnce({"0"}, {"0": until_the_others_are_answered})
+
+    def on_result(index, result):
+        if backend.sent.count("0") == 1 and len(backend.sent) == len(items):
+            others_done.set()
+
+    async def main():
+        return await asyncio.wait_for(run_calls(EchoCall(), items, backend, cache=None, concurrency=1,
+                                                on_result=on_result), timeout=60)
+
+    results = asyncio.run(main())
+    assert [r.output for r in results] == [f"answer {i}" for i in items]
+    assert backend.sent == ["0", "1", "2", "3", "4", "0"]  # the others went while 0 waited; 0 re-sent last
+    assert backend.peak == 1  # never more than the concurrency in flight, the re-send included
+    assert results[0].model_calls == 1 and results[0].attempts == 1  # the 429 was the backend's own retry
+
+
+def test_at_most_concurrency_calls_wait_without_their_slot():
+    """At concurrency 1, item 0 already waits without its slot; item 1's wait then holds the slot: nothing
+    else is sent until item 1 has retried (this bounds what a server refusing everything is sent)."""
+    others_done = asyncio.Event()
+    sent_during_the_second_wait = []
+
+    async def until_the_others_are_answered(backend) -> None:
+        await others_done.wait()
+
+    async def while_holding_the_slot(backend) -> None:
+        before = len(backend.sent)
+        for _ in range(20):  # plenty of loop turns for another worker to send, were the slot lent
+            await asyncio.sleep(0)
+        sent_during_the_second_wait.extend(backend.sent[before:])
+
+    items = [str(i) for i in range(4)]
+    backend = _RateLimitedOnce({"0", "1"}, {"0": until_the_others_are_answered, "1": while_holding_the_slot})
+
+    def on_result(index, result):
+        if index == len(items) - 1:
+            others_done.set()
+
+    async def main():
+        return await asyncio.wait_for(run_calls(EchoCall(), items, backend, cache=None, concurrency=1,
+                                                on_result=on_result), timeout=60)
+
+    results = asyncio.run(main())
+    assert all(r.ok for r in results)
+    assert sent_during_the_second_wait == []
+    assert backend.sent == ["0", "1", "1", "2", "3", "0"] and backend.peak == 1
