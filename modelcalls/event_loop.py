@@ -3,9 +3,9 @@ run, ``run_calls_sync``), on uvloop when it is installed.
 
 Why uvloop: the call layer is CPU-bound on its event-loop thread long before a fleet of model servers is
 (one Python thread drives every request). Measured side by side against the 50 ms stub at concurrency 256
-(``bench/generation_calls.py``, BENCHMARKS.md), uvloop cuts the client CPU per call of bare aiohttp by
-36-49 us (12-18 %) and of ``run_calls`` + ``OpenAIBackend`` by 14-56 us, which is that much more
-throughput where one core is the limit. Results do not depend on the loop: every answer, key and checkpoint is the
+(``bench/generation_calls.py``, BENCHMARKS.md), uvloop cuts the client CPU per call of ``run_calls`` +
+``OpenAIBackend`` by 9-36 us (153 against 162-189 us) and of a bare aiohttp loop by 53-65 us, which is that
+much more throughput where one core is the limit. Results do not depend on the loop: every answer, key and checkpoint is the
 same on both.
 
 ``RMS_EVENT_LOOP`` chooses: ``auto`` (default: uvloop if importable, else asyncio's own loop), ``uvloop``

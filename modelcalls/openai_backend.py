@@ -197,7 +197,7 @@ class OpenAIBackend:
                 .max_connections(self.max_concurrency)
                 .timeout(timedelta(seconds=self.timeout_s))
                 .default_headers(headers)
-                .no_proxy()  # as before: $HTTP(S)_PROXY is not used (a local server must never go through one)
+                .no_proxy()  # $HTTP(S)_PROXY is not used: a local server must never be reached through a proxy
                 .build()
             )
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
