@@ -10,7 +10,7 @@ children over that span), peak_rss_mib, import_s, ok (answers that belong to the
 ``modelcalls.event_loop``'s choice: uvloop when installed); the JSON line says which ran.
 
 Clients: ``ours`` (``run_calls`` + ``OpenAIBackend`` + ``CallCache``, cache on), bare loops over
-``aiohttp``, ``httpx`` (default pool), ``httpx-sharded`` (httpx tuned: C/8 connections in each of 8
+``pyreqwest`` (the client ours is built on), ``aiohttp``, ``httpx`` (default pool), ``httpx-sharded`` (httpx tuned: C/8 connections in each of 8
 clients, which keeps httpcore's per-request pool scan short), ``httpx2``, the ``openai`` SDK, and the peers
 ``curator`` (bespokelabs-curator, cache on; its tiktoken token counting, which needs a download, is replaced
 by a 4-characters-per-token count, which only makes it cheaper) and ``distilabel`` (``OpenAILLM.agenerate``). A client whose

@@ -238,7 +238,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (1): every client once per round")
     parser.add_argument("--clients", nargs="+", default=CLIENT_ORDER, choices=CLIENT_ORDER)
     parser.add_argument("--all-clients-everywhere", action="store_true",
-                        help="run every client at every --concurrency (default: all at the first, then ours and aiohttp)")
+                        help="run every client at every --concurrency (default: all at the first, then ours, aiohttp and pyreqwest)")
     parser.add_argument("--python", action="append", default=[], metavar="CLIENT=PYTHON",
                         help="the Python to run a peer with (default: curator/distilabel from /tmp/peers/<peer>)")
     parser.add_argument("--resume-n", type=int, default=1000, help="prompts in (3)")
