@@ -76,6 +76,20 @@ def test_gives_up_after_max_retries_with_status_and_body_but_never_the_key(scrip
     assert SECRET not in repr(backend) and "key from $RMS_TEST_KEY" in repr(backend)
 
 
+def test_a_200_that_is_not_a_completion_is_retried_then_named_with_an_excerpt(scripted_server, monkeypatch):
+    """A proxy's HTML page or a JSON error object answered with 200 is no answer: retried like a 5xx, and
+    the final error quotes what came back."""
+    scripted_server.replies = [Reply(200, "<html>gateway says hi</html>"), Reply(200, {"object": "error"}),
+                               Reply(body=completion_body("done"))]
+    assert chat(backend_for(scripted_server, monkeypatch)).text == "done"
+    assert len(scripted_server.received) == 3
+
+    scripted_server.replies = [Reply(200, {"object": "error"}), Reply(200, "<html>gateway says hi</html>")]
+    with pytest.raises(BackendError) as caught:
+        chat(backend_for(scripted_server, monkeypatch, max_retries=1))
+    assert "gave up after 2 attempts; last error: malformed completion body: <html>gateway says hi</html>" in str(caught.value)
+
+
 def test_client_errors_fail_at_once(scripted_server, monkeypatch):
     scripted_server.replies = [Reply(401, {"error": {"message": "invalid api key"}})]
     with pytest.raises(BackendError, match="HTTP 401 .*invalid api key"):
