@@ -97,7 +97,11 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as error:  # every bad value or path, before any model is loaded
         print(f"error: {error}", file=sys.stderr)
         return 2
-    report = run(config, args.out, shard=args.shard, base_release=args.base_release,
-                 show_progress=False if args.no_progress else None, retry_errors=args.retry_errors)
+    try:
+        report = run(config, args.out, shard=args.shard, base_release=args.base_release,
+                     show_progress=False if args.no_progress else None, retry_errors=args.retry_errors)
+    except ConfigError as error:  # found as the run starts, before any model call (replicas that disagree)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print_report(report)
     return 1 if report.get("problems") else 0

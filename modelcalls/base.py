@@ -89,6 +89,10 @@ class ChatResponse:
 
 @runtime_checkable
 class Backend(Protocol):
+    """A model behind ``chat()``. Optionally, ``async def identify() -> dict | None`` says what answers
+    under ``model`` (the Hub commit or weights' fingerprint loaded, what a server reports it serves); a
+    pipeline puts it into its provenance, step fingerprints and cache keys."""
+
     model: str  # model id, part of the cache key
     supports_images: bool  # text-only backends get the manifest caption instead of pixels
 

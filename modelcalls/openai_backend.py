@@ -309,6 +309,32 @@ class OpenAIBackend:
             return await with_retries(lambda: self._attempt(request, failed), self.policy, what=f"openai {self.model}",
                                       failovers=len(self.replicas) - 1, first_error=error)
 
+    async def identify(self) -> dict[str, Any] | None:
+        """What the servers say they serve under ``model``, for provenance, step fingerprints and cache keys:
+        the ``root`` (and ``parent``) of its entry in ``GET /models``, where vLLM and SGLang report the path or
+        Hub id of the weights. Re-serving other weights under the same name then never reuses an answer.
+        ``None`` where no server says more than the name (the OpenAI API, ``transformers serve``). Replicas
+        that report different weights under one name are an error; one that cannot be reached is skipped
+        (it may come up later, as during the run)."""
+        client, _ = self._ensure_client()
+        served: dict[str, dict[str, str] | None] = {}
+        for replica in self.replicas.replicas:
+            try:
+                response = await client.get(f"{replica.url}/models").build().send()
+                listing = await response.json() if response.status == 200 else None
+            except (self._transport_error, ValueError):  # unreachable, or not JSON: nothing said
+                continue
+            entries = listing.get("data") if isinstance(listing, dict) else None
+            entry = next((e for e in entries or () if isinstance(e, dict) and e.get("id") == self.model), None)
+            weights = {key: str(entry[key]) for key in ("root", "parent") if entry and entry.get(key)}
+            served[replica.url] = weights or None
+        if len({json.dumps(weights, sort_keys=True) for weights in served.values()}) > 1:
+            listed = "; ".join(f"{url}: {weights}" for url, weights in served.items())
+            raise ValueError(f"backend 'openai' {self.model!r}: the replicas serve different weights under this name "
+                             f"({listed}); serve one checkpoint on every replica, or give each its own model name")
+        weights = next(iter(served.values()), None)
+        return {"served": weights} if weights else None
+
     def replica_stats(self) -> dict:
         """Counts for a run's report: ``{"replicas": [{url, requests, answered, failures, ejections,
         in_service, outstanding}, ...], "failovers": N}`` (``failovers``: requests re-sent at once to another

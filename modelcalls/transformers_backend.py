@@ -380,6 +380,10 @@ class TransformersBackend:
         options.pop("max_concurrency", None)  # the batch size bounds the work in flight
         return cls(**options)
 
+    async def identify(self) -> dict[str, Any]:
+        """``identity``, as every backend reports it (``OpenAIBackend.identify`` asks its servers)."""
+        return self.identity
+
     @property
     def identity(self) -> dict[str, Any]:
         """What the loaded weights are, for provenance and checkpoint fingerprints: the Hub commit

@@ -5,6 +5,10 @@ The prompt is the judge format (`judging.format.prompt_messages` by default) wit
 data URL; the answer is read by the format's ``parse`` (unparseable -> ``label=None``, counted). A call
 that still fails after the backend's retries raises `APIJudgeError` naming the item; nothing already
 scored is lost because callers write predictions through `eval.predictions` as each chunk finishes.
+
+``describe()`` (the judge's id and provenance) includes what the server says it serves under the model name
+(``served``: the weights' path or Hub id that vLLM and SGLang list at ``GET /models``), so a checkpoint
+re-served under the same name never reuses the old checkpoint's predictions.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from eval.judges.base import Judge, Prediction
 from eval.judges.images import load_image
 from judging.format import RMS_FORMAT, JudgeFormat, ParsedAnswer
 from judging.records import JudgeExample
-from modelcalls import ChatRequest, ChatResponse, ModelCall, make_backend, run_calls_sync
+from modelcalls import ChatRequest, ChatResponse, ModelCall, event_loop, make_backend, run_calls_sync
 from modelcalls.base import Backend, image_part
+
+_NOT_ASKED = object()
 
 
 class APIJudgeError(RuntimeError):
@@ -97,6 +103,7 @@ class APIJudge(Judge):
         if api_key_env:
             spec["api_key_env"] = api_key_env
         self.backend = backend if backend is not None else make_backend(spec)
+        self._served: Any = _NOT_ASKED
 
     def with_format(self, judge_format: JudgeFormat, *, mode: str = "generative") -> APIJudge:
         """The same endpoint and client asked another question (e.g. `judging.format.REFUSAL_FORMAT`)."""
@@ -104,9 +111,25 @@ class APIJudge(Judge):
                         judge_format=judge_format, backend=self.backend)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.name, "model": self.model, "base_url": self.base_url, "mode": "generative",
-                "format": self.format.name, "format_version": self.format.version, "labels": list(self.format.labels),
-                "images": self.backend.supports_images, "decoding": {"temperature": 0.0, "max_tokens": self.max_tokens}}
+        description = {"kind": self.name, "model": self.model, "base_url": self.base_url, "mode": "generative",
+                       "format": self.format.name, "format_version": self.format.version,
+                       "labels": list(self.format.labels), "images": self.backend.supports_images,
+                       "decoding": {"temperature": 0.0, "max_tokens": self.max_tokens}}
+        served = self.served()
+        return {**description, **served} if served else description  # {"served": {"root": ...}}
+
+    def served(self) -> dict[str, Any] | None:
+        """What the server says it serves under ``model`` (``identify()`` of the backend), asked once."""
+        if self._served is _NOT_ASKED:
+            identify = getattr(self.backend, "identify", None)
+            self._served = event_loop.run(self._ask(identify)) if identify is not None else None
+        return self._served
+
+    async def _ask(self, identify) -> dict[str, Any] | None:
+        try:
+            return await identify()
+        finally:
+            await self.backend.aclose()  # its connections belong to this loop
 
     def score(self, examples: list[JudgeExample]) -> list[Prediction]:
         call = JudgeCall(self.format, self.max_tokens, send_images=self.backend.supports_images)

@@ -34,6 +34,7 @@ from modelcalls.base import Backend, Usage, make_backend
 from modelcalls.cache import CallCache
 from modelcalls.call import Progress, run_calls
 from rms_dataset import SAFE, UNSAFE, image_id_for, pair_id_for
+from typed_config import ConfigError
 
 from . import fingerprint as fp
 from .base import GENERATOR, VERIFIER, Dropped, Kept, ModelStep, Photo, Retry
@@ -147,6 +148,7 @@ class Executor:
         self.calls_by_step: Counter = Counter()
         self.fingerprints: dict[str, str] = {}
         self.prompts: dict[str, dict[str, str]] = {}
+        self.identities: dict[str, dict[str, Any] | None] = {}  # role -> what its backend serves (when a run starts)
 
     # ---------------------------------------------------------------------------------------------- run
 
@@ -160,6 +162,7 @@ class Executor:
         self.cache = CallCache(Path(self.config.cache) if self.config.cache else self.out / "calls.sqlite")
         self.backends = self._backends()
         try:
+            self.identities = {role: await self._identify(role) for role in (GENERATOR, VERIFIER)}
             subjects, upstream = self._ingest(source)
             images = list(subjects)
             for step in steps:
@@ -186,12 +189,19 @@ class Executor:
                                            else make_backend(self.config.verifier.backend_spec()))
         return {GENERATOR: generator, VERIFIER: verifier}
 
+    async def _identify(self, role: str) -> dict[str, Any] | None:
+        identify = getattr(self.backends[role], "identify", None)  # optional (modelcalls.base.Backend)
+        try:
+            return await identify() if identify is not None else None
+        except ValueError as error:  # e.g. replicas serving different weights under one name
+            raise ConfigError(f"{role}: {error}") from None
+
     def _role_spec(self, role: str) -> dict[str, Any]:
-        """The role's config block plus what its backend reports it loaded (``identity``: the Hub commit
-        or the local weights' fingerprint), so that new weights under the same name never reuse a
-        checkpoint or a cached answer."""
+        """The role's config block plus what its backend reports it serves (``identify()``: the Hub commit
+        or the local weights' fingerprint loaded, the weights a server names), so that new weights under the
+        same name never reuse a checkpoint or a cached answer."""
         spec = getattr(self.config, role).model_dump(mode="json", exclude_none=True)
-        identity = getattr(self.backends[role], "identity", None)
+        identity = self.identities[role]
         return {**spec, "loaded": identity} if identity else spec
 
     def _store(self, name: str, fingerprint: str) -> StepStore:

@@ -65,11 +65,23 @@ def test_result_of_another_schema_version_is_a_clear_error(tmp_path):
 class _ChatServer:
     """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that answers with a rule, recording requests."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, models: list[dict] | None = None):
         self.requests: list[dict] = []
+        self.models = models  # what GET /v1/models lists (404 while None)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802  (GET /v1/models, as vLLM lists what it serves)
+                models = outer.models
+                if models is None or self.path != "/v1/models":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps({"object": "list", "data": models}).encode())
+
             def do_POST(self):  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
@@ -118,6 +130,20 @@ def test_api_judge_sends_the_judge_prompt_with_the_image_and_parses_answers(tmp_
     assert "Answer 'safe' or 'unsafe' first." in _user_text(first)
     assert result["n_unparseable"] == 0
     assert result["metrics"]["recall"] < 1.0  # only "fire" items are flagged: "lean"/"stove" ones are missed
+
+
+def test_api_judge_id_names_the_weights_the_server_serves():
+    """Other weights re-served under the same model name at the same URL are another judge: another id, so
+    none of the old weights' predictions is reused; a server that says only the name keeps the plain id."""
+    with _ChatServer(lambda body: "safe", models=[{"id": "judge-model", "root": "/ckpt/step-500"}]) as server:
+        before = APIJudge("judge-model", server.url)
+        assert before.describe()["served"] == {"root": "/ckpt/step-500"}
+        assert APIJudge("judge-model", server.url).judge_id == before.judge_id  # the same weights: the same id
+        server.models = [{"id": "judge-model", "root": "/ckpt/step-900"}]
+        after = APIJudge("judge-model", server.url)
+        assert after.describe()["served"] == {"root": "/ckpt/step-900"} and after.judge_id != before.judge_id
+        server.models = None
+        assert "served" not in APIJudge("judge-model", server.url).describe()
 
 
 def test_api_judge_unparseable_answers_are_counted_and_http_errors_name_the_item(tmp_path, binary_benchmark):

@@ -34,6 +34,31 @@ def test_cli_run_then_gallery(photo_folder, make_config, tmp_path, capsys):
     assert (tmp_path / "run" / "gallery.html").exists()
 
 
+def test_a_generator_whose_replicas_serve_different_weights_is_refused_before_any_call(photo_folder, make_config,
+                                                                                       tmp_path, capsys):
+    """Two replicas listing other weights under one model name (GET /v1/models, as vLLM answers it) would
+    mix two models in one release under one name: exit 2 as the run starts, naming the role and each
+    replica's weights, before a single model call."""
+    from tests.modelcalls.conftest import ScriptedServer
+
+    replicas = [ScriptedServer(), ScriptedServer()]
+    try:
+        for replica, root in zip(replicas, ("/ckpt/step-500", "/ckpt/step-900")):
+            replica.models = [{"id": "judge", "root": root}]
+        config = make_config(photo_folder(["a cliff edge"])).to_dict()
+        config["generator"] = {"backend": "openai", "model": "judge", "base_url": [r.base_url for r in replicas]}
+        path = tmp_path / "run.yaml"
+        path.write_text(yaml.safe_dump(config))
+        assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: generator: backend 'openai' 'judge': the replicas serve different weights")
+        assert "/ckpt/step-500" in error and "/ckpt/step-900" in error
+        assert [r.received for r in replicas] == [[], []]  # no completion was asked for
+    finally:
+        for replica in replicas:
+            replica.close()
+
+
 def test_shard_argument_is_validated():
     parser = build_parser()
     for bad in ("3/3", "x", "1/0"):

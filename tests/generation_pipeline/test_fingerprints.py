@@ -103,13 +103,17 @@ def test_switching_back_reuses_the_old_checkpoints_without_asking_the_cache(fold
 
 def test_new_weights_under_the_same_model_name_rerun_that_roles_steps(folder, first_run, make_config, tmp_path,
                                                                       monkeypatch):
-    """What a backend reports it loaded (``identity``: a Hub commit, a local weights' fingerprint) is part
-    of its steps' fingerprints and of its answers' cache keys, and it is recorded as the run's provenance."""
+    """What a backend reports it serves (``identify()``: a Hub commit, a local weights' fingerprint, the
+    weights a server names) is part of its steps' fingerprints and of its answers' cache keys, and it is
+    recorded as the run's provenance."""
     from modelcalls.scripted_backend import ScriptedBackend
 
     weights = {"base_model": "fake-verifier", "revision": "c0ffee" * 6 + "beef"}
-    monkeypatch.setattr(ScriptedBackend, "identity", property(lambda self: weights if self.model == "fake-verifier" else None),
-                        raising=False)
+
+    async def identify(self):
+        return weights if self.model == "fake-verifier" else None
+
+    monkeypatch.setattr(ScriptedBackend, "identify", identify, raising=False)
     again = run(make_config(folder), tmp_path / "run", show_progress=False)
     assert set(calls_by_step(again)) == {"image_alone", "verify", "check"}  # the verifier's steps only, asked again
     summary = json.loads((tmp_path / "run" / "shard" / "summary.json").read_text())

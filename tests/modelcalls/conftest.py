@@ -50,11 +50,13 @@ class Received:
 
 
 class ScriptedServer:
-    """A real HTTP server on 127.0.0.1 answering /v1/chat/completions from a queue of ``Reply`` (then 200 ok)."""
+    """A real HTTP server on 127.0.0.1 answering /v1/chat/completions from a queue of ``Reply`` (then 200 ok),
+    and ``GET /v1/models`` with ``models`` (404 while it is ``None``)."""
 
     def __init__(self):
         self.replies: list[Reply] = []
         self.received: list[Received] = []
+        self.models: list[dict] | None = None
         self._lock = threading.Lock()
         server = self
 
@@ -63,6 +65,17 @@ class ScriptedServer:
 
             def log_message(self, *args):
                 pass
+
+            def do_GET(self):
+                models = server.models
+                status, payload = (404, {"error": "not found"}) if models is None or not self.path.endswith("/models") \
+                    else (200, {"object": "list", "data": models})
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self):
                 length = int(self.headers.get("content-length", 0))

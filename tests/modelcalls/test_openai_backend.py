@@ -184,3 +184,54 @@ def test_openai_key_is_sent_only_where_it_was_meant_to_go(scripted_server, monke
     official = make_backend({"backend": "openai", "model": "gpt-4o"})
     assert official.api_key_env == "OPENAI_API_KEY" and SECRET not in repr(official)
     assert repr(official) == "OpenAIBackend(model='gpt-4o', base_url='https://api.openai.com/v1', key from $OPENAI_API_KEY)"
+
+
+def identify(backend):
+    async def main():
+        try:
+            return await backend.identify()
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(main())
+
+
+def test_identify_names_the_weights_the_server_serves_under_the_model_name(scripted_server, monkeypatch):
+    """vLLM and SGLang list each served name with the path or Hub id of its weights (``root``): that is what
+    enters provenance, fingerprints and cache keys, so other weights re-served under the same name are
+    never taken for the old ones."""
+    scripted_server.models = [{"id": "other", "root": "/ckpt/other"},
+                              {"id": "served-model", "object": "model", "root": "/ckpt/step-500", "parent": None,
+                               "created": 1764600000, "max_model_len": 4096}]
+    assert identify(backend_for(scripted_server, monkeypatch)) == {"served": {"root": "/ckpt/step-500"}}
+    scripted_server.models[1]["root"] = "/ckpt/step-900"
+    assert identify(backend_for(scripted_server, monkeypatch)) == {"served": {"root": "/ckpt/step-900"}}
+
+
+def test_identify_is_none_where_the_server_says_no_more_than_the_name(scripted_server, monkeypatch):
+    assert identify(backend_for(scripted_server, monkeypatch)) is None  # no /models (404)
+    scripted_server.models = [{"id": "served-model", "object": "model", "owned_by": "openai"}]  # the OpenAI API
+    assert identify(backend_for(scripted_server, monkeypatch)) is None
+    scripted_server.models = [{"id": "some-other-model", "root": "/ckpt/x"}]
+    assert identify(backend_for(scripted_server, monkeypatch)) is None
+
+
+def test_replicas_serving_different_weights_under_one_name_are_refused(monkeypatch):
+    from .conftest import ScriptedServer
+
+    first, second = ScriptedServer(), ScriptedServer()
+    try:
+        first.models = [{"id": "served-model", "root": "/ckpt/step-500"}]
+        second.models = [{"id": "served-model", "root": "/ckpt/step-900"}]
+        urls = [first.base_url, second.base_url]
+        with pytest.raises(ValueError, match="the replicas serve different weights under this name") as caught:
+            identify(make_backend({"backend": "openai", "model": "served-model", "base_url": urls}))
+        assert first.base_url in str(caught.value) and "/ckpt/step-900" in str(caught.value)
+
+        second.models = first.models
+        down = "http://127.0.0.1:9/v1"  # a replica that cannot be reached says nothing: the others decide
+        backend = make_backend({"backend": "openai", "model": "served-model", "base_url": [*urls, down]})
+        assert identify(backend) == {"served": {"root": "/ckpt/step-500"}}
+    finally:
+        first.close()
+        second.close()
