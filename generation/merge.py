@@ -4,7 +4,8 @@ category cap, split by image, write + validate.
   python -m generation merge runs/v2/shard-* --out releases/v2 [--base-release releases/v1]
 
 The run config is read from the first shard. All shards must have used the same config, the same weights
-for each role (the loaded Hub commit or local weights' fingerprint) and the same ingest normalisation.
+for each role (the loaded Hub commit or local weights' fingerprint, or the weights its servers name) and the
+same ingest normalisation.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def _check_same_producers(shards, shard_dirs: list[str]) -> None:
             if models.get(role) != expected.get(role):
                 raise ValueError(
                     f"{path}: its {role} answers came from {models.get(role)}, those of {shard_dirs[0]} from "
-                    f"{expected.get(role)}; one release must come from one set of weights: pin the role's "
-                    "`revision:` to one commit and rerun the odd shards (their other steps are reused)")
+                    f"{expected.get(role)}; one release must come from one set of weights: pin them (a Hub "
+                    "model's `revision:` to one commit, one checkpoint on every server) and rerun the odd shards "
+                    "(their other steps are reused)")
         if summary.get("normalise_version") != first.get("normalise_version"):
             raise ValueError(
                 f"{path}: its photos were normalised by ingest version {summary.get('normalise_version')}, those of "
