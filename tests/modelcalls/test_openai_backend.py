@@ -1,8 +1,16 @@
 """OpenAIBackend against a real local HTTP server that misbehaves on cue (tests/modelcalls/conftest.py)."""
 
 import asyncio
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
 import time
 from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +21,7 @@ from .conftest import Reply, completion_body
 from .helpers import EchoCall
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def backend_for(server, monkeypatch, **options):
@@ -235,3 +244,63 @@ def test_replicas_serving_different_weights_under_one_name_are_refused(monkeypat
     finally:
         first.close()
         second.close()
+
+
+
+TLS = Path(__file__).resolve().parent / "tls"  # a test-only CA and the 127.0.0.1 certificate it signed
+_HTTPS_CLIENT = """
+import asyncio, sys
+from modelcalls import ChatRequest, make_backend
+
+async def main():
+    backend = make_backend({"backend": "openai", "model": "m", "base_url": sys.argv[1], "max_retries": 0})
+    try:
+        print((await backend.chat(ChatRequest(messages=({"role": "user", "content": "hi"},)))).text)
+    except Exception as error:
+        print(f"{type(error).__name__}: {error}")
+    finally:
+        await backend.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_https_verifies_the_server_and_trusts_a_private_ca_from_ssl_cert_file():
+    """HTTPS servers (the OpenAI API, a cluster endpoint behind TLS) are verified: a certificate that no
+    trusted CA signed is refused, saying why; a private CA is trusted through $SSL_CERT_FILE. Each client
+    runs in a process of its own, since trust roots are read when a process starts."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            data = json.dumps(completion_body("over tls")).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS / "server.pem", TLS / "server.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/v1"
+    without_ca_file = {key: value for key, value in os.environ.items() if key != "SSL_CERT_FILE"}
+
+    def client(**env) -> str:
+        done = subprocess.run([sys.executable, "-c", _HTTPS_CLIENT, url], capture_output=True, text=True,
+                              timeout=120, cwd=REPO, env={**without_ca_file, "PYTHONPATH": str(REPO), **env})
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    try:
+        refused = client()
+        assert refused.startswith("BackendError") and "invalid peer certificate: UnknownIssuer" in refused
+        assert client(SSL_CERT_FILE=str(TLS / "ca.pem")) == "over tls"
+    finally:
+        server.shutdown()
+        server.server_close()
