@@ -253,10 +253,8 @@ class OpenAIBackend:
                 self.replicas.failovers += 1
             raise TransientError(reason, failover=failover)
         status = answer.status
-        if status == 200 and answer.data is not None:
-            return answer
         if status == 200:
-            raise TransientError(f"malformed completion body: {self._excerpt(answer.body)}")
+            return answer
         reason = f"HTTP {status} from {replica.url}/chat/completions: {self._excerpt(answer.body)}"
         if status in _RETRYABLE_STATUS or status >= 500:
             retry_after = parse_retry_after(answer.retry_after)
@@ -268,8 +266,9 @@ class OpenAIBackend:
         try:
             choice = data["choices"][0]
             message = choice.get("message") or {}
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise TransientError(f"malformed completion body: {self._excerpt(json.dumps(data).encode())}") from None
+        except (KeyError, IndexError, TypeError, AttributeError):  # not JSON (data None), or not a completion
+            body = answer.body if data is None else json.dumps(data).encode()
+            raise TransientError(f"malformed completion body: {self._excerpt(body)}") from None
         text = message.get("content")
         if text is None:
             text = message.get("refusal") or ""
