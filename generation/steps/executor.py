@@ -69,7 +69,8 @@ class ShardOutcome:
 
 def model_identity(role_spec: dict[str, Any]) -> dict[str, Any]:
     """What a role's answers came from, for provenance: the backend kind, the model id and, when the
-    backend knows it, what it loaded (the Hub commit or the local weights' fingerprint)."""
+    backend knows it, what it serves (the Hub commit or local weights' fingerprint loaded, the weights its
+    servers name)."""
     identity = {"backend": role_spec.get("backend"), "model": role_spec.get("model")}
     if "loaded" in role_spec:
         identity["loaded"] = role_spec["loaded"]
