@@ -250,7 +250,8 @@ class Executor:
                 self.rejects.append(Reject.from_json(entry["reject"]))
             else:
                 record = ImageRecord.from_json(entry["image"])
-                ingestor.remember(record)
+                if normalising is None:  # resumed from the checkpoint (`admit` remembered a new photo itself)
+                    ingestor.remember(record)
                 images.append(record)
 
         with ThreadPoolExecutor(INGEST_WORKERS, thread_name_prefix="ingest") as pool:

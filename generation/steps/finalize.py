@@ -22,8 +22,8 @@ from generation.validate import validate_release
 
 from .chart import taxonomy_chart
 from .config import RunConfig
-from .dedup import find_duplicates
-from .ingest import dhash, hamming
+from .dedup import PhotoIndex, find_duplicates
+from .ingest import dhash
 from .records import CAP, DEDUP, FUNNEL_ROWS, INGEST, ImageRecord, Reject
 from .store import read_jsonl
 from .taxonomy import Taxonomy, normalise_label
@@ -90,44 +90,98 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
     return base
 
 
+@dataclass
+class Selection:
+    """What finalize decided: the kept photos (and the folder of each), the pairs released with their
+    category, the taxonomy and every reject."""
+
+    records: dict[str, ImageRecord]
+    image_dir: dict[str, Path]
+    candidates: int  # new pairs that reached dedup (of kept photos)
+    released: list[tuple[dict[str, Any], str]]
+    taxonomy: Taxonomy
+    rejects: list[Reject]
+
+
 def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig, *, base: BaseRelease | None = None,
              overwrite: bool = True) -> tuple[Path | None, dict[str, Any]]:
     """Write the release; return (path, report) where the report holds the funnel and the problems found.
     With no pair at all no release can be written (a config needs a row): path is None and every reject is
-    written to `<release_dir>-rejects.jsonl` instead (named in the report)."""
+    written to `<release_dir>-rejects.jsonl` instead (named in the report). The shards are taken in the order
+    of their index, whatever order they are given in."""
     base = base or BaseRelease()
-    rejects: list[Reject] = [r for shard in shards for r in shard.rejects]
-    image_dir: dict[str, Path] = {}
-    records: dict[str, ImageRecord] = {}
+    shards = sorted(shards, key=_shard_order)
+    selection = select(shards, config, base)
+    rows = release_rows(selection, config, base)
+    report = _report(shards, selection, rows)
+    ordered_rejects = [r.to_json() for r in sorted(selection.rejects, key=_reject_order)]
+    if report["pairs"] == 0:
+        # A release needs at least one row per config: write no release, but keep every reject with its reason.
+        path = Path(release_dir).with_name(Path(release_dir).name + "-rejects.jsonl")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects), encoding="utf-8")
+        report["rejects_file"] = str(path)
+        return None, report
+    pair_counts = Counter(report["categories"])
+    path = write_release(release_dir, rows, taxonomy=selection.taxonomy.to_json(dict(pair_counts)),
+                         pipeline_config=_pipeline_config(shards, config, base), rejects=ordered_rejects,
+                         pretty_name=config.pretty_name, version=config.version,
+                         extra_files={"taxonomy.png": taxonomy_chart(dict(pair_counts))}, overwrite=overwrite)
+    report["release"] = str(path)
+    report["problems"] = [str(p) for p in validate_release(str(path))]
+    return path, report
 
-    # Cross-shard image dedup (within a shard, ingest already did it).
-    kept_hashes = [(h, f"{image_id} in the base release") for image_id, h in base.hashes]
+
+def _shard_order(shard: ShardData) -> tuple:
+    return (tuple(shard.summary.get("shard") or ()), str(shard.root))
+
+
+def select(shards: list[ShardData], config: RunConfig, base: BaseRelease) -> Selection:
+    """The phases that decide: cross-shard photo dedup, taxonomy, query dedup and cap, image accounting."""
+    rejects: list[Reject] = [r for shard in shards for r in shard.rejects]
+    records, image_dir, dropped = merge_photos(shards, config, base, rejects)
+    new_pairs = sorted((p for shard in shards for p in shard.pairs if (str(shard.root), p["image_id"]) not in dropped),
+                       key=lambda p: (p["image_id"], p["key"]))
+    # Taxonomy from every label proposed for a kept pair, plus the base release's categories.
+    taxonomy = Taxonomy.build([p["risk"]["category"] for p in new_pairs] + [r["risk_category"] for r in base.pairs])
+    released = choose_pairs(new_pairs, taxonomy, config, base, records, rejects)
+    account_images(records, {pair["image_id"] for pair, _ in released}, rejects)
+    return Selection(records, image_dir, len(new_pairs), released, taxonomy, rejects)
+
+
+def merge_photos(shards: list[ShardData], config: RunConfig, base: BaseRelease,
+                 rejects: list[Reject]) -> tuple[dict[str, ImageRecord], dict[str, Path], set[tuple[str, str]]]:
+    """Cross-shard photo dedup (within a shard, ingest did it): a photo of a later shard (by index; within a
+    shard, by id) that is the same as or within `near_duplicate_distance` bits of a photo kept before, or of
+    the base release, is rejected. Returns the kept records, their image folders and the dropped
+    (shard root, image id) pairs."""
     base_ids = {image_id for image_id, _ in base.hashes}
-    dropped_images = set()
+    kept = PhotoIndex(config.ingest_options().near_duplicate_distance,
+                      ((h, f"{image_id} in the base release") for image_id, h in base.hashes))
+    records: dict[str, ImageRecord] = {}
+    image_dir: dict[str, Path] = {}
+    dropped: set[tuple[str, str]] = set()
     for shard in shards:
         for record in sorted(shard.images, key=lambda r: r.image_id):
             fingerprint = int(record.dhash, 16)
             owner = ("the base release" if record.image_id in base_ids else
-                     records[record.image_id].filename if record.image_id in records else None)
-            if owner is None:
-                limit = config.ingest_options().near_duplicate_distance
-                owner = next((o for h, o in kept_hashes if hamming(h, fingerprint) <= limit and o != record.filename), None)
+                     records[record.image_id].filename if record.image_id in records else
+                     kept.first_within(fingerprint, unless=record.filename))
             if owner is not None:
-                dropped_images.add((str(shard.root), record.image_id))
-                rejects.append(Reject("image", INGEST, f"duplicate of {owner} (found when merging)", record.filename, record.image_id,
-                                      {"cause": "duplicate"}))
+                dropped.add((str(shard.root), record.image_id))
+                rejects.append(Reject("image", INGEST, f"duplicate of {owner} (found when merging)", record.filename,
+                                      record.image_id, {"cause": "duplicate"}))
                 continue
             records[record.image_id] = record
             image_dir[record.image_id] = shard.root / "images"
-            kept_hashes.append((fingerprint, record.filename))
+            kept.add(fingerprint, record.filename)
+    return records, image_dir, dropped
 
-    new_pairs = sorted((p for shard in shards for p in shard.pairs
-                        if (str(shard.root), p["image_id"]) not in dropped_images), key=lambda p: (p["image_id"], p["key"]))
 
-    # Taxonomy from every label proposed for a kept pair, plus the base release's categories.
-    taxonomy = Taxonomy.build([p["risk"]["category"] for p in new_pairs] + [r["risk_category"] for r in base.pairs])
-
-    # Query dedup over the whole release: base rows first, then new pairs in a fixed order.
+def choose_pairs(new_pairs: list[dict], taxonomy: Taxonomy, config: RunConfig, base: BaseRelease,
+                 records: dict[str, ImageRecord], rejects: list[Reject]) -> list[tuple[dict, str]]:
+    """Query dedup over the whole release (base rows first, then new pairs in a fixed order) and the
+    per-category cap: the new pairs released, each with its canonical category."""
     duplicates = find_duplicates([(f"base:{r['id']}", r["text"]) for r in sorted(base.pairs, key=lambda r: r["id"])]
                                  + [(p["key"], p["text"]) for p in new_pairs], config.dedup_threshold)
     category_counts = Counter(taxonomy.canonical(r["risk_category"]) for r in base.pairs)
@@ -141,46 +195,42 @@ def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig
         else:
             category_counts[category] += 1
             released.append((pair, category))
+    return released
 
-    # Accounting: an image with no released pair and no image-level reject gets one.
-    released_images = {pair["image_id"] for pair, _ in released}
+
+def account_images(records: dict[str, ImageRecord], released_images: set[str], rejects: list[Reject]) -> None:
+    """Accounting invariant: a kept photo with no released pair and no image-level reject gets one, naming
+    the stages at which its pairs were rejected."""
     rejected_images = {(r.item, r.image_id) for r in rejects if r.kind == "image"}
+    pair_stages: dict[str, set[str]] = {}
+    for reject in rejects:
+        if reject.kind == "pair":
+            pair_stages.setdefault(reject.image_id, set()).add(reject.stage)
     for image_id, record in sorted(records.items()):
         if image_id not in released_images and (record.filename, image_id) not in rejected_images:
-            stages = sorted({r.stage for r in rejects if r.kind == "pair" and r.image_id == image_id})
+            stages = sorted(pair_stages.get(image_id, ()))
             rejects.append(Reject("image", "pairs", f"no pair of this image was kept (pairs rejected at: {', '.join(stages) or 'none proposed'})",
                                   record.filename, image_id, {"cause": "no pair kept"}))
 
-    rows = _rows(released, records, image_dir, config, base)
-    pair_counts = Counter(row["risk_category"] for split_rows in rows[rms.PAIRS].values() for row in split_rows)
-    taxonomy_json = taxonomy.to_json(dict(pair_counts))
+
+def _pipeline_config(shards: list[ShardData], config: RunConfig, base: BaseRelease) -> dict[str, Any]:
     prompts = {name: used for shard in shards for name, used in sorted(shard.summary.get("prompts", {}).items())}
-    pipeline_config = {"run": config.to_dict(), "pipeline_version": rms.PIPELINE_VERSION,
-                       "prompts": prompts,  # the templates the steps really used (version + sha256 of the text)
-                       # per shard: the checkpoints used and what each role's backend served
-                       "shards": [{"shard": shard.summary.get("shard"), "fingerprints": shard.summary.get("fingerprints", {}),
-                                   "models": shard.summary.get("models", {})}
-                                  for shard in shards],
-                       "base_release": bool(base.rows)}
-    funnel = _funnel(shards, len(new_pairs), len(released))
-    report = {"release": None, "pairs": sum(len(v) for v in rows[rms.PAIRS].values()), "new_pairs": len(released),
-              "images_in": funnel["ingest"][0], "images_released": len(released_images),
-              "images_rejected": sum(1 for r in rejects if r.kind == "image"), "funnel": funnel,
-              "causes": reject_causes(rejects), "problems": [], "categories": dict(pair_counts)}
-    ordered_rejects = [r.to_json() for r in sorted(rejects, key=_reject_order)]
-    if report["pairs"] == 0:
-        # A release needs at least one row per config: write no release, but keep every reject with its reason.
-        path = Path(release_dir).with_name(Path(release_dir).name + "-rejects.jsonl")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects), encoding="utf-8")
-        report["rejects_file"] = str(path)
-        return None, report
-    path = write_release(release_dir, rows, taxonomy=taxonomy_json, pipeline_config=pipeline_config,
-                         rejects=ordered_rejects, pretty_name=config.pretty_name, version=config.version,
-                         extra_files={"taxonomy.png": taxonomy_chart(dict(pair_counts))}, overwrite=overwrite)
-    report["release"] = str(path)
-    report["problems"] = [str(p) for p in validate_release(str(path))]
-    return path, report
+    return {"run": config.to_dict(), "pipeline_version": rms.PIPELINE_VERSION,
+            "prompts": prompts,  # the templates the steps really used (version + sha256 of the text)
+            # per shard: the checkpoints used and what each role's backend served
+            "shards": [{"shard": shard.summary.get("shard"), "fingerprints": shard.summary.get("fingerprints", {}),
+                        "models": shard.summary.get("models", {})}
+                       for shard in shards],
+            "base_release": bool(base.rows)}
+
+
+def _report(shards: list[ShardData], selection: Selection, rows) -> dict[str, Any]:
+    pair_counts = Counter(row["risk_category"] for split_rows in rows[rms.PAIRS].values() for row in split_rows)
+    funnel = _funnel(shards, selection.candidates, len(selection.released))
+    return {"release": None, "pairs": sum(len(v) for v in rows[rms.PAIRS].values()), "new_pairs": len(selection.released),
+            "images_in": funnel["ingest"][0], "images_released": len({pair["image_id"] for pair, _ in selection.released}),
+            "images_rejected": sum(1 for r in selection.rejects if r.kind == "image"), "funnel": funnel,
+            "causes": reject_causes(selection.rejects), "problems": [], "categories": dict(pair_counts)}
 
 
 def _reject_order(reject: Reject):
@@ -195,14 +245,16 @@ def _pair_reject(stage: str, pair: dict, records: dict[str, ImageRecord], reason
                    "image_file": record.filename if record else ""})
 
 
-def _rows(released, records, image_dir, config: RunConfig, base: BaseRelease) -> dict[str, dict[str, list[dict]]]:
+def release_rows(selection: Selection, config: RunConfig, base: BaseRelease) -> dict[str, dict[str, list[dict]]]:
+    """The release's rows per config and split: the base release's, then one pair and its two responses per
+    released pair."""
     rows: dict[str, dict[str, list[dict]]] = {c: {s: [] for s in config.splits} for c in rms.CONFIG_NAMES}
     for config_name, splits in base.rows.items():
         for split, split_rows in splits.items():
             rows[config_name].setdefault(split, []).extend(split_rows)
-    for pair, category in released:
-        record = records[pair["image_id"]]
-        image = {"bytes": _photo_bytes(image_dir[pair["image_id"]], record.image_id), "path": f"{record.image_id}.jpg"}
+    for pair, category in selection.released:
+        record = selection.records[pair["image_id"]]
+        image = {"bytes": _photo_bytes(selection.image_dir[pair["image_id"]], record.image_id), "path": f"{record.image_id}.jpg"}
         split = rms.split_for_image(record.image_id, config.splits)
         risk = pair["risk"]
         rows[rms.PAIRS][split].append({
