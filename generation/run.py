@@ -62,7 +62,7 @@ def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), 
              "model_calls_by_step": outcome.model_calls_by_step}
     if shard[1] > 1:
         return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage}
-    _, report = finalize([read_shard(out)], out / "release", config, base=base)
+    _, report = finalize([read_shard(out)], out / "release", config, base=base, stamps=out / "steps")
     report["usage"] = usage
     report["gallery"] = str(write_gallery(out))
     return report

@@ -9,6 +9,7 @@ reject (images whose candidate pairs were all rejected get one naming the stages
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections import Counter
@@ -20,11 +21,13 @@ import rms_dataset as rms
 from generation.release import write_release
 from generation.validate import validate_release
 
+from . import fingerprint as fp
 from .chart import taxonomy_chart
 from .config import RunConfig
 from .dedup import PhotoIndex, find_duplicates
 from .ingest import dhash
 from .records import CAP, DEDUP, FUNNEL_ROWS, INGEST, ImageRecord, Reject
+from .stamps import Stamp
 from .store import read_jsonl
 from .taxonomy import Taxonomy, normalise_label
 
@@ -36,6 +39,11 @@ class ShardData:
     pairs: list[dict[str, Any]]
     rejects: list[Reject]
     summary: dict[str, Any]
+    digest: str = ""  # of what finalize reads: the outcome files and the summary's provenance (not its call counts)
+
+
+# The parts of a shard's summary.json the release is made from (the call counts and usage are not).
+SUMMARY_READ = ("shard", "funnel", "config", "prompts", "fingerprints", "models", "normalise_version")
 
 
 def read_shard(run_dir: str | Path) -> ShardData:
@@ -45,11 +53,17 @@ def read_shard(run_dir: str | Path) -> ShardData:
         raise FileNotFoundError(f"{root}: no shard/summary.json; is this the --out of a finished `python -m generation run`?"
                                 " (rerun it: finished steps are resumed from the checkpoints)")
 
+    digest = hashlib.sha256()
+
     def jsonl(name):
+        digest.update((shard / name).read_bytes())
         return read_jsonl(shard / name, "rerun the shard")
 
-    return ShardData(root, [ImageRecord.from_json(r) for r in jsonl("images.jsonl")], jsonl("pairs.jsonl"),
-                     [Reject.from_json(r) for r in jsonl("rejects.jsonl")], json.loads((shard / "summary.json").read_text()))
+    images, pairs, rejects = jsonl("images.jsonl"), jsonl("pairs.jsonl"), jsonl("rejects.jsonl")
+    summary = json.loads((shard / "summary.json").read_text())
+    digest.update(fp.digest({key: summary.get(key) for key in SUMMARY_READ}).encode())
+    return ShardData(root, [ImageRecord.from_json(r) for r in images], pairs, [Reject.from_json(r) for r in rejects],
+                     summary, digest.hexdigest())
 
 
 @dataclass
@@ -104,13 +118,40 @@ class Selection:
 
 
 def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig, *, base: BaseRelease | None = None,
-             overwrite: bool = True) -> tuple[Path | None, dict[str, Any]]:
+             overwrite: bool = True, stamps: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
     """Write the release; return (path, report) where the report holds the funnel and the problems found.
     With no pair at all no release can be written (a config needs a row): path is None and every reject is
     written to `<release_dir>-rejects.jsonl` instead (named in the report). The shards are taken in the order
-    of their index, whatever order they are given in."""
+    of their index, whatever order they are given in. With `stamps` (a run's steps/ folder) the step is
+    fingerprinted: when the same shard outcome, config, base release and code already wrote this release
+    and it is untouched, nothing is redone and the recorded report is returned."""
     base = base or BaseRelease()
     shards = sorted(shards, key=_shard_order)
+    if stamps is None:
+        return _finalize(shards, Path(release_dir), config, base, overwrite)
+    stamp = Stamp(stamps, "finalize", fingerprint(shards, release_dir, config, base))
+    report = stamp.result()
+    if report is None:
+        path, report = _finalize(shards, Path(release_dir), config, base, overwrite)
+        stamp.record(report, [path] if path else [Path(report["rejects_file"])])
+    return (Path(report["release"]) if report["release"] else None), report
+
+
+def fingerprint(shards: list[ShardData], release_dir: str | Path, config: RunConfig, base: BaseRelease) -> str:
+    """What the release is made from: the shard outcomes, the config, the base release, where it goes and the
+    code that selects, writes and validates it."""
+    return fp.digest({
+        "shards": [shard.digest for shard in shards], "config": config.to_dict(), "release": str(release_dir),
+        "base": fp.digest([sorted(base.hashes), sorted(row["id"] for row in base.pairs)]),
+        "pipeline_version": rms.PIPELINE_VERSION,
+        "code": fp.modules_digest(__name__, "generation.steps.dedup", "generation.steps.taxonomy",
+                                  "generation.steps.chart", "generation.release", "generation.validate",
+                                  "generation.card", "rms_dataset"),
+    })
+
+
+def _finalize(shards: list[ShardData], release_dir: Path, config: RunConfig, base: BaseRelease,
+              overwrite: bool) -> tuple[Path | None, dict[str, Any]]:
     selection = select(shards, config, base)
     rows = release_rows(selection, config, base)
     report = _report(shards, selection, rows)
