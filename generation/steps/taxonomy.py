@@ -107,22 +107,27 @@ class AliasIndex:
                 self.grams[gram].append(position)
         return position
 
-    def similar(self, key: str) -> list[int]:
-        """Positions of the indexed keys `_similar` to `key`, in insertion order."""
+    def candidates(self, key: str) -> Iterable[int]:
+        """Positions of the indexed keys that may be `_similar` to `key` (every one that is, and others)."""
         if self.token_overlap <= 0:
-            candidates: Iterable[int] = range(len(self.keys))
-        else:
-            prefix = self._prefix(key)
-            found = set(self.unbounded)
-            for token in set(key.split("_")):
-                found.update(self.tokens.get(token, ()))
-            if prefix is None:
-                found = range(len(self.keys))
-            else:
-                for gram in prefix:
-                    found.update(self.grams.get(gram, ()))
-            candidates = sorted(found)
-        return [p for p in candidates if _similar(key, self.keys[p], self.token_overlap, self.string_similarity)]
+            return range(len(self.keys))
+        prefix = self._prefix(key)
+        if prefix is None:
+            return range(len(self.keys))
+        found = set(self.unbounded)
+        for token in set(key.split("_")):
+            found.update(self.tokens.get(token, ()))
+        for gram in prefix:
+            found.update(self.grams.get(gram, ()))
+        return found
+
+    def first_similar(self, key: str, rank: list[int]) -> int | None:
+        """The lowest `rank[position]` among the indexed keys `_similar` to `key` (None if there is none):
+        candidates are checked in rank order, so the search stops at the first one that is."""
+        for position in sorted(self.candidates(key), key=lambda p: (rank[p], p)):
+            if _similar(key, self.keys[position], self.token_overlap, self.string_similarity):
+                return rank[position]
+        return None
 
 
 @dataclass
@@ -171,7 +176,7 @@ class Taxonomy:
 
     def _nearest_number(self, normalised: str) -> int | None:
         """The first category (in creation order) with an alias `_similar` to the label, if any."""
-        return min((self._owner[p] for p in self._ensure_index().similar(match_key(normalised))), default=None)
+        return self._ensure_index().first_similar(match_key(normalised), self._owner)
 
     def _file(self, normalised: str, count: int) -> Category:
         number = self._nearest_number(normalised)

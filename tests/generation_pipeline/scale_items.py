@@ -1,11 +1,17 @@
 """Real-looking items for the near-duplicate checks, with near duplicates planted: user queries (rewordings,
 case and punctuation changes), 64-bit photo hashes (a few bits flipped, as a recompressed or slightly edited
-photo gives) and free-form risk labels (plurals, filler words, separators, typos, word order). Deterministic
-given the seed; used by test_indexed_dedup.py and bench/indexed_dedup.py."""
+photo gives) and free-form risk labels (plurals, filler words, separators, typos, word order); deterministic
+given the seed. And the decisions by definition: plain scans over every pair (`all_pairs_*`), what the
+indexes must equal. Used by test_indexed_dedup.py and bench/indexed_dedup.py."""
 
 from __future__ import annotations
 
+import difflib
+import functools
 import random
+
+from generation.steps.dedup import jaccard, normalise_query, shingles
+from generation.steps.taxonomy import match_key, normalise_label
 
 OPENINGS = ("How do I", "Can I", "Is it fine to", "What is the best way to", "Any tips to", "Should I", "Where can I",
             "Would it be ok to", "Help me", "Tell me how to")
@@ -94,3 +100,64 @@ def labels(count: int, seed: int = 0) -> list[str]:
         label = separator.join(words)
         out.append(label.title() if rng.random() < 0.2 else label)
     return out
+
+
+def all_pairs_duplicates(texts, threshold):
+    """find_duplicates as a scan over every kept text (the definition)."""
+    kept, exact, duplicates = [], {}, {}
+    for key, text in texts:
+        normal = normalise_query(text)
+        if normal in exact:
+            duplicates[key] = exact[normal]
+            continue
+        grams = shingles(text)
+        match = next((owner for owner, other in kept if jaccard(grams, other) >= threshold), None)
+        if match is not None:
+            duplicates[key] = match
+            continue
+        exact[normal] = key
+        kept.append((key, grams))
+    return duplicates
+
+
+def all_pairs_first_within(hashes, distance):
+    kept, decisions = [], []
+    for fingerprint, owner in hashes:
+        near = next((o for h, o in kept if (h ^ fingerprint).bit_count() <= distance), None)
+        decisions.append(near)
+        if near is None:
+            kept.append((fingerprint, owner))
+    return decisions
+
+
+@functools.lru_cache(maxsize=None)
+def _key(label: str) -> tuple[str, frozenset]:
+    key = match_key(label)
+    return key, frozenset(key.split("_"))
+
+
+def similar(a, b, token_overlap=0.5, string_similarity=0.85):
+    """Two labels name the same risk (the taxonomy's definition, written out; difflib's two quick ratios are
+    upper bounds of its ratio, so checking them first changes no decision, it only saves time)."""
+    (a, ta), (b, tb) = _key(a), _key(b)
+    if a == b or len(ta & tb) / len(ta | tb) >= token_overlap:
+        return True
+    if 2 * min(len(a), len(b)) / (len(a) + len(b)) < string_similarity:
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b)
+    return matcher.quick_ratio() >= string_similarity and matcher.ratio() >= string_similarity
+
+
+def all_pairs_taxonomy(raw_labels, string_similarity=0.85):
+    """Taxonomy.build as a scan: each label joins the first category with a similar alias."""
+    counts = {}
+    for label in raw_labels:
+        counts[normalise_label(label)] = counts.get(normalise_label(label), 0) + 1
+    categories: list[dict[str, int]] = []
+    for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        home = next((c for c in categories if any(similar(label, a, string_similarity=string_similarity) for a in c)), None)
+        if home is None:
+            home = {}
+            categories.append(home)
+        home[label] = home.get(label, 0) + count
+    return [dict(sorted(c.items())) for c in categories]

@@ -4,64 +4,14 @@ duplicates planted. (bench/indexed_dedup.py runs the same comparison on 10k item
 
 from __future__ import annotations
 
-import difflib
 import random
 
 import pytest
 
-from generation.steps.dedup import PhotoIndex, find_duplicates, jaccard, normalise_query, shingles
-from generation.steps.taxonomy import Taxonomy, match_key, normalise_label
-from tests.generation_pipeline.scale_items import labels, photo_hashes, queries
-
-
-def all_pairs_duplicates(texts, threshold):
-    """find_duplicates as a scan over every kept text (the definition)."""
-    kept, exact, duplicates = [], {}, {}
-    for key, text in texts:
-        normal = normalise_query(text)
-        if normal in exact:
-            duplicates[key] = exact[normal]
-            continue
-        grams = shingles(text)
-        match = next((owner for owner, other in kept if jaccard(grams, other) >= threshold), None)
-        if match is not None:
-            duplicates[key] = match
-            continue
-        exact[normal] = key
-        kept.append((key, grams))
-    return duplicates
-
-
-def all_pairs_first_within(hashes, distance):
-    kept, decisions = [], []
-    for fingerprint, owner in hashes:
-        near = next((o for h, o in kept if (h ^ fingerprint).bit_count() <= distance), None)
-        decisions.append(near)
-        if near is None:
-            kept.append((fingerprint, owner))
-    return decisions
-
-
-def similar(a, b, token_overlap=0.5, string_similarity=0.85):
-    a, b = match_key(a), match_key(b)
-    ta, tb = set(a.split("_")), set(b.split("_"))
-    return a == b or len(ta & tb) / len(ta | tb) >= token_overlap or \
-        difflib.SequenceMatcher(None, a, b).ratio() >= string_similarity
-
-
-def all_pairs_taxonomy(raw_labels, string_similarity=0.85):
-    """Taxonomy.build as a scan: each label joins the first category with a similar alias."""
-    counts = {}
-    for label in raw_labels:
-        counts[normalise_label(label)] = counts.get(normalise_label(label), 0) + 1
-    categories: list[dict[str, int]] = []
-    for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        home = next((c for c in categories if any(similar(label, a, string_similarity=string_similarity) for a in c)), None)
-        if home is None:
-            home = {}
-            categories.append(home)
-        home[label] = home.get(label, 0) + count
-    return [dict(sorted(c.items())) for c in categories]
+from generation.steps.dedup import PhotoIndex, find_duplicates
+from generation.steps.taxonomy import Taxonomy, normalise_label
+from tests.generation_pipeline.scale_items import (all_pairs_duplicates, all_pairs_first_within, all_pairs_taxonomy, labels,
+                                                    photo_hashes, queries, similar)
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.9, 1.0])
