@@ -238,12 +238,11 @@ class GalleryWriter:
         self.rejects = [json.loads(line) for line in _lines(source.rejects)]
         self.candidates = [r for r in self.rejects if r.get("kind") == "pair"]
         self.categories = Counter(row["risk_category"] for row in self.pairs)
-        self.stages = Counter(str(r.get("stage", "")) for r in self.candidates)
+        by_category, by_stage = _grouped(self.pairs, lambda r: r["risk_category"]), _grouped(self.candidates, _stage)
         self.views = ([View("pairs", "all", self.pairs)]
-                      + [View("pairs", name, [r for r in self.pairs if r["risk_category"] == name]) for name in sorted(self.categories)]
+                      + [View("pairs", name, rows) for name, rows in sorted(by_category.items())]
                       + [View("candidates", "all", self.candidates)]
-                      + [View("candidates", name, [r for r in self.candidates if str(r.get("stage", "")) == name])
-                         for name in sorted(self.stages)]
+                      + [View("candidates", name, rows) for name, rows in sorted(by_stage.items())]
                       + [View("rejects", "all", self.rejects)])
         self.thumbnails = Thumbnails(source, self.folder / "thumbnails")
 
@@ -335,6 +334,17 @@ class GalleryWriter:
         rows = "".join(_reject_html(r) for r in items)
         return (f"<h2>Rejects</h2>{nav}<table id='rejects'><tr><th>kind</th><th>stage</th><th>cause</th><th>item</th>"
                 f"<th>reason</th></tr>{rows}</table>{nav}")
+
+
+def _stage(reject: dict) -> str:
+    return str(reject.get("stage", ""))
+
+
+def _grouped(items: list[dict], key) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
 
 
 def _lines(path: Path | None) -> Iterator[str]:
