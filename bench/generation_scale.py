@@ -154,6 +154,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None, metavar="DIR", help="another checkout, run side by side")
     parser.add_argument("--profile", type=parse_size, default=None, metavar="SIZE",
                         help="profile this checkout's fresh run at SIZE (printed to stderr)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep this checkout's run directories under --work/runs (to open their galleries, say)")
     args = parser.parse_args()
     if args.baseline is not None and not (args.baseline / "generation" / "run.py").is_file():
         parser.error(f"--baseline {args.baseline}: not a checkout of this repository (no generation/run.py)")
@@ -177,7 +179,8 @@ def main() -> None:
             print(f"| {label} | {size:,} | {fresh['pairs']:,}{problems} | {fresh['calls']:,} | {fresh['cpu']:.1f} | "
                   f"{1000 * fresh['cpu'] / size:.1f} | {fresh['rss_mib']:.0f} | {fresh['wall']:.0f} | {rerun['cpu']:.1f} | "
                   f"{rerun['calls']} |", flush=True)
-            shutil.rmtree(out, ignore_errors=True)
+            if not (args.keep and label == "this checkout"):
+                shutil.rmtree(out, ignore_errors=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end (CPU seconds are the children's own, whatever the load)")
 
 
