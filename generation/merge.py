@@ -14,34 +14,41 @@ import argparse
 import sys
 from pathlib import Path
 
+from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
 from generation.run import print_report
 from generation.steps.config import RunConfig, check_base_release
 from generation.steps.finalize import finalize, load_base_release, read_shard
-from typed_config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("shard_dirs", nargs="+", metavar="SHARD_DIR", help="--out directories of `run --shard I/N`")
-    parser.add_argument("--out", required=True, help="release directory to write (replaced if it exists)")
+    parser.add_argument("--out", required=True,
+                        help="release directory to write (a release there is replaced; anything else is refused)")
     parser.add_argument("--base-release", default=None, metavar="DIR_OR_REPO", help="previous release to extend")
 
 
 def merge(shard_dirs: list[str], out: str, base_release: str | None = None) -> dict:
-    shards = [read_shard(path) for path in shard_dirs]
-    configs = [shard.summary["config"] for shard in shards]
-    if any(c != configs[0] for c in configs[1:]):
-        raise ValueError("the shards were produced with different run configs; merge only shards of one run")
-    seen = [tuple(shard.summary["shard"]) for shard in shards]
-    if len(set(seen)) != len(seen):
-        raise ValueError(f"the same shard appears twice: {seen}")
-    _check_same_producers(shards, shard_dirs)
-    config = RunConfig.from_dict(configs[0], where=f"{shard_dirs[0]}/shard/summary.json: config")
-    total = seen[0][1]
-    if sorted(index for index, _ in seen) != list(range(total)):
-        print(f"WARNING: merging {len(seen)} of {total} shards ({sorted(i for i, _ in seen)}); the release is partial",
-              file=sys.stderr)
-    _, report = finalize(shards, out, config, base=load_base_release(base_release))
-    return report
+    """Join the shards into the release `out`, holding its lock; `out` may only be missing, empty or a
+    release (anything else is refused with a `ConfigError`)."""
+    with locked(out):
+        check_replaceable_release(out)
+        remove_retired_leftovers(out)
+        shards = [read_shard(path) for path in shard_dirs]
+        configs = [shard.summary["config"] for shard in shards]
+        if any(c != configs[0] for c in configs[1:]):
+            raise ValueError("the shards were produced with different run configs; merge only shards of one run")
+        seen = [tuple(shard.summary["shard"]) for shard in shards]
+        if len(set(seen)) != len(seen):
+            raise ValueError(f"the same shard appears twice: {seen}")
+        _check_same_producers(shards, shard_dirs)
+        config = RunConfig.from_dict(configs[0], where=f"{shard_dirs[0]}/shard/summary.json: config")
+        total = seen[0][1]
+        if sorted(index for index, _ in seen) != list(range(total)):
+            print(f"WARNING: merging {len(seen)} of {total} shards ({sorted(i for i, _ in seen)}); the release is partial",
+                  file=sys.stderr)
+        path, report = finalize(shards, out, config, base=load_base_release(base_release))
+        report["removed"] = settle_release(Path(out), written=path is not None)
+        return report
 
 
 def _check_same_producers(shards, shard_dirs: list[str]) -> None:
@@ -69,8 +76,6 @@ def _check_same_producers(shards, shard_dirs: list[str]) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         check_base_release(args.base_release)
-        if Path(args.out).exists() and not Path(args.out).is_dir():
-            raise ConfigError(f"--out {args.out}: is a file; give a directory for the release")
         report = merge(args.shard_dirs, args.out, args.base_release)
     except (FileNotFoundError, ValueError) as error:  # ConfigError included
         print(f"error: {error}", file=sys.stderr)

@@ -21,6 +21,7 @@ from pathlib import Path
 from generation.steps.config import RunConfig, check_run
 from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
 from generation.gallery import write_gallery
+from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
 from generation.steps.executor import Executor, write_shard_outcome
 from typed_config import ConfigError
 
@@ -50,22 +51,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), base_release: str | None = None,
         backends=None, show_progress: bool | None = None, retry_errors: bool = False) -> dict:
     """Process `shard` of the input into `out`; for an unsharded run also write and validate `out/release`.
-    Returns the report (funnel, counts, problems)."""
+    Returns the report (funnel, counts, problems). Holds the lock of `out` and of `out/release` throughout
+    (`DirectoryBusy` if another process writes them)."""
     out = Path(out)
-    base = load_base_release(base_release)
-    executor = Executor(config, out, shard, known_hashes=base.hashes, backends=backends, show_progress=show_progress,
-                        retry_errors=retry_errors)
-    outcome = executor.run()
-    write_shard_outcome(out, outcome, shard, config)
-    usage = {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens,
-             "model_calls": outcome.model_calls, "cached_calls": outcome.cached_calls,
-             "model_calls_by_step": outcome.model_calls_by_step}
-    if shard[1] > 1:
-        return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage}
-    _, report = finalize([read_shard(out)], out / "release", config, base=base)
-    report["usage"] = usage
-    report["gallery"] = str(write_gallery(out))
-    return report
+    release_dir = out / "release"
+    with locked(out), locked(release_dir, option="release directory"):
+        check_replaceable_release(release_dir, option="release directory")
+        remove_retired_leftovers(release_dir)
+        base = load_base_release(base_release)
+        executor = Executor(config, out, shard, known_hashes=base.hashes, backends=backends,
+                            show_progress=show_progress, retry_errors=retry_errors)
+        outcome = executor.run()
+        write_shard_outcome(out, outcome, shard, config)
+        usage = {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens,
+                 "model_calls": outcome.model_calls, "cached_calls": outcome.cached_calls,
+                 "model_calls_by_step": outcome.model_calls_by_step}
+        if shard[1] > 1:
+            return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage,
+                    "removed": settle_release(release_dir, written=False)}
+        path, report = finalize([read_shard(out)], release_dir, config, base=base)
+        report["removed"] = settle_release(release_dir, written=path is not None)
+        report["usage"] = usage
+        report["gallery"] = str(write_gallery(out))
+        return report
 
 
 def print_report(report: dict) -> None:
@@ -84,6 +92,8 @@ def print_report(report: dict) -> None:
         u = report["usage"]
         print(f"tokens: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion; "
               f"{u['model_calls']} model calls, {u['cached_calls']} answers from the cache")
+    for line in report.get("removed", []):
+        print(f"note: {line}")
     if report.get("gallery"):
         print(f"gallery (pairs, rejected candidates, every reject): {report['gallery']}")
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from atomic_files import write_atomic
 from modelcalls import event_loop
 from modelcalls.base import Backend, Usage, make_backend
 from modelcalls.cache import CallCache
@@ -86,17 +87,6 @@ def load_exemplars(path: str | None) -> list[dict]:
         return []
     keys = ("scene", "text", "safe_twin_text", "risk_category", "risk_rationale")
     return [{k: e.get(k, "") for k in keys} for e in read_jsonl(resolved) if all(e.get(k) for k in ("text", "safe_twin_text"))]
-
-
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write `path` whole or not at all (a temporary file renamed over it); `durable` fsyncs it first."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class RunState:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from atomic_files import write_atomic
+
 
 def read_jsonl(path: Path, fix: str = "") -> list[Any]:
     """Every non-blank line of a JSONL file; a bad line is a ValueError naming file and line (+ `fix`)."""
@@ -126,13 +128,8 @@ class StepStore:
         self.add(key, value)
 
     def _rewrite(self, kept: dict[str, Any]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for key, value in kept.items():
-                handle.write(json.dumps({"key": key, "value": value}, ensure_ascii=False, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, "".join(json.dumps({"key": key, "value": value}, ensure_ascii=False, sort_keys=True) + "\n"
+                                        for key, value in kept.items()))
         self._records = kept
 
 
