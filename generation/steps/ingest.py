@@ -215,9 +215,11 @@ def read_manifest(path: Path) -> list[tuple[str, dict[str, Any]]]:
         return [(f"row {number}", row) for number, row in enumerate(rows, 1)]
     reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = [name.strip() for name in reader.fieldnames or []]
-    if not any(name in columns for name in MANIFEST_NAME_COLUMNS):
-        raise ValueError(f"{path}:1: no 'file' column (columns: {', '.join(columns) or 'none'}); the header needs "
-                         "file, source and license")
+    missing = [name for name, given in (("file", any(n in columns for n in MANIFEST_NAME_COLUMNS)),
+                                        ("license", "license" in columns)) if not given]
+    if missing:
+        raise ValueError(f"{path}:1: no {' and no '.join(repr(name) for name in missing)} column (columns: "
+                         f"{', '.join(columns) or 'none'}); the header needs file, source and license")
     reader.fieldnames = columns
     return [(f"line {reader.line_num}", row) for row in reader]
 
