@@ -29,7 +29,7 @@ from modelcalls.redact import redact
 from typed_config import ConfigError, StrictModel, load_yaml, parse_config
 
 from .gates import GateConfig
-from .ingest import IngestOptions, read_manifest
+from .ingest import MAX_FILE_MB, IngestOptions, read_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMPT_DIR = REPO_ROOT / "generation" / "prompts"
@@ -184,6 +184,9 @@ class IngestConfig(StrictModel):
     max_pixels: PositiveInt = IngestOptions.max_pixels
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = IngestOptions.jpeg_quality
     near_duplicate_distance: Annotated[int, Field(ge=0, le=64)] = IngestOptions.near_duplicate_distance
+    # input files over this many MB are rejected unread; not an IngestOptions field (it decides only whether
+    # a file is read, and that outcome enters each input's checkpoint key)
+    max_file_mb: PositiveInt = MAX_FILE_MB
 
     @model_validator(mode="after")
     def _sides_agree(self) -> IngestConfig:
@@ -271,7 +274,7 @@ class RunConfig(StrictModel):
     # ------------------------------------------------------------------------------------------ using
 
     def ingest_options(self) -> IngestOptions:
-        return IngestOptions(**self.ingest.model_dump())
+        return IngestOptions(**self.ingest.model_dump(exclude={"max_file_mb"}))
 
     def resolved_input(self) -> dict[str, Any]:
         spec = self.input.model_dump()
