@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
-from generation.run import print_report
+from generation.run import exit_code, print_report
+from generation.steps.executor import CallAccount
 from generation.steps.config import RunConfig, check_base_release
 from generation.steps.finalize import finalize, load_base_release, read_shard
 
@@ -48,6 +49,7 @@ def merge(shard_dirs: list[str], out: str, base_release: str | None = None) -> d
                   file=sys.stderr)
         path, report = finalize(shards, out, config, base=load_base_release(base_release))
         report["removed"] = settle_release(Path(out), written=path is not None)
+        report["calls"] = CallAccount.joined([shard.summary.get("calls", {}) for shard in shards]).to_json()
         return report
 
 
@@ -80,5 +82,5 @@ def main(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as error:  # ConfigError included
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print_report(report)
-    return 1 if report["problems"] else 0
+    print_report(report, retry="each shard's `python -m generation run ... --shard I/N` with --retry-errors, then merge again")
+    return exit_code(report)

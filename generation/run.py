@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from generation.steps.config import RunConfig, check_run
 from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
 from generation.gallery import write_gallery
 from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
-from generation.steps.executor import Executor, write_shard_outcome
+from generation.steps.executor import CallAccount, Executor, write_shard_outcome
 from typed_config import ConfigError
 
 
@@ -68,26 +69,39 @@ def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), 
                  "model_calls_by_step": outcome.model_calls_by_step}
         if shard[1] > 1:
             return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage,
-                    "removed": settle_release(release_dir, written=False)}
+                    "calls": outcome.calls.to_json(), "removed": settle_release(release_dir, written=False)}
         path, report = finalize([read_shard(out)], release_dir, config, base=base)
         report["removed"] = settle_release(release_dir, written=path is not None)
         report["usage"] = usage
+        report["calls"] = outcome.calls.to_json()
         report["gallery"] = str(write_gallery(out))
         return report
 
 
-def print_report(report: dict) -> None:
+def print_report(report: dict, retry: str = "its `python -m generation run` with --retry-errors") -> None:
+    """The closing report; `retry` is the command that redoes the failed model calls."""
+    calls = CallAccount.joined([report.get("calls", {})])
     print(format_funnel(report) if "images_in" in report else json.dumps(report["funnel"]))
     if "images_in" in report:
         print(f"release: {report['release']}  pairs: {report['pairs']} (new: {report['new_pairs']})  "
               f"images in: {report['images_in']}, with pairs: {report['images_released']}, rejected: {report['images_rejected']}")
-        if report["pairs"] == 0:
+        if report["pairs"] == 0 and not calls.failed:
             print(f"NO PAIR KEPT: every candidate was rejected, so no release was written (a release needs at least "
                   f"one row). Every reject and its reason is in {report['rejects_file']}; the funnel above says "
                   "where they were lost. A small model rarely writes answers that pass the quality gates and its "
                   "verifier: see docs/generation.md.")
         for problem in report["problems"]:
             print(f"PROBLEM: {problem}")
+    if calls.total:
+        print(f"model answers: {calls.accepted} accepted, {sum(calls.rejected.values())} rejected"
+              + "".join(f", {cause} {count}" for cause, count in calls.rejected.items())
+              + f"; failed calls: {sum(calls.failed.values())}"
+              + "".join(f", {kind} {count}" for kind, count in calls.failed.items()))
+    if calls.failed:
+        lead = "MOST MODEL CALLS FAILED" if calls.mostly_failed else "SOME MODEL CALLS FAILED"
+        print(f"{lead}: their items were rejected as 'call failed', not for their answers. First error: "
+              f"{calls.first_error}")
+        print(f"fix the cause (server, base_url, key), then redo only the failed calls: {retry}")
     if "usage" in report:
         u = report["usage"]
         print(f"tokens: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion; "
@@ -96,6 +110,11 @@ def print_report(report: dict) -> None:
         print(f"note: {line}")
     if report.get("gallery"):
         print(f"gallery (pairs, rejected candidates, every reject): {report['gallery']}")
+
+
+def exit_code(report: dict) -> int:
+    """1 when the release has problems or most model calls failed (the run did not do its job), else 0."""
+    return 1 if report.get("problems") or CallAccount.joined([report.get("calls", {})]).mostly_failed else 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -113,5 +132,8 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as error:  # found as the run starts, before any model call (replicas that disagree)
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print_report(report)
-    return 1 if report.get("problems") else 0
+    shard = [] if args.shard == (0, 1) else ["--shard", f"{args.shard[0]}/{args.shard[1]}"]
+    base = ["--base-release", args.base_release] if args.base_release else []
+    print_report(report, retry=shlex.join(["python", "-m", "generation", "run", args.config, "--out", args.out, *shard,
+                                           *base, "--retry-errors"]))
+    return exit_code(report)

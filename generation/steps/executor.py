@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,62 @@ INGEST_WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sche
 INGEST_WINDOW = 4 * INGEST_WORKERS  # inputs normalised ahead of the one being admitted (bounds memory)
 
 
+FAILED_CALL = "call failed"
+
+
+@dataclass
+class CallAccount:
+    """What became of the answers the model steps used: accepted, rejected (by a gate, or unparseable) or
+    never received (the call failed: a connection refused, an HTTP error such as 401). Counted per answer,
+    checkpointed ones included, so a rerun after an outage still says why its items were lost."""
+
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)  # cause -> answers (gate:<name>, unparseable)
+    failed: Counter = field(default_factory=Counter)  # kind of failure (HTTP 401, connection error, ...) -> calls
+    first_error: str = ""  # the first failed call's error, verbatim (backends redact secrets from it)
+
+    def count(self, value: dict[str, Any]) -> None:
+        if "error" not in value:
+            self.accepted += 1
+            return
+        cause = cause_of(value["error"])
+        if cause != FAILED_CALL:
+            self.rejected[cause] += 1
+            return
+        self.failed[failure_kind(value["error"])] += 1
+        self.first_error = self.first_error or value["error"]
+
+    @property
+    def total(self) -> int:
+        return self.accepted + sum(self.rejected.values()) + sum(self.failed.values())
+
+    @property
+    def mostly_failed(self) -> bool:
+        return 2 * sum(self.failed.values()) > self.total
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": dict(sorted(self.rejected.items())),
+                "failed": dict(sorted(self.failed.items())), "first_error": self.first_error}
+
+    @classmethod
+    def joined(cls, accounts: list[dict[str, Any]]) -> CallAccount:
+        """The accounts of several shards (their summaries' ``calls``) as one."""
+        total = cls()
+        for account in accounts:
+            total.accepted += account.get("accepted", 0)
+            total.rejected.update(account.get("rejected", {}))
+            total.failed.update(account.get("failed", {}))
+            total.first_error = total.first_error or account.get("first_error", "")
+        return total
+
+
+def failure_kind(error: str) -> str:
+    """A failed call's kind for counting: the HTTP status, a connection error or a timeout, else the
+    exception's name."""
+    found = re.search(r"HTTP \d{3}|connection error|timed out|timeout", error)
+    return found.group(0) if found else error.split(":")[0]
+
+
 @dataclass
 class ShardOutcome:
     images: list[ImageRecord]
@@ -66,6 +123,7 @@ class ShardOutcome:
     fingerprints: dict[str, str] = field(default_factory=dict)  # step -> fingerprint of the checkpoint used
     prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # call -> template version and sha256 used
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> what its backend served (model_identity)
+    calls: CallAccount = field(default_factory=CallAccount)
 
 
 def model_identity(role_spec: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +175,7 @@ def cause_of(error: str) -> str:
     gate = gate_of(error)
     if gate:
         return f"gate:{gate}"
-    return "unparseable" if "ParseError" in error else "call failed"
+    return "unparseable" if "ParseError" in error else FAILED_CALL
 
 
 class Executor:
@@ -140,6 +198,7 @@ class Executor:
         self.fingerprints: dict[str, str] = {}
         self.prompts: dict[str, dict[str, str]] = {}
         self.identities: dict[str, dict[str, Any] | None] = {}  # role -> what its backend serves (when a run starts)
+        self.calls = CallAccount()
 
     # ---------------------------------------------------------------------------------------------- run
 
@@ -171,7 +230,7 @@ class Executor:
         pairs = [self._pair(candidate) for candidate in subjects]
         return ShardOutcome(images, pairs, self.rejects, self.funnel, self.usage, self.cached_calls, self.model_calls,
                             dict(self.calls_by_step), self.fingerprints, self.prompts,
-                            {role: model_identity(self._role_spec(role)) for role in (GENERATOR, VERIFIER)})
+                            {role: model_identity(self._role_spec(role)) for role in (GENERATOR, VERIFIER)}, self.calls)
 
     def _backends(self) -> dict[str, Backend]:
         given = self.given_backends or {}
@@ -316,6 +375,8 @@ class Executor:
                 await self._call(step, call, backend, store, pending)
             for subject, work in zip(part, works):
                 values = [store.get(key) for key, _ in work]
+                for value in values:
+                    self.calls.count(value)
                 errors = [value["error"] for value in values if "error" in value]
                 if errors:
                     outcomes.append((subject, Dropped(f"{step.failure}: {'; '.join(errors)}", cause_of(errors[0]))))
@@ -434,6 +495,6 @@ def write_shard_outcome(out: Path, outcome: ShardOutcome, shard: tuple[int, int]
                "fingerprints": outcome.fingerprints, "prompts": outcome.prompts, "models": outcome.models,
                "usage": {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens},
                "model_calls": outcome.model_calls, "model_calls_by_step": outcome.model_calls_by_step,
-               "cached_calls": outcome.cached_calls}
+               "cached_calls": outcome.cached_calls, "calls": outcome.calls.to_json()}
     write_atomic(shard_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True).encode())
     return shard_dir
