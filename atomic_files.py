@@ -7,6 +7,10 @@ and renamed over it in one ``os.replace``.
     write_atomic(path, b"...")                      # bytes or text (UTF-8)
     with replacing(path) as temporary:              # for libraries that write to a path themselves
         image.save(temporary, format="PNG")
+
+A file written earlier that is found damaged when read back (a truncated or garbled cache, checkpoint or
+shard file) is a ``DamagedFile``: its message names the file and what to do; command lines print it
+and exit 1.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+
+class DamagedFile(ValueError):
+    """A file the toolkit wrote cannot be trusted any more; ``str(error)`` names it and what to do."""
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from atomic_files import DamagedFile
 from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
 from generation.run import exit_code, print_report
 from generation.steps.executor import CallAccount
@@ -79,6 +80,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         check_base_release(args.base_release)
         report = merge(args.shard_dirs, args.out, args.base_release)
+    except DamagedFile as error:  # a shard file truncated or edited since its run wrote it
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, ValueError) as error:  # ConfigError included
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from generation.steps.config import RunConfig, check_run
 from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
+from atomic_files import DamagedFile
 from generation.gallery import write_gallery
 from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
 from generation.steps.executor import CallAccount, Executor, write_shard_outcome
@@ -129,9 +130,12 @@ def main(args: argparse.Namespace) -> int:
     try:
         report = run(config, args.out, shard=args.shard, base_release=args.base_release,
                      show_progress=False if args.no_progress else None, retry_errors=args.retry_errors)
-    except ConfigError as error:  # found as the run starts, before any model call (replicas that disagree)
+    except ConfigError as error:  # found as the run starts (replicas that disagree, --out in use, a bad base release)
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except DamagedFile as error:  # a cache or shard file of an earlier run that cannot be trusted
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     shard = [] if args.shard == (0, 1) else ["--shard", f"{args.shard[0]}/{args.shard[1]}"]
     base = ["--base-release", args.base_release] if args.base_release else []
     print_report(report, retry=shlex.join(["python", "-m", "generation", "run", args.config, "--out", args.out, *shard,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from atomic_files import write_atomic
+from atomic_files import DamagedFile, write_atomic
 from modelcalls import event_loop
 from modelcalls.base import Backend, Usage, make_backend
 from modelcalls.cache import CallCache
@@ -147,6 +147,16 @@ def load_exemplars(path: str | None) -> list[dict]:
     return [{k: e.get(k, "") for k in keys} for e in read_jsonl(resolved) if all(e.get(k) for k in ("text", "safe_twin_text"))]
 
 
+def _a_call_outcome(value: Any) -> bool:
+    """A model step's checkpoint value: {"ok": answer} or {"error": why}."""
+    return isinstance(value, dict) and (value.keys() == {"ok"} or value.keys() == {"error"} and isinstance(value["error"], str))
+
+
+def _an_ingest_outcome(value: Any) -> bool:
+    """Ingest's checkpoint value: {"image": record} or {"reject": reject}."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("image") or value.get("reject"), dict)
+
+
 class RunState:
     """What steps read while building their items: photos, scenes, exemplars (never where they run)."""
 
@@ -254,10 +264,10 @@ class Executor:
         identity = self.identities[role]
         return {**spec, "loaded": identity} if identity else spec
 
-    def _store(self, name: str, fingerprint: str) -> StepStore:
-        store = StepStore(self.out / "steps" / f"{name}-{fingerprint[:16]}.jsonl")
+    def _store(self, name: str, fingerprint: str, valid) -> StepStore:
+        store = StepStore(self.out / "steps" / f"{name}-{fingerprint[:16]}.jsonl", valid=valid)
         if self.retry_errors:  # failed calls (gate failures included) are checkpointed as failures: ask again
-            store.forget(lambda value: isinstance(value, dict) and "error" in value)
+            store.forget(lambda value: "error" in value)
         return store
 
     def _count(self, name: str, entered: int, passed: int) -> None:
@@ -278,7 +288,7 @@ class Executor:
         one fsync. A checkpointed photo whose file is missing or does not hash to its id (lost in a power
         failure, or deleted) is ingested again."""
         fingerprint = fp.digest({"ingest": source.params(self.config, self.known_hashes), "shard": list(self.shard)})
-        store = self._store(source.name, fingerprint)
+        store = self._store(source.name, fingerprint, _an_ingest_outcome)
         ingestor = Ingestor(self.config.ingest_options(), self.known_hashes)
         images, seen, window, chain = [], 0, deque(), hashlib.sha256(fingerprint.encode())
 
@@ -359,7 +369,7 @@ class Executor:
         if loop:  # inside Rewrite: a later attempt depends on every call of the loop
             fingerprint = fp.digest([fingerprint, loop])
         self.fingerprints[step.name] = fingerprint
-        store = self._store(step.name, fingerprint)
+        store = self._store(step.name, fingerprint, _a_call_outcome)
         backend = self.backends[step.role]
         size = step.chunk_size(self.config) or max(len(subjects), 1)
         outcomes = []
@@ -488,13 +498,52 @@ def write_shard_outcome(out: Path, outcome: ShardOutcome, shard: tuple[int, int]
     def jsonl(rows) -> bytes:
         return "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows).encode()
 
-    write_atomic(shard_dir / "images.jsonl", jsonl(r.to_json() for r in outcome.images))
-    write_atomic(shard_dir / "pairs.jsonl", jsonl(outcome.pairs))
-    write_atomic(shard_dir / "rejects.jsonl", jsonl(r.to_json() for r in outcome.rejects))
+    files = {"images.jsonl": [r.to_json() for r in outcome.images], "pairs.jsonl": outcome.pairs,
+             "rejects.jsonl": [r.to_json() for r in outcome.rejects]}
+    written = {}
+    for name, rows in files.items():
+        data = jsonl(rows)
+        write_atomic(shard_dir / name, data)
+        written[name] = {"rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
     summary = {"shard": list(shard), "funnel": outcome.funnel, "config": config.to_dict(), "normalise_version": NORMALISE_VERSION,
                "fingerprints": outcome.fingerprints, "prompts": outcome.prompts, "models": outcome.models,
                "usage": {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens},
                "model_calls": outcome.model_calls, "model_calls_by_step": outcome.model_calls_by_step,
-               "cached_calls": outcome.cached_calls, "calls": outcome.calls.to_json()}
+               "cached_calls": outcome.cached_calls, "calls": outcome.calls.to_json(),
+               "files": written}  # what merge checks each file against (a truncated or edited file is refused)
     write_atomic(shard_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True).encode())
     return shard_dir
+
+
+RERUN_SHARD = ("rerun that shard's `python -m generation run` (same --shard and --out: its finished steps are "
+               "resumed), then merge again")
+
+
+def read_shard_summary(path: Path) -> dict[str, Any]:
+    """A shard's summary.json; a `DamagedFile` naming it when it is not a JSON object."""
+    try:
+        summary = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DamagedFile(f"{path}: damaged, not valid JSON ({error}); {RERUN_SHARD}") from None
+    if not isinstance(summary, dict):
+        raise DamagedFile(f"{path}: damaged, not a JSON object; {RERUN_SHARD}")
+    return summary
+
+
+def check_shard_file(path: Path, summary: dict[str, Any]) -> None:
+    """A `DamagedFile` unless `path` holds the rows and bytes its shard wrote (the summary's ``files``;
+    summaries written before they were recorded are not checked)."""
+    expected = summary.get("files", {}).get(Path(path).name)
+    if not expected:
+        return
+    digest, rows = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            rows += block.count(b"\n")
+    if rows != expected["rows"]:
+        raise DamagedFile(f"{path}: {rows} rows where its shard wrote {expected['rows']} (summary.json): the file was "
+                          f"truncated or damaged; {RERUN_SHARD}")
+    if digest.hexdigest() != expected["sha256"]:
+        raise DamagedFile(f"{path}: its bytes changed since its shard wrote them (sha256 differs from summary.json); "
+                          f"{RERUN_SHARD}")

@@ -19,10 +19,12 @@ from typing import Any
 import rms_dataset as rms
 from generation.release import write_release
 from generation.validate import validate_release
+from typed_config import ConfigError
 
 from .chart import taxonomy_chart
 from .config import RunConfig
 from .dedup import find_duplicates
+from .executor import check_shard_file, read_shard_summary
 from .ingest import dhash, hamming
 from .records import CAP, DEDUP, FUNNEL_ROWS, INGEST, ImageRecord, Reject
 from .store import read_jsonl
@@ -45,11 +47,14 @@ def read_shard(run_dir: str | Path) -> ShardData:
         raise FileNotFoundError(f"{root}: no shard/summary.json; is this the --out of a finished `python -m generation run`?"
                                 " (rerun it: finished steps are resumed from the checkpoints)")
 
+    summary = read_shard_summary(shard / "summary.json")
+
     def jsonl(name):
+        check_shard_file(shard / name, summary)
         return read_jsonl(shard / name, "rerun the shard")
 
     return ShardData(root, [ImageRecord.from_json(r) for r in jsonl("images.jsonl")], jsonl("pairs.jsonl"),
-                     [Reject.from_json(r) for r in jsonl("rejects.jsonl")], json.loads((shard / "summary.json").read_text()))
+                     [Reject.from_json(r) for r in jsonl("rejects.jsonl")], summary)
 
 
 @dataclass
@@ -76,7 +81,8 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
         root = Path(snapshot_download(repo_id=path_or_repo, repo_type="dataset"))
     problems = validate_release(str(root))
     if problems:
-        raise ValueError(f"base release {path_or_repo} does not validate: " + "; ".join(str(p) for p in problems[:5]))
+        raise ConfigError(f"--base-release {path_or_repo}: not a release that validates (" + "; ".join(str(p) for p in problems[:3])
+                          + "); give a release directory written by `run` or `merge`, or a Hub dataset id")
     base = BaseRelease()
     seen = set()
     for config in rms.CONFIG_NAMES:

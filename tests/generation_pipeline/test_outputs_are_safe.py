@@ -21,16 +21,18 @@ from generation.validate import validate_release
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _slow_config(folder: Path, path: Path) -> Path:
+def write_run_config(folder: Path, directory: Path, delay_s: float = 0.0) -> Path:
+    """`directory`/run.yaml: the fake model (each answer after `delay_s`) on the photos of `folder`."""
     role = {"backend": "scripted", "respond": "tests.generation_pipeline.fake_model:respond", "supports_images": False,
-            "delay_s": 0.5}
+            "delay_s": delay_s}
+    path = directory / "run.yaml"
     path.write_text(yaml.safe_dump({"input": {"kind": "folder", "path": str(folder)}, "exemplars": None,
                                     "generator": {**role, "model": "g"}, "verifier": {**role, "model": "v"}}))
     return path
 
 
 def test_a_second_writer_of_one_out_is_refused_with_the_first_ones_pid_and_command(photo_folder, tmp_path, capsys):
-    config = _slow_config(photo_folder(["a cliff edge", "a stove"]), tmp_path / "slow.yaml")
+    config = write_run_config(photo_folder(["a cliff edge", "a stove"]), tmp_path, delay_s=0.5)
     out = tmp_path / "run"
     command = [sys.executable, "-m", "generation", "run", str(config), "--out", str(out), "--no-progress"]
     first = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
