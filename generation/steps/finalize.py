@@ -26,9 +26,13 @@ from .config import RunConfig
 from .dedup import find_duplicates
 from .executor import check_shard_file, read_shard_summary
 from .ingest import dhash, hamming
-from .records import CAP, DEDUP, FUNNEL_ROWS, INGEST, ImageRecord, Reject
+from .pipeline import funnel_rows
+from .records import CAP, DEDUP, INGEST, ImageRecord, Reject
 from .store import read_jsonl
 from .taxonomy import Taxonomy, normalise_label
+
+
+FINAL_ROW = "dedup+cap"  # the funnel's last row: query dedup and the category cap, over the whole release
 
 
 @dataclass
@@ -248,7 +252,7 @@ def _funnel(shards: list[ShardData], before_dedup: int, released: int) -> dict[s
             current = funnel.setdefault(stage, [0, 0])
             current[0] += entered
             current[1] += passed
-    funnel["dedup+cap"] = [before_dedup, released]
+    funnel[FINAL_ROW] = [before_dedup, released]
     return funnel
 
 
@@ -262,7 +266,7 @@ def reject_causes(rejects: list[Reject]) -> dict[str, dict[str, int]]:
 
 def format_funnel(report: dict[str, Any]) -> str:
     lines = [f"{'step':<14} {'in':>6} {'kept':>6} {'rate':>7}"]
-    order = {row: index for index, row in enumerate(FUNNEL_ROWS)}
+    order = {row: index for index, row in enumerate((*funnel_rows(), FINAL_ROW))}
     for stage, (entered, passed) in sorted(report["funnel"].items(), key=lambda kv: order.get(kv[0], 99)):
         rate = f"{100 * passed / entered:.0f}%" if entered else "-"
         lines.append(f"{stage:<14} {entered:>6} {passed:>6} {rate:>7}")

@@ -42,3 +42,14 @@ def test_a_run_whose_calls_fail_says_so_names_the_error_and_the_retry_command(ph
     assert main([*command, "--retry-errors"]) == 0
     report = capsys.readouterr().out
     assert "pairs: 2" in report and "failed calls: 0" in report and "FAILED" not in report
+
+
+def test_the_funnel_is_listed_in_the_order_the_pipeline_defines():
+    from generation.steps.finalize import FINAL_ROW, format_funnel
+    from generation.steps.pipeline import funnel_rows
+
+    rows = [*funnel_rows(), FINAL_ROW]
+    assert rows[:3] == ["ingest", "screen", "scene"] and rows.index("query") < rows.index("rewrite") < rows.index("check")
+    shuffled = {row: [1, 1] for row in reversed(rows)}
+    listed = [line.split()[0] for line in format_funnel({"funnel": shuffled}).splitlines()[1:]]
+    assert listed == rows
