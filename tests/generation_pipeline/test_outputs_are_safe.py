@@ -98,3 +98,14 @@ def test_a_run_that_writes_no_release_removes_the_previous_one_and_a_new_release
     assert report["release"] == str(out / "release") and not (out / "release-rejects.jsonl").exists()
     assert [line.split(",")[0] for line in report["removed"]] == [f"removed {out / 'release-rejects.jsonl'}"]
     assert not list(out.glob(".release.retired-*"))
+
+
+def test_build_sample_refuses_an_out_directory_holding_files_it_did_not_write(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    assert main(["build-sample", "--out", str(mine)]) == 2
+    assert capsys.readouterr().err == (f"error: --out {mine}: holds files that are not part of a release (notes.txt); "
+                                       "writing the release there would delete them: give a new or empty directory, "
+                                       "or move them away\n")
+    assert (mine / "notes.txt").read_text() == "my notes"
