@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import rms_dataset as rms
+from atomic_files import write_atomic
+from generation.outputs import rejects_path
 from generation.release import write_release
 from generation.validate import validate_release
 from typed_config import ConfigError
@@ -180,9 +182,9 @@ def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig
     ordered_rejects = [r.to_json() for r in sorted(rejects, key=_reject_order)]
     if report["pairs"] == 0:
         # A release needs at least one row per config: write no release, but keep every reject with its reason.
-        path = Path(release_dir).with_name(Path(release_dir).name + "-rejects.jsonl")
+        path = rejects_path(Path(release_dir))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects), encoding="utf-8")
+        write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects))
         report["rejects_file"] = str(path)
         return None, report
     path = write_release(release_dir, rows, taxonomy=taxonomy_json, pipeline_config=pipeline_config,
