@@ -5,7 +5,8 @@ category cap, split by image, write + validate.
 
 The run config is read from the first shard. All shards must have used the same config, the same weights
 for each role (the loaded Hub commit or local weights' fingerprint, or the weights its servers name) and the
-same ingest normalisation.
+same ingest normalisation. --out may be missing, empty or a release (replaced whole); anything else is
+refused (exit 2), as is a shard file truncated or changed since its run wrote it (exit 1).
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ gallery of the pairs, the rejected candidates and every reject to OUT/gallery.ht
 
 With --shard I/N only the I-th of N deterministic slices of the input is processed (by hash of each input
 file's bytes) and its outcome is left in OUT/shard/ for `python -m generation merge`.
+
+One process writes OUT at a time: a second run into the same --out is refused (exit 2, naming the one
+running). A run that writes no release removes OUT/release left by an earlier run. Exit 1 when the
+release has problems or most model calls failed (the report names the error and the --retry-errors rerun).
 """
 
 from __future__ import annotations
