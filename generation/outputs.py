@@ -1,6 +1,6 @@
 """What a command does to the directories it writes, so that nothing a user owns is lost or silently stale.
 
-* ``locked(directory, command)``: one writer at a time. The lock is an ``flock`` on ``.<name>.lock`` beside
+* ``locked(directory)``: one writer at a time. The lock is an ``flock`` on ``.<name>.lock`` beside
   the directory, holding the writer's PID and command line; a second writer is refused at once with a
   ``DirectoryBusy`` naming them. The kernel drops the lock when its process dies, so the lock of a killed
   writer (SIGKILL, power failure) never blocks the next one: it is taken over, saying so.
@@ -44,13 +44,13 @@ def lock_path(directory: Path) -> Path:
 
 
 @contextlib.contextmanager
-def locked(directory: str | os.PathLike, command: str | None = None, *, option: str = "--out") -> Iterator[None]:
+def locked(directory: str | os.PathLike, *, option: str = "--out") -> Iterator[None]:
     """Hold the write lock of `directory` for the block; `DirectoryBusy` at once if another process holds
-    it. `command` is what a refused writer is told is running (default: this process's command line)."""
-    directory = Path(directory).absolute()
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    path = lock_path(directory)
-    command = command or shlex.join([Path(sys.orig_argv[0]).name, *sys.orig_argv[1:]])  # as typed: python -m ...
+    it (the message names `directory` as the `option` the user gave)."""
+    directory = Path(directory)
+    path = lock_path(directory.resolve())  # one lock however the directory is named (links, ..)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    command = shlex.join([Path(sys.orig_argv[0]).name, *sys.orig_argv[1:]])  # as typed: python -m generation ...
     handle = _acquire(path, directory, option)
     try:
         handle.seek(0)
