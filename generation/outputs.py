@@ -39,7 +39,9 @@ class DirectoryBusy(ConfigError):
     """Another process is writing the directory (the CLI prints the message and exits 2)."""
 
 
-def lock_path(directory: Path) -> Path:
+def lock_path(directory: str | os.PathLike) -> Path:
+    """The lock file of `directory`: one however the directory is named (links, ``..``)."""
+    directory = Path(directory).resolve()
     return directory.parent / f".{directory.name}.lock"
 
 
@@ -48,7 +50,7 @@ def locked(directory: str | os.PathLike, *, option: str = "--out") -> Iterator[N
     """Hold the write lock of `directory` for the block; `DirectoryBusy` at once if another process holds
     it (the message names `directory` as the `option` the user gave)."""
     directory = Path(directory)
-    path = lock_path(directory.resolve())  # one lock however the directory is named (links, ..)
+    path = lock_path(directory)
     path.parent.mkdir(parents=True, exist_ok=True)
     command = shlex.join([Path(sys.orig_argv[0]).name, *sys.orig_argv[1:]])  # as typed: python -m generation ...
     handle = _acquire(path, directory, option)
