@@ -326,7 +326,8 @@ class OpenAIBackend:
                 continue
             entries = listing.get("data") if isinstance(listing, dict) else None
             entry = next((e for e in entries or () if isinstance(e, dict) and e.get("id") == self.model), None)
-            weights = {key: str(entry[key]) for key in ("root", "parent") if entry and entry.get(key)}
+            # redacted like an error body: a server may echo the key or a header here, and this is recorded
+            weights = {key: self._redact(str(entry[key])) for key in ("root", "parent") if entry and entry.get(key)}
             served[replica.url] = weights or None
         if len({json.dumps(weights, sort_keys=True) for weights in served.values()}) > 1:
             listed = "; ".join(f"{url}: {weights}" for url, weights in served.items())
