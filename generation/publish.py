@@ -174,11 +174,10 @@ def release_files(release: Path) -> dict[str, LocalFile]:
 
 
 def validate(release: Path) -> None:
-    """Refuse an invalid release, listing every problem (file, row, field)."""
+    """Refuse an invalid release, listing every problem (file, row, field), a file or row whose bytes differ
+    from what the release recorded included."""
     from generation.validate import validate_release
 
-    if not release.is_dir():
-        raise PublishError(f"{release}: not a directory; pass the release directory written by merge/build-sample")
     problems = validate_release(str(release))
     if problems:
         listing = "\n".join(f"  - {problem}" for problem in problems)
@@ -260,14 +259,16 @@ def check_access(gated: str | bool | None) -> str | bool:
     return gated
 
 
-def plan_publish(api, release: Path, repo_id: str, version: Version, *, private: bool = False,
-                 gated: str | bool | None = None, message: str | None = None, check_info: bool = True) -> PublishPlan:
+def plan_publish(api, release: Path, repo_id: str, version: Version, *, gated: str | bool | None,
+                 private: bool = False, message: str | None = None, check_info: bool = True) -> PublishPlan:
     """Read-only: everything `execute` would do, after every check that can refuse."""
     gated = check_access(gated)
     if not REPO_ID.match(repo_id):
         raise PublishError(f"--repo {repo_id!r} is not ORG/NAME (letters, digits, '-', '_', '.')")
-    validate(release)
+    if not release.is_dir():
+        raise PublishError(f"{release}: not a directory; pass the release directory written by merge/build-sample")
     local = release_files(release)  # refuses stray files before any request
+    validate(release)
     remote = read_remote(api, repo_id)
     latest = check_version(version, remote)
     if check_info:
