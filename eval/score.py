@@ -106,6 +106,9 @@ class BenchmarkSpec:
 
         parts += [f"{key}={_option_slug(value)}" for key, value in sorted(self.options.items())
                   if key not in LOCATION_OPTIONS]
+        from judging.sources import SOURCES
+
+        parts += SOURCES[self.name].key_parts(self.options) if self.name in SOURCES else []
         if self.limit is not None:
             parts.append(f"limit={self.limit}")
         if self.text_only:
