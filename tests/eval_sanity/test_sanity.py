@@ -43,7 +43,8 @@ def test_on_the_real_default_suite_trivial_judges_score_one_half_and_a_90_percen
         assert abs(oracle["value"] - 0.9) <= 0.05
         assert oracle["value"] > coin["value"] and oracle["low"] > max(t["high"] for t in (constant_unsafe, coin))
     assert "(query): 4 benchmarks with both classes" in output and "(response): 1 benchmarks" in output
-    assert "not counted" not in output  # every default benchmark has both classes
+    # SIUO (query) and VLSBench have no benign items of their own source and form: detection-only, listed
+    assert output.count("not counted (one class, unsafe)") == 2
 
 
 def test_the_old_detection_rate_suite_let_always_unsafe_win_and_the_property_check_catches_it(tmp_path, capsys):
