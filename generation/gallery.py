@@ -100,15 +100,24 @@ def _shards(release: Path | None, config: str) -> Iterator[tuple[str, str]]:
             yield split, path
 
 
+def _verdict(value) -> str:
+    """A verdict or label as its name: the parquet stores the class index (0 = safe, 1 = unsafe)."""
+    return rms.VERDICT.int2str(value) if isinstance(value, int) else str(value or "")
+
+
 def _pairs(release: Path | None) -> list[dict]:
     """Every pair's shown fields (no image), with its split, sorted by category then id."""
-    rows = [{**row, "split": split} for split, path in _shards(release, rms.PAIRS)
-            for row in pq.read_table(path, columns=_PAIR_COLUMNS).to_pylist()]
+    rows = []
+    for split, path in _shards(release, rms.PAIRS):
+        for row in pq.read_table(path, columns=_PAIR_COLUMNS).to_pylist():
+            verification = dict(row["verification"] or {})
+            verification.update({check: _verdict(verification.get(check)) for check in rms.CHECKS})
+            rows.append({**row, "verification": verification, "split": split})
     return sorted(rows, key=lambda row: (row["risk_category"], row["id"]))
 
 
 def _responses(release: Path | None) -> dict[tuple[str, str], str]:
-    return {(row["pair_id"], row["label"]): row["response"]
+    return {(row["pair_id"], _verdict(row["label"])): row["response"]
             for config in (rms.SAFE_RESPONSES, rms.UNSAFE_RESPONSES) for _, path in _shards(release, config)
             for row in pq.read_table(path, columns=["pair_id", "label", "response"]).to_pylist()}
 
@@ -181,7 +190,7 @@ def _pair_html(row: dict, responses: dict, thumbnail: str) -> str:
             f"<div class='twin'>Safe twin: {e(row['safe_twin_text'])}</div>"
             f"<div class='risk'>Risk: <b>{e(row['risk_category'])}</b> / {e(row['risk_subcategory'])}: {e(row['risk_rationale'])}</div>"
             f"<div class='scene'>Scene: {e(row['scene'])}</div>"
-            f"<div class='verdicts'>{_verdicts(row['verification'] or {})}</div>"
+            f"<div class='verdicts'>{_verdicts(row['verification'])}</div>"
             f"<div class='response safe'><b>Safe response:</b> {e(responses.get((row['id'], rms.SAFE), '(missing)'))}</div>"
             f"<div class='response unsafe'><b>Unsafe response:</b> {e(responses.get((row['id'], rms.UNSAFE), '(missing)'))}</div>"
             f"<small>{e(row['split'])} · {e(row['image_license'])} · {e(row['image_source'])} · generator {e(row['generator'])}</small>"

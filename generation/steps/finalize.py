@@ -18,18 +18,26 @@ from pathlib import Path
 from typing import Any
 
 import rms_dataset as rms
+from atomic_files import write_atomic
+from generation.outputs import rejects_path
 from generation.release import write_release
 from generation.validate import validate_release
+from typed_config import ConfigError
 
 from . import fingerprint as fp
 from .chart import taxonomy_chart
 from .config import RunConfig
 from .dedup import PhotoIndex, find_duplicates
+from .executor import check_shard_file, read_shard_summary
 from .ingest import dhash
-from .records import CAP, DEDUP, FUNNEL_ROWS, INGEST, ImageRecord, Reject
+from .pipeline import funnel_rows
+from .records import CAP, DEDUP, INGEST, ImageRecord, Reject
 from .stamps import Stamp
 from .store import read_jsonl
 from .taxonomy import Taxonomy, normalise_label
+
+
+FINAL_ROW = "dedup+cap"  # the funnel's last row: query dedup and the category cap, over the whole release
 
 
 @dataclass
@@ -53,14 +61,15 @@ def read_shard(run_dir: str | Path) -> ShardData:
         raise FileNotFoundError(f"{root}: no shard/summary.json; is this the --out of a finished `python -m generation run`?"
                                 " (rerun it: finished steps are resumed from the checkpoints)")
 
+    summary = read_shard_summary(shard / "summary.json")
     digest = hashlib.sha256()
 
     def jsonl(name):
+        check_shard_file(shard / name, summary)
         digest.update((shard / name).read_bytes())
         return read_jsonl(shard / name, "rerun the shard")
 
     images, pairs, rejects = jsonl("images.jsonl"), jsonl("pairs.jsonl"), jsonl("rejects.jsonl")
-    summary = json.loads((shard / "summary.json").read_text())
     digest.update(fp.digest({key: summary.get(key) for key in SUMMARY_READ}).encode())
     return ShardData(root, [ImageRecord.from_json(r) for r in images], pairs, [Reject.from_json(r) for r in rejects],
                      summary, digest.hexdigest())
@@ -90,10 +99,11 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
         root = Path(snapshot_download(repo_id=path_or_repo, repo_type="dataset"))
     problems = validate_release(str(root))
     if problems:
-        raise ValueError(f"base release {path_or_repo} does not validate: " + "; ".join(str(p) for p in problems[:5]))
+        raise ConfigError(f"--base-release {path_or_repo}: not a release that validates (" + "; ".join(str(p) for p in problems[:3])
+                          + "); give a release directory written by `run` or `merge`, or a Hub dataset id")
     base = BaseRelease()
     seen = set()
-    for config in rms.CONFIG_NAMES:
+    for config in rms.SOURCE_CONFIGS:  # the writer derives preference again
         for split, paths in rms.find_shards(str(root), config).items():
             for path in paths:
                 base.rows.setdefault(config, {}).setdefault(split, []).extend(pq.read_table(path).to_pylist())
@@ -158,9 +168,9 @@ def _finalize(shards: list[ShardData], release_dir: Path, config: RunConfig, bas
     ordered_rejects = [r.to_json() for r in sorted(selection.rejects, key=_reject_order)]
     if report["pairs"] == 0:
         # A release needs at least one row per config: write no release, but keep every reject with its reason.
-        path = Path(release_dir).with_name(Path(release_dir).name + "-rejects.jsonl")
+        path = rejects_path(Path(release_dir))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects), encoding="utf-8")
+        write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects))
         report["rejects_file"] = str(path)
         return None, report
     pair_counts = Counter(report["categories"])
@@ -287,15 +297,17 @@ def _pair_reject(stage: str, pair: dict, records: dict[str, ImageRecord], reason
 
 
 def release_rows(selection: Selection, config: RunConfig, base: BaseRelease) -> dict[str, dict[str, list[dict]]]:
-    """The release's rows per config and split: the base release's, then one pair and its two responses per
-    released pair."""
-    rows: dict[str, dict[str, list[dict]]] = {c: {s: [] for s in config.splits} for c in rms.CONFIG_NAMES}
+    """The rows the release writer is given, per source config and split: the base release's, then one pair
+    and its two responses per released pair (the writer derives `preference`). A new photo is given by its
+    path: the writer reads its bytes when it writes the row group, so no photo is held here."""
+    rows: dict[str, dict[str, list[dict]]] = {c: {s: [] for s in config.splits} for c in rms.SOURCE_CONFIGS}
     for config_name, splits in base.rows.items():
         for split, split_rows in splits.items():
-            rows[config_name].setdefault(split, []).extend(split_rows)
+            if config_name in rows:
+                rows[config_name].setdefault(split, []).extend(split_rows)
     for pair, category in selection.released:
         record = selection.records[pair["image_id"]]
-        image = {"bytes": _photo_bytes(selection.image_dir[pair["image_id"]], record.image_id), "path": f"{record.image_id}.jpg"}
+        image = {"bytes": None, "path": str(_checked_photo(selection.image_dir[pair["image_id"]], record.image_id))}
         split = rms.split_for_image(record.image_id, config.splits)
         risk = pair["risk"]
         rows[rms.PAIRS][split].append({
@@ -317,15 +329,15 @@ def release_rows(selection: Selection, config: RunConfig, base: BaseRelease) -> 
     return rows
 
 
-def _photo_bytes(images: Path, image_id: str) -> bytes:
-    """A shard's normalised photo, checked against its id (the hash of its bytes): ingest does not fsync
-    each photo, so a power failure can damage one; it must never reach a release."""
+def _checked_photo(images: Path, image_id: str) -> Path:
+    """A shard's normalised photo, checked against its id (the hash of its bytes) and not kept: ingest does
+    not fsync each photo, so a power failure can damage one; it must never reach a release. (The writer
+    checks again as it writes; this check comes first, to say which run to redo.)"""
     path = images / f"{image_id}.jpg"
-    data = path.read_bytes()
-    if rms.image_id_for(data) != image_id:
+    if rms.image_id_for(path.read_bytes()) != image_id:
         raise ValueError(f"{path}: its bytes do not match its id {image_id} (damaged, e.g. by a power failure); rerun "
                          "that shard's `python -m generation run` (it ingests damaged photos again), then merge")
-    return data
+    return path
 
 
 def _funnel(shards: list[ShardData], before_dedup: int, released: int) -> dict[str, list[int]]:
@@ -335,7 +347,7 @@ def _funnel(shards: list[ShardData], before_dedup: int, released: int) -> dict[s
             current = funnel.setdefault(stage, [0, 0])
             current[0] += entered
             current[1] += passed
-    funnel["dedup+cap"] = [before_dedup, released]
+    funnel[FINAL_ROW] = [before_dedup, released]
     return funnel
 
 
@@ -349,7 +361,7 @@ def reject_causes(rejects: list[Reject]) -> dict[str, dict[str, int]]:
 
 def format_funnel(report: dict[str, Any]) -> str:
     lines = [f"{'step':<14} {'in':>6} {'kept':>6} {'rate':>7}"]
-    order = {row: index for index, row in enumerate(FUNNEL_ROWS)}
+    order = {row: index for index, row in enumerate((*funnel_rows(), FINAL_ROW))}
     for stage, (entered, passed) in sorted(report["funnel"].items(), key=lambda kv: order.get(kv[0], 99)):
         rate = f"{100 * passed / entered:.0f}%" if entered else "-"
         lines.append(f"{stage:<14} {entered:>6} {passed:>6} {rate:>7}")

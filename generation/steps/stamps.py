@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .executor import write_atomic
+from atomic_files import write_atomic
 
 
 def listing(outputs: list[Path]) -> list[list]:
