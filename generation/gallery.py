@@ -33,9 +33,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 import rms_dataset as rms
+from generation.outputs import locked
 from generation.steps import fingerprint as fp
 from generation.steps.ingest import THUMBNAIL_SIDE, thumbnail_jpeg
 from generation.steps.stamps import Stamp, listing
+from typed_config import ConfigError
 
 PAGE_SIZE = 100
 
@@ -390,8 +392,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        out = write_gallery(args.release, args.out)
-    except FileNotFoundError as error:
+        with locked(args.release, option="RUN_OR_RELEASE"):  # a run writing there now: wait for it, then render
+            out = write_gallery(args.release, args.out)
+    except (FileNotFoundError, ConfigError) as error:  # DirectoryBusy included
         print(f"error: {error}", file=sys.stderr)
         return 2
     pages = sum(1 for _ in out.with_suffix("").glob("*.html")) + 1
