@@ -22,11 +22,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from generation.steps.dedup import PhotoIndex, find_duplicates  # noqa: E402
+from generation.steps.dedup import find_duplicates  # noqa: E402
 from generation.steps.ingest import IngestOptions  # noqa: E402
 from generation.steps.taxonomy import Taxonomy  # noqa: E402
 from tests.generation_pipeline.scale_items import (all_pairs_duplicates, all_pairs_first_within,  # noqa: E402
-                                                    all_pairs_taxonomy, labels, photo_hashes, queries)
+                                                    all_pairs_taxonomy, indexed_first_within, labels, photo_hashes,
+                                                    queries)
 
 
 def cpu(function, *args):
@@ -47,16 +48,6 @@ def photo_dhashes(folder: Path, count: int) -> list[tuple[int, str]]:
         image.draft("RGB", (64, 64))  # dHash reads a 9x8 thumbnail: a reduced decode is enough
         hashes.append((dhash(image.convert("RGB")), path.name))
     return hashes
-
-
-def indexed_photos(hashes, distance):
-    index, decisions = PhotoIndex(distance), []
-    for fingerprint, owner in hashes:
-        near = index.first_within(fingerprint)
-        decisions.append(near)
-        if near is None:
-            index.add(fingerprint, owner)
-    return decisions
 
 
 def merges(categories) -> set[tuple[str, str]]:
@@ -84,7 +75,7 @@ def main() -> None:
     distance = IngestOptions().near_duplicate_distance
     hashes = photo_dhashes(args.photos, args.items) if args.photos else photo_hashes(args.items, seed=1)
     source = f"dHash of {len(hashes)} derived photos" if args.photos else "generated hashes"
-    found, index_s = cpu(indexed_photos, hashes, distance)
+    found, index_s = cpu(indexed_first_within, hashes, distance)
     truth, scan_s = cpu(all_pairs_first_within, hashes, distance)
     pairs = lambda decisions: {(owner, near) for (_, owner), near in zip(hashes, decisions) if near is not None}  # noqa: E731
     rows.append((f"photos ({source}, <= {distance} bits)", len(hashes), len(pairs(truth)), *score(pairs(found), pairs(truth)),

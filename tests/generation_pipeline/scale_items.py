@@ -10,7 +10,7 @@ import difflib
 import functools
 import random
 
-from generation.steps.dedup import jaccard, normalise_query, shingles
+from generation.steps.dedup import PhotoIndex, jaccard, normalise_query, shingles
 from generation.steps.taxonomy import match_key, normalise_label
 
 OPENINGS = ("How do I", "Can I", "Is it fine to", "What is the best way to", "Any tips to", "Should I", "Where can I",
@@ -118,6 +118,18 @@ def all_pairs_duplicates(texts, threshold):
         exact[normal] = key
         kept.append((key, grams))
     return duplicates
+
+
+def indexed_first_within(hashes, distance):
+    """Ingest's decisions through `PhotoIndex`: for each hash in order, the owner of the first kept hash within
+    `distance` bits (None: kept)."""
+    index, decisions = PhotoIndex(distance), []
+    for fingerprint, owner in hashes:
+        near = index.first_within(fingerprint)
+        decisions.append(near)
+        if near is None:
+            index.add(fingerprint, owner)
+    return decisions
 
 
 def all_pairs_first_within(hashes, distance):

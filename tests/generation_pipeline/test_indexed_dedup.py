@@ -10,8 +10,8 @@ import pytest
 
 from generation.steps.dedup import PhotoIndex, find_duplicates
 from generation.steps.taxonomy import Taxonomy, normalise_label
-from tests.generation_pipeline.scale_items import (all_pairs_duplicates, all_pairs_first_within, all_pairs_taxonomy, labels,
-                                                    photo_hashes, queries, similar)
+from tests.generation_pipeline.scale_items import (all_pairs_duplicates, all_pairs_first_within, all_pairs_taxonomy,
+                                                    indexed_first_within, labels, photo_hashes, queries, similar)
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.9, 1.0])
@@ -25,12 +25,7 @@ def test_indexed_query_dedup_equals_the_all_pairs_scan(threshold):
 @pytest.mark.parametrize("distance", [0, 4, 10])
 def test_indexed_photo_search_equals_the_all_pairs_scan(distance):
     hashes = photo_hashes(3000, seed=distance)
-    index, decisions = PhotoIndex(distance), []
-    for fingerprint, owner in hashes:
-        near = index.first_within(fingerprint)
-        decisions.append(near)
-        if near is None:
-            index.add(fingerprint, owner)
+    decisions = indexed_first_within(hashes, distance)
     assert decisions == all_pairs_first_within(hashes, distance)
     assert sum(d is not None for d in decisions) > 50
 
