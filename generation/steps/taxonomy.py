@@ -35,14 +35,15 @@ def match_key(label: str) -> str:
     return "_".join(kept) or UNKNOWN
 
 
-def _similar(a: str, b: str, token_overlap: float, string_similarity: float) -> bool:
-    """Whether two comparison keys (`match_key`) name the same risk."""
-    if a == b:
-        return True
-    ta, tb = set(a.split("_")), set(b.split("_"))
-    if len(ta & tb) / len(ta | tb) >= token_overlap:
-        return True
-    if 2 * min(len(a), len(b)) / (len(a) + len(b)) < string_similarity:  # real_quick_ratio(): a bound on ratio()
+def _tokens_overlap(ta: frozenset, tb: frozenset, token_overlap: float) -> bool:
+    """Two keys' token sets overlap enough (equal keys always do)."""
+    return len(ta & tb) / len(ta | tb) >= token_overlap
+
+
+def _strings_close(a: str, b: str, string_similarity: float) -> bool:
+    """difflib's ratio of two keys reaches `string_similarity` (its two quick ratios, upper bounds of the
+    ratio, are checked first: they refuse most pairs at a fraction of the cost)."""
+    if 2 * min(len(a), len(b)) / (len(a) + len(b)) < string_similarity:  # real_quick_ratio()
         return False
     matcher = difflib.SequenceMatcher(None, a, b)
     return matcher.quick_ratio() >= string_similarity and matcher.ratio() >= string_similarity
@@ -60,25 +61,32 @@ def _bigrams(key: str) -> list[str]:
 
 
 class AliasIndex:
-    """Finds every alias that can be `_similar` to a key without comparing it with all of them.
+    """Finds the first indexed key (by a rank) that names the same risk as a key: their token sets overlap
+    (Jaccard >= `token_overlap`) or their strings are close (difflib ratio >= `string_similarity`), without
+    comparing it with every key.
 
     * Token Jaccard >= t > 0 needs a shared token: an inverted index over tokens.
     * difflib's ratio 2M/T >= s (M characters in k matching blocks, T the two lengths) needs the keys to
       share at least M - k character bigrams; blocks are separated by an unmatched character of either key,
       so k <= T - 2M + 1 and they share >= 3M - T - 1 >= (1.5 s - 1) T - 1 bigrams, and a length ratio
       2 min / T >= s bounds T >= 2 n / (2 - s) for a key of length n. So a key of n characters shares at
-      least alpha(n) = ceil((1.5 s - 1) * 2n / (2 - s) - 1) bigrams with any key it is similar to; prefix
-      filtering over bigrams in a fixed order (the rarest shared one lies in both prefixes) finds them all.
-      Keys with alpha <= 0 (two characters or fewer at s = 0.85), and every key when s <= 2/3 (no bound),
-      are compared with everything.
-    Candidates are then checked with `_similar` itself, so the decisions are exactly those of the scan."""
+      least alpha(n) = ceil((1.5 s - 1) * 2n / (2 - s) - 1) bigrams with any key it is close to; prefix
+      filtering over bigrams in one fixed order (the first shared one lies in both prefixes) finds them
+      all. The order puts rare bigrams first when their counts are known (`rarity`, from all the labels of a
+      build), else it is a hash order. Keys with alpha <= 0 (two characters or fewer at s = 0.85), and every
+      key when s <= 2/3 (no bound), are compared with everything.
+    Each candidate is then checked exactly (the token test where a token is shared, difflib where the
+    bigram prefixes meet), so the answers are those of a scan over all keys."""
 
-    def __init__(self, token_overlap: float, string_similarity: float):
+    def __init__(self, token_overlap: float, string_similarity: float, rarity: Counter | None = None):
         self.token_overlap, self.string_similarity = token_overlap, string_similarity
+        self.rarity = rarity
         self.keys: list[str] = []
+        self.token_sets: list[frozenset] = []
+        self.gram_sets: list[frozenset] = []
         self.tokens: dict[str, list[int]] = defaultdict(list)
         self.grams: dict[str, list[int]] = defaultdict(list)
-        self.unbounded: list[int] = []  # keys a bigram prefix cannot vouch for: candidates of every lookup
+        self.unbounded: list[int] = []  # keys a bigram prefix cannot vouch for: difflib candidates of every lookup
 
     def _alpha(self, key: str) -> int:
         s = self.string_similarity
@@ -86,18 +94,24 @@ class AliasIndex:
             return 0
         return math.ceil((1.5 * s - 1) * 2 * len(key) / (2 - s) - 1 - 1e-9)
 
+    def _order(self, gram: str) -> tuple:
+        return (self.rarity[gram], gram) if self.rarity is not None else (zlib.crc32(gram.encode()), gram)
+
     def _prefix(self, key: str) -> list[str] | None:
         """The bigrams a key is indexed and looked up under (None: it must meet every key)."""
         alpha = self._alpha(key)
         if alpha <= 0:
             return None
-        grams = sorted(_bigrams(key), key=lambda gram: (zlib.crc32(gram.encode()), gram))
+        grams = sorted(_bigrams(key), key=self._order)
         return grams[: max(0, len(grams) - alpha + 1)]
 
     def add(self, key: str) -> int:
         position = len(self.keys)
         self.keys.append(key)
-        for token in set(key.split("_")):
+        tokens = frozenset(key.split("_"))
+        self.token_sets.append(tokens)
+        self.gram_sets.append(frozenset(_bigrams(key)))
+        for token in tokens:
             self.tokens[token].append(position)
         prefix = self._prefix(key)
         if prefix is None:
@@ -107,27 +121,30 @@ class AliasIndex:
                 self.grams[gram].append(position)
         return position
 
-    def candidates(self, key: str) -> Iterable[int]:
-        """Positions of the indexed keys that may be `_similar` to `key` (every one that is, and others)."""
-        if self.token_overlap <= 0:
-            return range(len(self.keys))
-        prefix = self._prefix(key)
-        if prefix is None:
-            return range(len(self.keys))
-        found = set(self.unbounded)
-        for token in set(key.split("_")):
-            found.update(self.tokens.get(token, ()))
-        for gram in prefix:
-            found.update(self.grams.get(gram, ()))
-        return found
-
     def first_similar(self, key: str, rank: list[int]) -> int | None:
-        """The lowest `rank[position]` among the indexed keys `_similar` to `key` (None if there is none):
-        candidates are checked in rank order, so the search stops at the first one that is."""
-        for position in sorted(self.candidates(key), key=lambda p: (rank[p], p)):
-            if _similar(key, self.keys[position], self.token_overlap, self.string_similarity):
+        """The lowest `rank[position]` among the indexed keys that name the same risk as `key` (None if
+        none does): candidates are checked in rank order, so the search stops at the first that does."""
+        everything = range(len(self.keys))
+        tokens = frozenset(key.split("_"))
+        by_token = everything if self.token_overlap <= 0 else \
+            {p for token in tokens for p in self.tokens.get(token, ())}
+        prefix = self._prefix(key)
+        by_gram = everything if prefix is None else \
+            set(self.unbounded).union(*(self.grams.get(gram, ()) for gram in prefix))
+        grams = frozenset(_bigrams(key))
+        for position in sorted(set(by_token) | set(by_gram), key=lambda p: (rank[p], p)):
+            if position in by_token and _tokens_overlap(tokens, self.token_sets[position], self.token_overlap):
+                return rank[position]
+            if position in by_gram and self._may_be_close(key, grams, position) and \
+                    _strings_close(key, self.keys[position], self.string_similarity):
                 return rank[position]
         return None
+
+    def _may_be_close(self, key: str, grams: frozenset, position: int) -> bool:
+        """The bigram count bound above, for this pair: keys sharing fewer than (1.5 s - 1) T - 1 bigrams
+        cannot reach the ratio (a set intersection, far cheaper than difflib)."""
+        total = len(key) + len(self.keys[position])
+        return len(grams & self.gram_sets[position]) >= (1.5 * self.string_similarity - 1) * total - 1 - 1e-9
 
 
 @dataclass
@@ -154,6 +171,8 @@ class Taxonomy:
     def build(cls, labels, token_overlap: float = 0.5, string_similarity: float = 0.85) -> "Taxonomy":
         counts = Counter(normalise_label(label) for label in labels)
         taxonomy = cls([], token_overlap, string_similarity)
+        keys = {match_key(label) for label in counts}
+        taxonomy._index = AliasIndex(token_overlap, string_similarity, Counter(g for key in keys for g in _bigrams(key)))
         for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             taxonomy._file(label, count)
         for category in taxonomy.categories:
@@ -175,7 +194,7 @@ class Taxonomy:
         self._first[alias] = min(category, self._first.get(alias, category))
 
     def _nearest_number(self, normalised: str) -> int | None:
-        """The first category (in creation order) with an alias `_similar` to the label, if any."""
+        """The first category (in creation order) with an alias naming the same risk as the label, if any."""
         return self._ensure_index().first_similar(match_key(normalised), self._owner)
 
     def _file(self, normalised: str, count: int) -> Category:
