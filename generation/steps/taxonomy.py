@@ -166,6 +166,8 @@ class Taxonomy:
     _owner: list[int] = field(default_factory=list, init=False, repr=False, compare=False)  # index position -> category
     _filed: dict[tuple[str, int], int] = field(default_factory=dict, init=False, repr=False, compare=False)
     _first: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)  # alias -> first category
+    _found: dict[str, int | None] = field(default_factory=dict, init=False, repr=False, compare=False)  # key -> category,
+    # valid until the next alias is indexed (the sampler files the same few labels again and again)
 
     @classmethod
     def build(cls, labels, token_overlap: float = 0.5, string_similarity: float = 0.85) -> "Taxonomy":
@@ -189,13 +191,17 @@ class Taxonomy:
         return self._index
 
     def _index_alias(self, alias: str, category: int) -> None:
+        self._found.clear()
         self._filed[(alias, category)] = self._index.add(match_key(alias))
         self._owner.append(category)
         self._first[alias] = min(category, self._first.get(alias, category))
 
     def _nearest_number(self, normalised: str) -> int | None:
         """The first category (in creation order) with an alias naming the same risk as the label, if any."""
-        return self._ensure_index().first_similar(match_key(normalised), self._owner)
+        key = match_key(normalised)
+        if key not in self._found:
+            self._found[key] = self._ensure_index().first_similar(key, self._owner)
+        return self._found[key]
 
     def _file(self, normalised: str, count: int) -> Category:
         number = self._nearest_number(normalised)
