@@ -72,7 +72,7 @@ def curated_rows(sample_dir: Path = SAMPLE_DIR) -> dict[str, dict[str, list[dict
     """rows[config][split] for the curated sample."""
     images_dir = sample_dir / "images"
     manifest = read_manifest(images_dir / "MANIFEST.csv")
-    rows: dict[str, dict[str, list[dict]]] = {config: {"train": [], "test": []} for config in rms.CONFIG_NAMES}
+    rows: dict[str, dict[str, list[dict]]] = {config: {"train": [], "test": []} for config in rms.SOURCE_CONFIGS}
     for line_number, pair in enumerate(read_curated_pairs(sample_dir / "curated_pairs.jsonl"), start=1):
         entry = manifest.get(pair["image_file"])
         if entry is None:

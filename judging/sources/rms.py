@@ -65,7 +65,12 @@ class RMSSource(Source):
         if split not in loaded:
             raise ReleaseError(f"rms: release {self.release!r} config {config!r} has no split {split!r}; "
                                f"it has {sorted(loaded)}")
-        return list(loaded[split])
+        rows = list(loaded[split])
+        label = loaded[split].features.get("label")
+        if isinstance(label, datasets.ClassLabel):  # releases store label as ClassLabel(safe, unsafe)
+            for row in rows:
+                row["label"] = label.int2str(row["label"])
+        return rows
 
     def examples(self, split: str = "train", task: Task = QUERY) -> Iterator[JudgeExample]:
         if task not in self.tasks:
