@@ -27,7 +27,8 @@ from atomic_files import DamagedFile
 from generation.gallery import write_gallery
 from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
 from generation.steps.config import RunConfig, check_run
-from generation.steps.executor import CallAccount, Executor, write_shard_outcome
+from generation.steps.call_account import CallAccount
+from generation.steps.executor import Executor, write_shard_outcome
 from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
 from typed_config import ConfigError
 
