@@ -1,7 +1,7 @@
 """``TransformersBackend``: a local model run in-process, batched.
 
 Text LLMs load with ``AutoModelForCausalLM`` + the tokenizer's chat template; vision-language models
-(a config with a ``vision_config``) with ``AutoModelForImageTextToText`` + ``AutoProcessor``, the
+(a config with a ``vision_config``) with ``AutoModelForImageTextToText`` + its processor (the architecture registry, `recipes.architectures`), the
 ``data:`` URL images of the request decoded to PIL images. Model names go through
 ``local_models.resolve_model``, so ``smollm2`` and ``tiny-llava`` work offline and Hub ids work online.
 
@@ -156,10 +156,10 @@ def load_model(
 ) -> LoadedModel:
     """Load a (V)LM: Hub id (at ``revision`` when given), local dir or offline alias (``smollm2``,
     ``tiny-llava``), optionally in 4-bit, optionally with a LoRA adapter; the tokenizer pads on the left. A
-    config with a ``vision_config`` loads ``AutoModelForImageTextToText`` + ``AutoProcessor``, anything else
-    ``AutoModelForCausalLM``."""
+    config with a ``vision_config`` loads ``AutoModelForImageTextToText`` + its processor (through
+    `recipes.architectures.load_processor`), anything else ``AutoModelForCausalLM``."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
     path, pin = resolve_pinned(name, revision)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
@@ -176,8 +176,12 @@ def load_model(
     model = model_class.from_pretrained(path, **kwargs)
     if not load_in_4bit:
         model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    loader = AutoProcessor if multimodal else AutoTokenizer
-    processor = loader.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
+    if multimodal:  # the architecture registry knows each VLM's processor (and loads it without torchvision)
+        from recipes.architectures import load_processor
+
+        processor = load_processor(path, config.model_type, trust_remote_code=trust_remote_code, **pin)
+    else:
+        processor = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
     tokenizer = getattr(processor, "tokenizer", processor)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
