@@ -146,7 +146,7 @@ def torchvision_install_hint() -> str:
     import torch
 
     major, minor = (int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
-    spec = f"torchvision=={minor + 15}.*" if major == 2 else "torchvision"
+    spec = f"torchvision==0.{minor + 15}.*" if major == 2 else "torchvision"
     return f"pip install '{spec}' (the release matching torch {torch.__version__}; scripts/setup.sh does this on GPU machines)"
 
 
@@ -172,8 +172,8 @@ def images_only_processor(processor_class: str) -> type:
 def load_processor(path: str, model_type: str | None, *, revision: str | None = None, trust_remote_code: bool = False):
     """The processor of the model at ``path`` (a directory or Hub id). Where torchvision is absent, transformers
     picks the PIL image processors by itself; a registered architecture whose processor also holds a video
-    processor is loaded without it. Any other processor that fails to load without torchvision is an
-    `ArchitectureError` naming the package and the command that installs it."""
+    processor is loaded without it. Any other processor that needs torchvision where it is missing is an
+    `ArchitectureError`: one line naming the package and the command that installs it."""
     from transformers import AutoProcessor
 
     pin = {"revision": revision} if revision else {}
@@ -182,12 +182,12 @@ def load_processor(path: str, model_type: str | None, *, revision: str | None = 
         return images_only_processor(entry.processor_class).from_pretrained(path, **pin)
     try:
         return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
-    except (ImportError, ValueError, TypeError, AttributeError) as error:
-        if torchvision_available():
+    except (ImportError, ValueError, OSError) as error:
+        if torchvision_available() or "torchvision" not in str(error).lower():
             raise
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ArchitectureError(f"{path}: its processor ({model_type}) needs torchvision, which is not installed "
-                                f"({first_line[:120]}); {torchvision_install_hint()}") from None
+        cause = str(error).strip().splitlines()[0].rstrip(".")
+        raise ArchitectureError(f"{path}: its processor needs torchvision, which is not installed here ({cause}); "
+                                f"install it: {torchvision_install_hint()}") from None
 
 
 # ------------------------------------------------------------------------------------ configs and modules
