@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import io
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,28 @@ from modelcalls.base import (
     image_url_of,
     message_text,
 )
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def quiet_bitsandbytes_kernel_notice() -> None:
+    """Drop one import-time warning of bitsandbytes, which peft and trl import whether 4-bit is used or not: on CPUs
+    with AVX512-BF16 it tries to fetch an optional CPU 4-bit kernel from the Hub and, failing, logs "Failed to load
+    CPU gemm_4bit_forward from kernels-community ... pip install kernels" on every start. The kernel only speeds up
+    4-bit matmuls on the CPU; bitsandbytes falls back to its own code. Every other bitsandbytes message is kept."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(existing, _DropMessage) for existing in logger.filters):
+        logger.addFilter(_DropMessage("Failed to load CPU gemm_4bit_forward"))
+
+
+quiet_bitsandbytes_kernel_notice()
 
 
 @dataclass
