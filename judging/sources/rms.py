@@ -68,11 +68,16 @@ class RMSSource(Source):
         if split not in loaded:
             raise ReleaseError(f"rms: release {self.release!r} config {config!r} has no split {split!r}; "
                                f"it has {sorted(loaded)}")
-        rows = loaded[split]
-        for name, feature in rows.features.items():
+        table = loaded[split]
+        for name, feature in table.features.items():
             if isinstance(feature, datasets.Image):
-                rows = rows.cast_column(name, datasets.Image(decode=False))
-        return list(rows)
+                table = table.cast_column(name, datasets.Image(decode=False))
+        rows = list(table)
+        label = table.features.get("label")
+        if isinstance(label, datasets.ClassLabel):  # releases store label as ClassLabel(safe, unsafe)
+            for row in rows:
+                row["label"] = label.int2str(row["label"])
+        return rows
 
     def examples(self, split: str = "train", task: Task = QUERY) -> Iterator[JudgeExample]:
         if task not in self.tasks:

@@ -20,11 +20,12 @@ def test_load_dataset_returns_every_field_with_pil_images(small_release, config)
         assert all(row[name] not in (None, "") for name in rms.FEATURES[config])
 
 
-def test_responses_carry_their_label_and_point_at_pairs(small_release):
+def test_responses_carry_their_label_as_a_class_label_and_point_at_pairs(small_release):
     pair_ids = {row["id"] for split in datasets.load_dataset(str(small_release), "pairs").values() for row in split}
     for config, label in rms.RESPONSE_CONFIGS.items():
         for split in datasets.load_dataset(str(small_release), config).values():
-            assert set(split["label"]) == {label}
+            assert split.features["label"] == datasets.ClassLabel(names=["safe", "unsafe"])
+            assert {split.features["label"].int2str(value) for value in split["label"]} == {label}
             assert set(split["pair_id"]) <= pair_ids
 
 
@@ -60,7 +61,7 @@ def test_write_release_refuses_to_overwrite_and_keeps_the_old_release(small_rele
     rows = {
         config: {split: list(ds) for split, ds in datasets.load_dataset(str(small_release), config).cast_column(
             "image", datasets.Image(decode=False)).items()}
-        for config in rms.CONFIG_NAMES
+        for config in rms.SOURCE_CONFIGS
     }
     target = write_release(tmp_path / "r", rows)
     before = {p.name: p.stat().st_mtime_ns for p in target.rglob("*.parquet")}
@@ -80,12 +81,12 @@ def test_write_release_names_the_row_with_a_bad_field(tmp_path):
 
 def test_write_release_refuses_an_empty_config(tmp_path):
     with pytest.raises(ValueError, match="config 'pairs' has no rows"):
-        write_release(tmp_path / "r", {c: {"train": []} for c in rms.CONFIG_NAMES})
+        write_release(tmp_path / "r", {c: {"train": []} for c in rms.SOURCE_CONFIGS})
 
 
 def test_write_release_refuses_an_extra_file_outside_the_layout(small_release, tmp_path):
     rows = {config: {split: list(ds) for split, ds in datasets.load_dataset(str(small_release), config).cast_column(
-        "image", datasets.Image(decode=False)).items()} for config in rms.CONFIG_NAMES}
+        "image", datasets.Image(decode=False)).items()} for config in rms.SOURCE_CONFIGS}
     with pytest.raises(ValueError, match=r"extra file\(s\) \['notes.txt'\] are not part of the release layout"):
         write_release(tmp_path / "r", rows, extra_files={"notes.txt": b"x"})
     assert not (tmp_path / "r").exists()
@@ -101,7 +102,7 @@ def test_a_release_with_the_default_name_validates_and_its_card_yaml_keeps_the_n
     from generation.validate import validate_release
 
     rows = {config: {split: list(ds) for split, ds in datasets.load_dataset(str(small_release), config).cast_column(
-        "image", datasets.Image(decode=False)).items()} for config in rms.CONFIG_NAMES}
+        "image", datasets.Image(decode=False)).items()} for config in rms.SOURCE_CONFIGS}
     target = write_release(tmp_path / "r", rows)
     front_matter = (target / "README.md").read_text(encoding="utf-8").split("---")[1]
     assert yaml.safe_load(front_matter)["pretty_name"] == ReleaseInfo.__dataclass_fields__["pretty_name"].default
