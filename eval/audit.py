@@ -95,6 +95,7 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 200) -> tuple[np.ndarray, float]:
     """Class-balanced L2 logistic regression by accelerated gradient descent (features standardised)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)  # mixed float32 x float64 products are ~20x slower
     weights = np.where(y == 1, 0.5 / max(y.sum(), 1), 0.5 / max((1 - y).sum(), 1))
     lipschitz = 0.25 * float(np.sum(weights[:, None] * x * x)) + l2 + 0.25
     step = 1.0 / lipschitz
