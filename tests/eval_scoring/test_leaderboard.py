@@ -248,6 +248,7 @@ def test_a_confounded_cell_is_shown_but_never_in_the_score(tmp_path):
     assert row.counted == ["salad (query)"] and row.score == pytest.approx(0.9)
     markdown = write_leaderboard(out)["md"].read_text()
     assert "confounded (surface audit): not in score" in markdown
+    assert "mssbench (query): confounded" in markdown and "salad (query): clean" in markdown  # the section's audit line
 
 
 def test_the_modality_gain_is_full_minus_image_withheld_and_the_twin_stays_out_of_the_score(tmp_path):
