@@ -79,7 +79,7 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
         raise ValueError(f"base release {path_or_repo} does not validate: " + "; ".join(str(p) for p in problems[:5]))
     base = BaseRelease()
     seen = set()
-    for config in rms.CONFIG_NAMES:
+    for config in rms.SOURCE_CONFIGS:
         for split, paths in rms.find_shards(str(root), config).items():
             for path in paths:
                 base.rows.setdefault(config, {}).setdefault(split, []).extend(pq.read_table(path).to_pylist())
@@ -196,7 +196,7 @@ def _pair_reject(stage: str, pair: dict, records: dict[str, ImageRecord], reason
 
 
 def _rows(released, records, image_dir, config: RunConfig, base: BaseRelease) -> dict[str, dict[str, list[dict]]]:
-    rows: dict[str, dict[str, list[dict]]] = {c: {s: [] for s in config.splits} for c in rms.CONFIG_NAMES}
+    rows: dict[str, dict[str, list[dict]]] = {c: {s: [] for s in config.splits} for c in rms.SOURCE_CONFIGS}
     for config_name, splits in base.rows.items():
         for split, split_rows in splits.items():
             rows[config_name].setdefault(split, []).extend(split_rows)
