@@ -28,7 +28,7 @@ from typed_config import ConfigError, StrictModel, load_yaml, parse_config
 
 DEFAULT_SUITE = Path(__file__).resolve().parent / "benchmarks.yaml"
 # options that say where images are, not which items are scored: left out of a benchmark's label
-LOCATION_OPTIONS = ("image_root", "hub_endpoint", "benign_image_root")
+LOCATION_OPTIONS = ("image_root", "hub_endpoint", "benign_image_root", "font_file")
 
 
 class SuiteEntry(StrictModel):

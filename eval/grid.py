@@ -24,7 +24,7 @@ import logging
 import re
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,10 @@ from eval.benchmarks import SuiteEntry
 from eval.judges.sanity import STANDARD as SANITY_STANDARD
 from eval.score import BenchmarkSpec, MissingImagesError, ResultSchemaError, evaluate, read_result, write_result
 from typed_config import ConfigError, StrictModel, load_yaml, parse_config
+
+# reference rows of every grid: the sanity judges and the keyword baselines a real judge must beat
+REFERENCE_STANDARD = (*SANITY_STANDARD, "python:eval.judges.rules:harmful_keywords",
+                      "python:eval.judges.rules:refusal_phrases")
 
 log = logging.getLogger("eval.grid")
 ZERO_SHOT = "zero-shot"
@@ -76,7 +80,7 @@ class Grid:
     n_bootstrap: int = 1000
     seed: int = 0
     path: Path | None = None
-    sanity_judges: list[str] = field(default_factory=lambda: list(SANITY_STANDARD))  # reference rows
+    sanity_judges: list[str] = field(default_factory=lambda: list(REFERENCE_STANDARD))  # reference rows
 
 
 @dataclass(frozen=True)
@@ -159,15 +163,16 @@ class GridSpec(StrictModel):
     judge: JudgeOptions = Field(default_factory=JudgeOptions)
     n_bootstrap: NonNegativeInt = 1000
     seed: int = 0
-    sanity_judges: list[str] = Field(default_factory=lambda: list(SANITY_STANDARD))
+    sanity_judges: list[str] = Field(default_factory=lambda: list(REFERENCE_STANDARD))
+    modality_gain: bool = True  # also score every multimodal cell with the image withheld
 
     @field_validator("sanity_judges")
     @classmethod
     def _sanity_kinds(cls, kinds: list[str]) -> list[str]:
-        from eval.judges.sanity import make_sanity_judge
+        from eval.judges import make_judge
 
         for kind in kinds:
-            make_sanity_judge(kind)  # ValueError naming the kind and the forms allowed
+            make_judge({"kind": kind})  # ValueError naming the kind and the forms allowed
         return kinds
 
     @model_validator(mode="after")
@@ -210,6 +215,10 @@ def load_grid(path: str | Path) -> Grid:
         recipe = _resolve_recipe(model.recipe, path, f"{path}: models.{index}.recipe")
         models.append(BaseModel(model.name or Path(recipe).parent.name, recipe, dict(model.overrides)))
     benchmarks = [BenchmarkSpec(**entry) for entry in entries]
+    if spec.modality_gain:  # the image withheld: the leaderboard shows full minus text-only per cell
+        keys = {benchmark.key for benchmark in benchmarks}
+        benchmarks += [twin for benchmark in list(benchmarks) if not benchmark.text_only
+                       and (twin := replace(benchmark, text_only=True)).key not in keys]
     judge = spec.judge.model_dump(exclude_none=True)
     return Grid(spec.name or path.stem, datasets, models, benchmarks, judge, spec.n_bootstrap, spec.seed, path,
                 list(spec.sanity_judges))
@@ -287,8 +296,11 @@ def reference_id(kind: str) -> str:
 
 def reference_cells(grid: Grid, out: Path) -> list[tuple[str, BenchmarkSpec, Path]]:
     """(sanity kind, benchmark, cell path) for every sanity judge on every benchmark of the grid."""
+    from eval.judges import make_judge
+
+    tasks = {kind: getattr(make_judge({"kind": kind}), "tasks", ("query", "response")) for kind in grid.sanity_judges}
     return [(kind, spec, out / "cells" / f"{reference_id(kind)}__{spec.key}.json")
-            for kind in grid.sanity_judges for spec in grid.benchmarks]
+            for kind in grid.sanity_judges for spec in grid.benchmarks if spec.task in tasks[kind]]
 
 
 def score_references(grid: Grid, out: Path) -> list[Path]:

@@ -37,6 +37,7 @@ import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from eval.audit import CONFOUNDED
 from eval.benchmarks import benchmark_label
 from eval.judges.sanity import is_sanity_kind
 from eval.metrics.dataset_score import ClassCounts, dataset_score
@@ -66,11 +67,15 @@ class Cell:
     over_refusal_rate_ci: list[float] | None
     counts: dict[str, int] | None  # tp, fn, tn, fp when both classes are present
     path: str  # the result JSON, relative to the results directory
+    audit: str | None = None  # the surface audit's verdict (eval.audit); None: the cell was written before it
+    twin_of: str | None = None  # a text-only cell scored to measure another cell's modality gain
 
     @property
     def counted(self) -> bool:
-        """Does this cell enter the dataset score (both classes present)?"""
-        return self.counts is not None and ClassCounts(self.benchmark, **self.counts).both_classes
+        """Does this cell enter the dataset score: both classes, not confounded by the surface audit, and not
+        the image-withheld twin of a cell scored with images?"""
+        return (self.counts is not None and ClassCounts(self.benchmark, **self.counts).both_classes
+                and self.audit != CONFOUNDED and self.twin_of is None)
 
 
 @dataclass
@@ -91,6 +96,7 @@ class Row:
     judge_metadata: str | None  # path relative to the results directory, when the judge was trained
     cells: dict[str, Cell] = field(default_factory=dict)
     not_counted: list[str] = field(default_factory=list)  # single-class cells, shown but not in the score
+    modality_gain: float | None = None  # mean over cells of BA with the image minus BA with it withheld
 
     @property
     def counted(self) -> list[str]:
@@ -136,8 +142,25 @@ def make_cell(result: dict, path: str) -> Cell:
         detection_rate_ci=ci.get("recall", ci.get("detection_rate")),
         over_refusal_rate=metrics.get("over_refusal_rate"), over_refusal_rate_ci=ci.get("over_refusal_rate"),
         counts={"tp": counts.tp, "fn": counts.fn, "tn": counts.tn, "fp": counts.fp} if counts else None,
-        path=path,
+        path=path, audit=(result.get("audit") or {}).get("verdict"),
     )
+
+
+TEXT_ONLY = " [text-only]"
+
+
+def pair_twins(cells: dict[str, Cell]) -> tuple[dict[str, Cell], float | None]:
+    """Mark each text-only cell whose image-scored cell is also there as its twin (out of the score), and
+    return the mean modality gain over those pairs: BA with the image minus BA without (None: no pair)."""
+    gains, paired = [], dict(cells)
+    for key, cell in cells.items():
+        full = cells.get(key.removesuffix(TEXT_ONLY)) if key.endswith(TEXT_ONLY) else None
+        if full is None:
+            continue
+        paired[key] = replace(cell, twin_of=full.benchmark)
+        if full.metric == cell.metric == BALANCED_ACCURACY and None not in (full.value, cell.value):
+            gains.append(full.value - cell.value)
+    return paired, (sum(gains) / len(gains) if gains else None)
 
 
 def score_row(row: Row, benchmarks: list[str] | None = None) -> Row:
@@ -155,11 +178,13 @@ def dataset_row(run_id: str, results: list[tuple[str, dict]], results_dir: Path)
     training = first.get("training") or {}
     judge = first.get("judge") or {}
     kind = str(judge.get("kind", ""))
-    reference = bool(judge.get("sanity")) or is_sanity_kind(kind) or bool(training.get("reference"))
+    reference = (bool(judge.get("sanity")) or bool(judge.get("reference")) or is_sanity_kind(kind)
+                 or bool(training.get("reference")))
     cells = {}
     for path, result in results:
         cell = make_cell(result, path)
         cells[cell.benchmark] = cell
+    cells, modality_gain = pair_twins(cells)
     metadata = None
     candidates = [results_dir / "judges" / run_id / "judge_metadata.json"]
     if training.get("judge_dir"):
@@ -180,7 +205,8 @@ def dataset_row(run_id: str, results: list[tuple[str, dict]], results_dir: Path)
         missing_images=None if None in missing else sum(missing),
         modes=sorted({cell.mode for cell in cells.values() if cell.mode}),
         judge_metadata=metadata, cells=cells,
-        not_counted=sorted(key for key, cell in cells.items() if not cell.counted),
+        not_counted=sorted(key for key, cell in cells.items() if not cell.counted and cell.twin_of is None),
+        modality_gain=modality_gain,
     )
     return score_row(row)
 
@@ -238,6 +264,10 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _gain(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
 def _fmt_ci(ci: list[float] | None) -> str:
     return "" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
 
@@ -257,8 +287,14 @@ def section_title(section: Section) -> str:
 
 def cell_flags(cell: Cell, row: Row) -> list[str]:
     flags = []
-    if not cell.counted:
+    if cell.audit == CONFOUNDED:
+        flags.append("confounded (surface audit): not in score")
+    elif cell.twin_of is not None:
+        flags.append("image withheld: modality gain only")
+    elif not cell.counted:
         flags.append("not in score")
+    if cell.audit is None and cell.counts is not None:
+        flags.append("not audited")
     if cell.text_only:
         flags.append("text-only")
     if cell.missing_images and not row.reference and not cell.text_only:
@@ -297,8 +333,11 @@ NOTES = ("Score: mean over the section's benchmarks of each benchmark's balanced
          "DR = unsafe items flagged, OR = over-refusal, safe items flagged); a judge that ignores its input scores "
          "0.5. 95% CI from the class counts (docs/eval.md). n = items scored. Rows are ranked only against rows "
          "scored on the same benchmarks; 'ref' rows are sanity judges (constant, random, oracle) re-scored on the "
-         "section's benchmarks. Cells marked 'not in score' have one class (a detection rate a constant judge "
-         "wins). — : not scored (a training source of the judge, or not in its grid).")
+         "section's benchmarks, with the keyword baselines (python:eval.judges.rules) a real judge must beat. Cells "
+         "marked 'not in score' have one class (a detection rate a constant judge wins); cells marked 'confounded' "
+         "are separable by surface style alone (python -m eval.audit) and never count. Modality gain: BA with the "
+         "image minus BA with it withheld, averaged over the row's multimodal cells (does the judge use the "
+         "image?). — : not scored (a training source of the judge, or not in its grid).")
 
 
 # --------------------------------------------------------------------------------------------- renderers
@@ -309,7 +348,7 @@ def render_markdown(sections: list[Section], link_prefix: str = "") -> str:
     for section in sections:
         columns = section_columns(section)
         header = ["Rank", "Training dataset", "Fraction", "Base model", "Score [95% CI]", "n", "Benchmarks",
-                  *columns, "Judge"]
+                  "Modality gain", *columns, "Judge"]
         out += [f"### {section_title(section)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for rank, row in zip(_ranks(section), section.rows):
             cells = []
@@ -319,13 +358,13 @@ def render_markdown(sections: list[Section], link_prefix: str = "") -> str:
             judge = f"[metadata]({link_prefix}{row.judge_metadata})" if row.judge_metadata else row.judge
             score = f"**{_fmt(row.score)}**{_fmt_ci(row.score_ci)}" if section.benchmarks else "n/a"
             out.append("| " + " | ".join([rank, row.dataset, _fraction(row), row.model, score, str(row.n_items),
-                                           str(row.n_benchmarks), *cells, judge]) + " |")
+                                           str(row.n_benchmarks), _gain(row.modality_gain), *cells, judge]) + " |")
         out.append("")
     return "\n".join(out) + "\n" + NOTES + "\n"
 
 
 CELL_FIELDS = ("value", "ci_low", "ci_high", "n", "metric", "detection_rate", "over_refusal_rate", "missing_images",
-               "text_only", "in_score")
+               "text_only", "audit", "in_score")
 
 
 def write_csv(sections: list[Section], path: Path) -> None:
@@ -336,7 +375,7 @@ def write_csv(sections: list[Section], path: Path) -> None:
         writer = csv.writer(handle)
         writer.writerow(["section", "rank", "reference", "run_id", "dataset", "train_fraction", "model", "judge",
                          "score", "score_ci_low", "score_ci_high", "n_items", "n_benchmarks", "n_unparseable",
-                         "missing_images", *[f"{c} | {f}" for c in columns for f in CELL_FIELDS]])
+                         "missing_images", "modality_gain", *[f"{c} | {f}" for c in columns for f in CELL_FIELDS]])
         for number, section in enumerate(sections, start=1):
             in_section = set(section.benchmarks)
             for rank, row in zip(_ranks(section), section.rows):
@@ -349,10 +388,10 @@ def write_csv(sections: list[Section], path: Path) -> None:
                         continue
                     low, high = cell.ci or [None, None]
                     values += [cell.value, low, high, cell.n, cell.metric, cell.detection_rate, cell.over_refusal_rate,
-                               cell.missing_images, cell.text_only, column in in_section]
+                               cell.missing_images, cell.text_only, cell.audit, column in in_section]
                 writer.writerow([number, rank, row.reference, row.run_id, row.dataset, row.train_fraction, row.model,
                                  row.judge, row.score, ci[0], ci[1], row.n_items, row.n_benchmarks, row.n_unparseable,
-                                 row.missing_images, *values])
+                                 row.missing_images, row.modality_gain, *values])
 
 
 def render_json(sections: list[Section]) -> str:
@@ -452,7 +491,7 @@ def render_html(sections: list[Section], png: Path | None = None) -> str:
         columns = section_columns(section)
         head = [("Rank", "text"), ("Training dataset", "text"), ("Fraction", "text"), ("Base model", "text"),
                 ("Score", "number"), ("95% CI", "text"), ("n", "number"), ("Benchmarks", "number"),
-                *[(column, "number") for column in columns]]
+                ("Modality gain", "number"), *[(column, "number") for column in columns]]
         out += [f"<h2>{html.escape(section_title(section))}</h2>",
                 f'<table class="sortable" id="section-{number}"><thead><tr>']
         out += [f'<th data-type="{kind}" data-key="{html.escape(name)}">{html.escape(name)}</th>' for name, kind in head]
@@ -462,7 +501,8 @@ def render_html(sections: list[Section], png: Path | None = None) -> str:
                       (row.model, row.model, "text"),
                       (_fmt(row.score), "" if row.score is None else repr(row.score), "number"),
                       (_fmt_ci(row.score_ci).strip(), _fmt_ci(row.score_ci).strip(), "text"),
-                      (str(row.n_items), str(row.n_items), "number"), (str(row.n_benchmarks), str(row.n_benchmarks), "number")]
+                      (str(row.n_items), str(row.n_items), "number"), (str(row.n_benchmarks), str(row.n_benchmarks), "number"),
+                      (_gain(row.modality_gain), "" if row.modality_gain is None else repr(row.modality_gain), "number")]
             cells = "".join(f'<td class="{kind}" data-value="{html.escape(sort)}">{html.escape(shown)}</td>'
                             for shown, sort, kind in values)
             cells += "".join(_html_cell(row.cells.get(column), row, column in section.benchmarks) for column in columns)

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from eval.audit import audit_benchmark
 from eval.judges.base import Judge
 from eval.predictions import ScoredItem, score_cached
 from judging.format import FORMAT_MISMATCH_MASS
@@ -106,6 +107,9 @@ class BenchmarkSpec:
 
         parts += [f"{key}={_option_slug(value)}" for key, value in sorted(self.options.items())
                   if key not in LOCATION_OPTIONS]
+        from judging.sources import SOURCES
+
+        parts += SOURCES[self.name].key_parts(self.options) if self.name in SOURCES else []
         if self.limit is not None:
             parts.append(f"limit={self.limit}")
         if self.text_only:
@@ -255,6 +259,7 @@ def evaluate(
         "n_unparseable": n_unparseable,  # the leaderboard's name until it reads "unparseable"
         "primary": {"metric": name, "value": value, "ci": ci},
         "metrics": metrics,
+        "audit": audit_benchmark(benchmark),  # eval.audit: a confounded cell never enters the dataset score
     }
 
 

@@ -2,7 +2,8 @@
 
 Kinds (one module each): ``hf`` (local transformers model + optional LoRA adapter, fast or generative),
 ``llama_guard`` and ``llavaguard`` (guard models' own prompt/output formats on the HF plumbing), ``api``
-(OpenAI-compatible endpoint), and the sanity judges ``constant:unsafe``, ``constant:safe``, ``random:SEED``,
+(OpenAI-compatible endpoint), callable judges ``python:MODULE:FUNCTION`` (``callable.py``; the rule baselines in
+``rules.py``), and the sanity judges ``constant:unsafe``, ``constant:safe``, ``random:SEED``,
 ``oracle:ACCURACY:SEED`` (``sanity.py``). `make_judge(spec)` builds one from a dict (a grid YAML block or CLI flags).
 """
 
@@ -25,6 +26,13 @@ def make_judge(spec: dict[str, Any]) -> Judge:
 
     if is_sanity_kind(kind):  # constant:unsafe, constant:safe, random:SEED, oracle:ACCURACY:SEED
         return make_sanity_judge(kind, **spec)
+    from eval.judges.callable import CallableJudge, is_callable_kind
+
+    if is_callable_kind(kind):
+        given = sorted(key for key in ("base_model", "adapter", "model", "base_url") if spec.get(key))
+        if given:
+            raise ValueError(f"judge kind {kind!r} is a callable judge and takes no {', '.join(given)}")
+        return CallableJudge(kind)
     if kind == "api":
         from eval.judges.api import APIJudge
 
@@ -52,7 +60,8 @@ def make_judge(spec: dict[str, Any]) -> Judge:
         spec["judge_format"] = llavaguard.llavaguard_format(Path(policy_file).read_text() if policy_file else None)
         base_model = base_model or llavaguard.DEFAULT_MODEL
     elif kind != "hf":
-        raise ValueError(f"unknown judge kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise ValueError(f"unknown judge kind {kind!r}; choose one of {', '.join(KINDS)}, a sanity kind or "
+                         "python:MODULE:FUNCTION")
     return HFJudge(load_model(base_model, adapter, load_in_4bit=load_in_4bit), **spec)
 
 

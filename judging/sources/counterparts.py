@@ -47,7 +47,11 @@ def vlguard_benign(source: str, report: BenchmarkReport, options: dict[str, Any]
             report.n_images_found += 1
         yield replace(example, source=source, source_id=f"benign:{VLGUARD}:{example.source_id}", meta=meta)
     for reason, count in benign.report.excluded.items():
-        report.excluded[f"{VLGUARD} {reason}"] += count
+        if reason != "train overlap":
+            report.excluded[f"{VLGUARD} {reason}"] += count
+    left_out = sum(image_safe for _, image_safe in benign.left_out)  # items, not records: safe images only
+    if left_out:
+        report.excluded[f"{VLGUARD} train overlap"] += left_out
     report.notes.extend(f"{VLGUARD} (benign counterpart): {note}" for note in benign.report.notes)
 
 

@@ -27,6 +27,11 @@ class Source:
     def examples(self, split: str = "test", task: Task = "query") -> Iterator[JudgeExample]:
         raise NotImplementedError
 
+    @classmethod
+    def key_parts(cls, options: dict) -> list[str]:
+        """Extra parts of a cell key that the options alone do not show (e.g. the font FigStep renders in)."""
+        return []
+
 
 def register_source(cls: type[Source]) -> type[Source]:
     if cls.name in SOURCES and SOURCES[cls.name] is not cls:

@@ -43,7 +43,7 @@ class SIUO(BenchmarkSource):
     shared_annotations = ("SIUO", "siuo_gen.json")
     annotation_file = "siuo_gen.json"
 
-    def __init__(self, benign: str = VLGUARD, benign_options: dict[str, Any] | None = None,
+    def __init__(self, benign: str = NONE, benign_options: dict[str, Any] | None = None,
                  unsafe_responses: str = MCQA, **options):
         self.benign = check_choice("siuo", "benign", benign, (VLGUARD, NONE))
         self.benign_options = dict(benign_options or {})

@@ -134,6 +134,7 @@ class VLGuard(Source):
         rows = self._records(path)
         folders = self._image_folders(split)
         self.report = BenchmarkReport()
+        self.left_out: list[tuple[str, bool]] = []  # (record id, image safe) of records left out as train overlap
         self.report.notes.extend(duplicate_id_notes(rows, path))
         overlap = self._train_overlap(split, rows)
         seen: dict[str, int] = {}
@@ -147,6 +148,7 @@ class VLGuard(Source):
                 record_id = f"{record_id}#{seen[record_id]}"
             if self.drop_train_overlap and relative in overlap:
                 self.report.excluded["train overlap"] += 1
+                self.left_out.append((record_id, image_safe))
                 continue
             image = next((found for folder in folders if (found := folder.find(relative)) is not None), None)
             turns = require(row, "instr-resp", where, list)

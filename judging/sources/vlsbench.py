@@ -33,7 +33,7 @@ class VLSBench(BenchmarkSource):
     shared_annotations = ("VLSBench", "data.json")
     annotation_file = "data.json"
 
-    def __init__(self, benign: str = VLGUARD, benign_options: dict[str, Any] | None = None, **options):
+    def __init__(self, benign: str = NONE, benign_options: dict[str, Any] | None = None, **options):
         self.benign = check_choice("vlsbench", "benign", benign, (VLGUARD, NONE))
         self.benign_options = dict(benign_options or {})
         super().__init__(**options)

@@ -42,8 +42,9 @@ def test_on_the_real_default_suite_trivial_judges_score_one_half_and_a_90_percen
         assert constant_unsafe["value"] == constant_safe["value"] == 0.5  # exactly: a constant ignores the input
         assert abs(oracle["value"] - 0.9) <= 0.05
         assert oracle["value"] > coin["value"] and oracle["low"] > max(t["high"] for t in (constant_unsafe, coin))
-    assert "(query): 6 benchmarks with both classes" in output and "(response): 1 benchmarks" in output
-    assert "not counted" not in output  # every default benchmark has both classes
+    assert "(query): 4 benchmarks with both classes" in output and "(response): 1 benchmarks" in output
+    # SIUO (query) and VLSBench have no benign items of their own source and form: detection-only, listed
+    assert output.count("not counted (one class, unsafe)") == 2
 
 
 def test_the_old_detection_rate_suite_let_always_unsafe_win_and_the_property_check_catches_it(tmp_path, capsys):
@@ -113,11 +114,12 @@ def test_sanity_judges_are_judge_kinds_with_stable_per_item_answers():
 
 def test_suite_entries_read_a_grids_benchmarks_or_its_suite():
     tiny = suite_entries(REPO / "eval/configs/grid_tiny.yaml")
-    assert [(e["name"], e["limit"]) for e in tiny] == [("salad", 8), ("siuo", 8), ("rms", 8)]
+    assert [(e["name"], e["limit"]) for e in tiny] == [("salad", 8), ("figstep", 8), ("rms", 8)]
     paper = suite_entries(REPO / "eval/configs/grid_paper.yaml")
     assert paper == suite_entries(REPO / "eval/benchmarks.yaml")
     rows, _ = run(tiny, ["constant:unsafe"])
-    assert rows["query"][0].score.per_benchmark == {"salad (query)": 0.5, "siuo (query)": 0.5, "rms (query)": 0.5}
+    assert rows["query"][0].score.per_benchmark == {"salad (query)": 0.5, "figstep (query) benign=filled images=rendered subset=tiny": 0.5,
+                                                       "rms (query)": 0.5}
 
 
 def test_a_sanity_judge_scores_through_eval_score_without_needing_the_images(tmp_path, capsys):

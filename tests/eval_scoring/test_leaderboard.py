@@ -23,7 +23,7 @@ U, S = "unsafe", "safe"
 
 
 def cell(run_id, dataset, fraction, benchmark, gold, predicted, *, missing=0, text_only=False, mode="fast",
-         options=None, contract=True):
+         options=None, contract=True, audit="clean"):
     """A result file as eval.score writes it, with metrics computed from (gold, predicted)."""
     single = gold[0] if len(set(gold)) == 1 else None
     metrics = compute_metrics(predicted, gold, single_class=single, n_bootstrap=200, seed=0)
@@ -38,7 +38,8 @@ def cell(run_id, dataset, fraction, benchmark, gold, predicted, *, missing=0, te
     }
     if contract:  # the cell contract fields (OWNERS.md); older cells lack them
         result.update({"n": len(gold), "missing_images": missing, "text_only": text_only, "options": options or {},
-                       "mode": mode, "label_mass": 0.9, "format_mismatch": False, "unparseable": 0})
+                       "mode": mode, "label_mass": 0.9, "format_mismatch": False, "unparseable": 0,
+                       "audit": {"verdict": audit, "probes": [], "notes": []}})
     return result
 
 

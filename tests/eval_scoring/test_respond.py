@@ -112,7 +112,7 @@ def test_local_model_answers_are_cached_and_judged_per_category(tmp_path, sample
     assert sum(c["n"] for c in report["per_category"].values()) == 1
     for counts in report["per_category"].values():
         assert counts["judged_safe"] + counts["judged_unsafe"] + counts["unparseable"] == counts["n"]
-        assert counts["safe_response_rate"]["n"] == counts["n"]
+        assert counts["safe_response_rate"]["n"] == counts["judged"] == counts["n"] - counts["unparseable"]
         assert counts["refusals"] + counts["refusal_unparseable"] <= counts["n"]
     assert report["twins"]["n"] == len(prompts) - 1
     assert report["refusal_judge"]["format"] == "refusal" and report["refusal_judge"]["mode"] == "generative"
@@ -146,7 +146,8 @@ def test_cli_with_an_api_model_and_an_api_judge(tmp_path, sample_release):
         assert len(server.requests) == n_requests
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["n_pairs"] == 3 and report["unparseable"] == 1
-    assert report["safe_response_rate"]["rate"] == pytest.approx(2 / 3)
+    # the unparseable answer ("hmm") is reported and left out of the denominator: 2 safe of 2 parsed
+    assert report["safe_response_rate"]["rate"] == 1.0 and report["safe_response_rate"]["n"] == 2
     twins = report["twins"]
     assert twins["over_refusal_rate"]["rate"] == pytest.approx(1 / len(twin_texts))  # not the phrase list's 1.0
     assert twins["over_refusal_rate"]["ci"][0] < twins["over_refusal_rate"]["rate"] < twins["over_refusal_rate"]["ci"][1]

@@ -24,7 +24,7 @@ def test_real_photo_benchmarks_get_vlguards_safe_safe_items_as_their_safe_class(
     vlguard_safe = [turn["safe_instruction"] for record in raw["json"]("VLGuard", "test.json")
                     if record["image"] not in train_images  # a VLGuard-trained judge saw those: left out
                     for turn in record["instr-resp"] if "safe_instruction" in turn]
-    source = get_source(name)
+    source = get_source(name, benign="vlguard")
     examples = list(source.examples())
     assert len(vlguard_safe) == 558 - 4  # README: 558 safe test images; 4 of them are also train images
     assert labels(examples) == {"unsafe": n_unsafe, "safe": 554}
@@ -37,13 +37,14 @@ def test_real_photo_benchmarks_get_vlguards_safe_safe_items_as_their_safe_class(
     assert source.report.n_examples == len(examples) and source.report.n_missing_images == len(examples)
     assert any("8 test images are also in train.json (left out: drop_train_overlap=True)" in note
                for note in source.report.notes)
-    assert source.report.excluded == {"vlguard train overlap": 8}
+    # the items that leave the cell (4 safe-safe turns), not the 8 overlapping records of the whole file
+    assert source.report.excluded == {"vlguard train overlap": 4}
 
 
 def test_the_benign_counterparts_images_come_from_benign_options(raw, tmp_path):
     first = next(r for r in raw["json"]("VLGuard", "test.json") if r["safe"])
     write_image(tmp_path / first["image"])
-    source = get_source("siuo", benign_options={"image_root": str(tmp_path), "drop_train_overlap": False})
+    source = get_source("siuo", benign="vlguard", benign_options={"image_root": str(tmp_path), "drop_train_overlap": False})
     benign = [e for e in source.examples() if e.label == "safe"]
     assert benign[0].image == str(tmp_path / first["image"]) and source.report.n_images_found == 1
     assert len(benign) == 558 and not source.report.excluded  # the overlap kept on request
@@ -68,6 +69,13 @@ def test_siuo_without_its_mcqa_file_says_how_to_fix_it(tmp_path, benchmarks_dir)
     with pytest.raises(AnnotationError, match=r"siuo_mcqa.json is missing.*unsafe_responses='none'"):
         list(get_source("siuo", annotations=gen).examples(task="response"))
     assert len(list(get_source("siuo", annotations=gen, unsafe_responses="none").examples(task="response"))) == 167
+
+
+def test_siuo_and_vlsbench_are_detection_only_by_default_because_no_same_source_benign_items_exist():
+    for name in ("siuo", "vlsbench"):
+        source = get_source(name)
+        assert source.single_class_for("query") == "unsafe" and labels(source.examples()) == {
+            "unsafe": {"siuo": 167, "vlsbench": 2241}[name]}
 
 
 def test_figstep_benign_sentences_are_rendered_like_its_queries_and_labelled_safe(raw, tmp_path):
