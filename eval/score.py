@@ -306,7 +306,10 @@ def read_result(path: Path | str) -> dict[str, Any]:
 def add_judge_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """Flags that build a judge (shared by eval.score and eval.respond)."""
     p = f"--{prefix}" if prefix else "--"
-    parser.add_argument(f"{p}kind", default="hf", help="judge kind: hf, llama-guard, llavaguard, api (default hf)")
+    parser.add_argument(f"{p}kind", default="hf",
+                        help="judge kind: hf, llama-guard, llavaguard, api, a sanity judge (constant:unsafe, "
+                             "constant:safe, random:SEED, oracle:ACCURACY:SEED) or a callable judge "
+                             "python:MODULE:FUNCTION, e.g. python:eval.judges.rules:harmful_keywords (default hf)")
     parser.add_argument(f"{p}base-model", help="base model: Hub id, local dir, or offline alias smollm2 / tiny-llava")
     parser.add_argument(f"{p}adapter", help="LoRA adapter directory from the recipes (judge_metadata.json is read)")
     parser.add_argument(f"{p}mode", default=None, choices=("fast", "generative"),
@@ -378,7 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     from eval.judges import make_judge
 
     spec = BenchmarkSpec(args.benchmark, dict(args.option), args.split, args.task, args.limit, args.text_only)
-    judge = make_judge(judge_spec_from_args(args))
+    try:
+        judge = make_judge(judge_spec_from_args(args))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out.parent / "predictions"
     try:

@@ -223,7 +223,7 @@ def write_release(
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{os.getpid()}-"))
     try:
         total = sum(len(split_rows) for by_split in collected.values() for split_rows in by_split.values())
-        with tqdm(total=total, unit=" rows", desc=f"Writing release {out_dir.name}") as progress:
+        with tqdm(total=total, unit=" rows", desc=f"Writing release {out_dir.name}", disable=None) as progress:
             for config in rms.CONFIG_NAMES:
                 _write_config(staging, config, collected[config], shard_bytes, progress)
         if taxonomy is not None:

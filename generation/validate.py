@@ -212,7 +212,7 @@ def validate_release(root: str) -> list[Problem]:
     shards = {config: sorted(rms.find_shards(root, config).items()) for config in rms.CONFIG_NAMES}
     total = sum(pq.ParquetFile(path).metadata.num_rows for by_split in shards.values() for _, paths in by_split
                 for path in paths)
-    with tqdm(total=total, unit=" rows", desc=f"Validating {os.path.basename(os.path.normpath(root))}") as progress:
+    with tqdm(total=total, unit=" rows", desc=f"Validating {os.path.basename(os.path.normpath(root))}", disable=None) as progress:
         checker = _Checker(progress)
         for config in rms.CONFIG_NAMES:  # pairs first, the responses, then preference (it refers to both)
             seen: dict[str, str] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -255,7 +256,22 @@ def test_cell_keys_carry_options_split_limit_and_text_only():
         BenchmarkSpec("figstep", split="train").key,
     }
     assert len(keys) == 7
-    assert BenchmarkSpec("figstep", {"subset": "tiny"}).key == "figstep__query__subset=tiny"
+    # the benign twins are rendered: the font file that rendered them is part of the key
+    assert re.fullmatch(r"figstep__query__subset=tiny__font=FreeMonoBold\.[0-9a-f]{8}",
+                        BenchmarkSpec("figstep", {"subset": "tiny"}).key)
     assert BenchmarkSpec("vlsu", {"image_root": "/data/vlsu"}).key == "vlsu__query"  # where images live is not a setting
     path_key = BenchmarkSpec("eval_fixture", {"annotations": "/some/long/path/file.jsonl"}).key
     assert path_key.startswith("eval_fixture__query__annotations=") and "/" not in path_key
+
+
+def test_a_callable_judge_is_a_kind_of_eval_score(tmp_path, binary_benchmark, capsys):
+    from eval.score import main
+
+    out = tmp_path / "rule.json"
+    argv = ["--benchmark", "eval_fixture", "--option", f"annotations={binary_benchmark}", "--kind",
+            "python:eval.judges.rules:harmful_keywords", "--out", str(out), "--n-bootstrap", "0"]
+    assert main(argv) == 0
+    result = read_result(out)
+    assert result["judge"]["callable"] and result["judge"]["reference"] and result["n"] > 0
+    assert main([*argv[:4], "--kind", "python:eval.judges.rules:no_such_rule", "--out", str(out)]) == 2
+    assert "eval.judges.rules has no function 'no_such_rule'" in capsys.readouterr().err
