@@ -3,11 +3,14 @@
 This module is the single definition of the dataset's schema. Generation writes it, validation checks
 against it, recipes and eval read it. A release is a directory (or Hub dataset repo) laid out as
 
-    README.md                                   dataset card whose YAML `configs:` names the shards
-    pairs/<split>-00000-of-00001.parquet        one row per image + text pair
+    README.md                                   dataset card: YAML `configs:` names the shards, `dataset_info`
+                                                gives features and split sizes
+    pairs/<split>-NNNNN-of-NNNNN.parquet        one row per image + text pair
     safe_responses/<split>-...parquet           one row per guidance response
     unsafe_responses/<split>-...parquet         one row per unsafe (risk-ignoring) response
-    taxonomy.json, pipeline_config.yaml, rejects.jsonl   (optional provenance files)
+    preference/<split>-...parquet               one row per pair: image, prompt, chosen, rejected (TRL's DPO format)
+    checksums.sha256                            sha256 of every other file (`sha256sum -c checksums.sha256`)
+    release.json, taxonomy.json, pipeline_config.yaml, rejects.jsonl   (provenance files)
 
 so `datasets.load_dataset(release, "pairs")` works on datasets 5.x without scripts. The builder class
 below reads the same layout; instantiate it directly on datasets 5.x, or use this file as a loading
@@ -18,11 +21,14 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass
 
 import datasets
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1.0"
 PIPELINE_VERSION = "0.1.0"
@@ -30,12 +36,15 @@ PIPELINE_VERSION = "0.1.0"
 PAIRS = "pairs"
 SAFE_RESPONSES = "safe_responses"
 UNSAFE_RESPONSES = "unsafe_responses"
-CONFIG_NAMES = (PAIRS, SAFE_RESPONSES, UNSAFE_RESPONSES)
+PREFERENCE = "preference"
+SOURCE_CONFIGS = (PAIRS, SAFE_RESPONSES, UNSAFE_RESPONSES)  # what the release writer is given
+CONFIG_NAMES = (*SOURCE_CONFIGS, PREFERENCE)  # every config of a release (preference is derived)
 RESPONSE_CONFIGS = {SAFE_RESPONSES: "safe", UNSAFE_RESPONSES: "unsafe"}
 
 SAFE = "safe"
 UNSAFE = "unsafe"
 VERDICTS = (SAFE, UNSAFE)
+VERDICT = datasets.ClassLabel(names=list(VERDICTS))  # label and verdicts: 0 = safe, 1 = unsafe
 CURATED = "curated"
 
 # The four information-complementarity checks, and how a row's verdicts were obtained.
@@ -46,7 +55,7 @@ VERIFICATION_CURATED = "curated"  # a person wrote and checked the pair
 VERIFICATION_MODES = (VERIFICATION_GENERATED, VERIFICATION_MARGIN, VERIFICATION_CURATED)
 
 _VERIFICATION = {
-    **{check: datasets.Value("string") for check in CHECKS},
+    **{check: VERDICT for check in CHECKS},
     "verifier": datasets.Value("string"),
     "mode": datasets.Value("string"),
     "scores": {check: datasets.Value("float64") for check in CHECKS},
@@ -82,8 +91,25 @@ RESPONSE_FEATURES = datasets.Features(
         "text": datasets.Value("string"),
         "risk_category": datasets.Value("string"),
         "response": datasets.Value("string"),
-        "label": datasets.Value("string"),
+        "label": VERDICT,
         "generator": datasets.Value("string"),
+    }
+)
+
+# Conversational messages as TRL takes them: a list of {"role", "content"} (a python list = list of structs,
+# on datasets 3.x too).
+_MESSAGES = [{"role": datasets.Value("string"), "content": datasets.Value("string")}]
+
+PREFERENCE_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "pair_id": datasets.Value("string"),
+        "image": datasets.Image(),
+        "image_id": datasets.Value("string"),
+        "prompt": _MESSAGES,
+        "chosen": _MESSAGES,
+        "rejected": _MESSAGES,
+        "risk_category": datasets.Value("string"),
     }
 )
 
@@ -91,6 +117,7 @@ FEATURES: dict[str, datasets.Features] = {
     PAIRS: PAIR_FEATURES,
     SAFE_RESPONSES: RESPONSE_FEATURES,
     UNSAFE_RESPONSES: RESPONSE_FEATURES,
+    PREFERENCE: PREFERENCE_FEATURES,
 }
 
 # One line per field, rendered into the dataset card; tests check that every field is documented.
@@ -124,8 +151,18 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
         "text": "Same query as the pair.",
         "risk_category": "Risk category of the pair.",
         "response": "The response text.",
-        "label": "`safe` for safe_responses, `unsafe` for unsafe_responses.",
+        "label": "ClassLabel (0 `safe`, 1 `unsafe`): `safe` for safe_responses, `unsafe` for unsafe_responses.",
         "generator": "Model id that wrote the response, or `curated`.",
+    },
+    PREFERENCE: {
+        "id": "Preference id: sha256 of the chosen and the rejected response ids (16 hex chars).",
+        "pair_id": "`id` of the pair in the `pairs` config.",
+        "image": "Same image as the pair (TRL's DPO collator takes a single `image`).",
+        "image_id": "Same image id as the pair.",
+        "prompt": "The user turn: `[{role: user, content: <the pair's query>}]`.",
+        "chosen": "The guidance response as the assistant turn (from safe_responses).",
+        "rejected": "The unsafe response as the assistant turn (from unsafe_responses).",
+        "risk_category": "Risk category of the pair.",
     },
 }
 FIELD_DOCS[UNSAFE_RESPONSES] = FIELD_DOCS[SAFE_RESPONSES]
@@ -153,6 +190,10 @@ def pair_id_for(image_id: str, text: str) -> str:
 
 def response_id_for(pair_id: str, label: str, response: str) -> str:
     return sha256_hex(f"{pair_id}\n{label}\n{normalise_text(response)}")[:16]
+
+
+def preference_id_for(chosen_id: str, rejected_id: str) -> str:
+    return sha256_hex(f"{chosen_id}\n{rejected_id}")[:16]
 
 
 SAMPLE_SPLITS = {"train": 0.75, "test": 0.25}
@@ -197,6 +238,8 @@ def find_shards(root: str, config: str) -> dict[str, list[str]]:
 
 
 CARD_FILE = "README.md"
+CHECKSUMS_FILE = "checksums.sha256"
+UNRECORDED_DIRS = {".git", ".cache"}  # VCS and huggingface_hub download metadata: never part of a release
 
 
 @dataclass(frozen=True)
@@ -225,33 +268,77 @@ class ReleaseError(ValueError):
         super().__init__("invalid RMS release:\n" + "\n".join(f"  - {p}" for p in self.problems))
 
 
-def read_card_metadata(root: str) -> dict:
-    """The YAML front matter of a release's README.md (empty dict when there is none)."""
-    import yaml
+def card_data_files(card_path: str) -> dict[str, dict[str, list[str]]]:
+    """config -> split -> relative shard paths, as the card's `configs:` declares them (read with
+    huggingface_hub's `DatasetCard` and datasets' `MetadataConfigs`)."""
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
 
-    with open(os.path.join(root, CARD_FILE), encoding="utf-8") as handle:
-        text = handle.read()
-    if not text.startswith("---"):
-        return {}
-    end = text.find("\n---", 3)
-    if end < 0:
-        raise ValueError(f"{os.path.join(root, CARD_FILE)}: YAML front matter is not closed with '---'")
-    return yaml.safe_load(text[3:end]) or {}
-
-
-def card_data_files(metadata: dict) -> dict[str, dict[str, list[str]]]:
-    """config -> split -> relative shard paths, as the card's `configs:` declares them."""
     declared: dict[str, dict[str, list[str]]] = {}
-    for entry in metadata.get("configs") or []:
+    for config, entry in MetadataConfigs.from_dataset_card_data(DatasetCard.load(card_path).data).items():
         files = entry.get("data_files") or []
-        if isinstance(files, (str, dict)):
-            files = [files]
         splits: dict[str, list[str]] = {}
-        for item in files:
-            split, paths = ("train", item) if isinstance(item, str) else (item.get("split", "train"), item.get("path"))
-            splits.setdefault(split, []).extend([paths] if isinstance(paths, str) else list(paths or []))
-        declared[entry.get("config_name", "default")] = splits
+        for item in [files] if isinstance(files, str) else files:
+            split, paths = ("train", item) if isinstance(item, str) else (item["split"], item["path"])
+            splits.setdefault(split, []).extend([paths] if isinstance(paths, str) else paths)
+        declared[config] = splits
     return declared
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def release_file_paths(root: str) -> list[str]:
+    """Every file of a local release (POSIX paths relative to `root`) except checksums.sha256 itself."""
+    paths = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if d not in UNRECORDED_DIRS)
+        for name in files:
+            relative = os.path.relpath(os.path.join(directory, name), root).replace(os.sep, "/")
+            if relative != CHECKSUMS_FILE:
+                paths.append(relative)
+    return sorted(paths)
+
+
+def read_checksums(root: str) -> dict[str, str]:
+    """path -> sha256 recorded in the release's checksums.sha256 (`sha256sum` format: "<hex>  <path>")."""
+    recorded = {}
+    with open(os.path.join(root, CHECKSUMS_FILE), encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            digest, separator, path = line.rstrip("\n").partition("  ")
+            if not separator or not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(f"{os.path.join(root, CHECKSUMS_FILE)}, line {number}: not '<sha256>  <path>'")
+            recorded[path] = digest
+    return recorded
+
+
+def verify_checksums(root: str) -> list[Problem]:
+    """Recompute the sha256 of every file of the local release `root` and compare with checksums.sha256:
+    one Problem per file that differs, is missing, or is not recorded."""
+    checksums = os.path.join(root, CHECKSUMS_FILE)
+    if not os.path.exists(checksums):
+        return [Problem(checksums, "missing: the release does not record its files' sha256; rewrite it with this version")]
+    try:
+        recorded = read_checksums(root)
+    except (ValueError, UnicodeDecodeError) as error:
+        return [Problem(checksums, str(error))]
+    problems = []
+    present = release_file_paths(root)
+    for path in present:
+        full = os.path.join(root, path)
+        if path not in recorded:
+            problems.append(Problem(full, f"not recorded in {CHECKSUMS_FILE}: a file added after the release was written"))
+        elif file_sha256(full) != recorded[path]:
+            problems.append(Problem(full, f"sha256 differs from the one recorded in {CHECKSUMS_FILE}: the file was changed "
+                                          "after the release was written (re-download or rebuild the release)"))
+    for path in sorted(set(recorded) - set(present)):
+        problems.append(Problem(os.path.join(root, path), f"missing, though {CHECKSUMS_FILE} records it"))
+    return problems
 
 
 def check_layout(root: str) -> list[Problem]:
@@ -266,9 +353,9 @@ def check_layout(root: str) -> list[Problem]:
     if not os.path.exists(card):
         return [Problem(card, "missing: a release needs its dataset card with a YAML `configs:` section")]
     try:
-        declared = card_data_files(read_card_metadata(root))
+        declared = card_data_files(card)
     except Exception as error:  # yaml errors carry line numbers; keep them
-        return [Problem(card, f"cannot parse the YAML front matter: {error}")]
+        return [Problem(card, f"cannot read the card's YAML `configs:`: {error}")]
     problems = []
     for config in CONFIG_NAMES:
         if config not in declared:
@@ -298,35 +385,39 @@ def _check_shard_schema(pq, path: str, config: str) -> list[Problem]:
         pq.ParquetFile(path).metadata  # footer readable: catches truncation
     except Exception as error:
         return [Problem(path, f"cannot read as parquet ({error}); the shard is truncated or corrupt: re-generate it")]
-    try:
-        features = datasets.Features.from_arrow_schema(schema)
-    except Exception as error:
-        return [Problem(path, f"cannot read the features from the parquet schema: {error}")]
-    expected = FEATURES[config]
+    # Compared as Arrow types (the parquet's own schema), which every datasets version reads alike.
+    expected = FEATURES[config].arrow_schema
     problems = []
-    for name in expected:
-        if name not in features:
-            problems.append(Problem(path, f"missing column (config {config} expects it)", field=name))
-        elif features[name] != expected[name]:
-            problems.append(Problem(path, f"has type {features[name]}, the schema says {expected[name]}", field=name))
-    for name in features:
-        if name not in expected:
+    for field in expected:
+        if field.name not in schema.names:
+            problems.append(Problem(path, f"missing column (config {config} expects it)", field=field.name))
+        elif schema.field(field.name).type != field.type:
+            problems.append(Problem(path, f"has type {schema.field(field.name).type}, the schema says {field.type}",
+                                    field=field.name))
+    for name in schema.names:
+        if name not in expected.names:
             problems.append(Problem(path, f"unexpected column not in the {config} schema", field=name))
     return problems
 
 
-def load(release: str, config: str = PAIRS, split: str | None = None, revision: str | None = None, **kwargs):
+def load(release: str, config: str = PAIRS, split: str | None = None, revision: str | None = None,
+         verify: bool = False, **kwargs):
     """`datasets.load_dataset` for an RMS release, after checking a local release's layout.
 
-    For a local directory a broken release raises `ReleaseError` naming each bad file; a Hub repo id is
-    passed straight to `load_dataset` (with `revision`, e.g. "v1.0.0").
+    For a local directory a broken release raises `ReleaseError` naming each bad file; with `verify=True`
+    every file's sha256 is also checked against checksums.sha256 (a changed byte anywhere is refused). A Hub
+    repo id is passed straight to `load_dataset` (with `revision`, e.g. "v1.0.0").
     """
     if config not in CONFIG_NAMES:
         raise ValueError(f"unknown config {config!r}; RMS configs are {', '.join(CONFIG_NAMES)}")
     if os.path.isdir(release):
         problems = check_layout(release)
+        if verify and not problems:
+            problems = verify_checksums(release)
         if problems:
             raise ReleaseError(problems)
+    elif verify:
+        raise ValueError("verify=True checks a local release directory; the Hub checks a repo's files itself")
     return datasets.load_dataset(release, config, split=split, revision=revision, **kwargs)
 
 
@@ -359,9 +450,11 @@ class RMSConfig(datasets.BuilderConfig):
     revision: str | None = None
 
 
-class RMS(datasets.GeneratorBasedBuilder):
-    """Reads an RMS release (local directory or Hub repo id + revision) into the three configs.
+class RMS(datasets.ArrowBasedBuilder):
+    """Reads an RMS release (local directory or Hub repo id + revision) into its configs.
 
+    The shards the card declares are fetched through the download manager (a Hub release by its
+    ``hf://datasets/<repo>@<revision>`` paths) and read a parquet row group at a time as Arrow tables.
     On datasets 5.x: ``RMS(config_name="pairs", release=path_or_repo).download_and_prepare()`` then
     ``.as_dataset()``. On datasets < 4 this file also works as a loading script:
     ``load_dataset("rms_dataset.py", "pairs", release=...)``.
@@ -379,45 +472,39 @@ class RMS(datasets.GeneratorBasedBuilder):
             homepage="https://arxiv.org/abs/2509.04403",
         )
 
-    def _release_root(self) -> str:
+    def _release_base(self) -> str:
+        """The release's root: a local directory, else ``hf://datasets/<repo>@<revision>``."""
         release = self.config.release or self.config.data_dir or getattr(self, "base_path", None)
         if not release:
             raise ValueError("RMS builder: pass release=<release directory or Hub dataset repo id>")
         if os.path.isdir(release):
-            return release
-        from huggingface_hub import snapshot_download
-
-        return snapshot_download(
-            repo_id=release,
-            repo_type="dataset",
-            revision=self.config.revision,
-            allow_patterns=[f"{self.config.name}/*", "README.md"],
-        )
-
-    def _split_generators(self, dl_manager):
-        root = self._release_root()
-        if os.path.isdir(self.config.release or self.config.data_dir or ""):
-            problems = check_layout(root)
+            problems = check_layout(release)
             if problems:
                 raise ReleaseError(problems)
-        shards = find_shards(root, self.config.name)
-        if not shards:
-            raise FileNotFoundError(
-                f"No shards for config '{self.config.name}' under {os.path.join(root, self.config.name)}: "
-                "expected files named <split>-NNNNN-of-NNNNN.parquet. Is this an RMS release directory?"
-            )
+            return release
+        return f"hf://datasets/{release}@{self.config.revision or 'main'}"
+
+    def _split_generators(self, dl_manager):
+        base = self._release_base()
+        card = dl_manager.download(f"{base}/{CARD_FILE}")
+        splits = card_data_files(card).get(self.config.name)
+        if not splits:
+            raise FileNotFoundError(f"{base}/{CARD_FILE} declares no shards for config '{self.config.name}'; "
+                                    "is this an RMS release?")
         return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"paths": paths}) for split, paths in sorted(shards.items())
+            datasets.SplitGenerator(name=split, gen_kwargs={"paths": dl_manager.download([f"{base}/{p}" for p in paths])})
+            for split, paths in sorted(splits.items())
         ]
 
-    def _generate_examples(self, paths):
+    def _generate_tables(self, paths):
         import pyarrow.parquet as pq
+        from datasets.table import table_cast
 
-        names = list(FEATURES[self.config.name])
-        for path in paths:
-            table = pq.read_table(path)
-            missing = [name for name in names if name not in table.column_names]
+        schema = self.info.features.arrow_schema
+        for index, path in enumerate(paths):
+            parquet = pq.ParquetFile(path)
+            missing = [name for name in schema.names if name not in parquet.schema_arrow.names]
             if missing:
                 raise ValueError(f"{path}: missing column(s) {missing}; the shard does not match the RMS schema.")
-            for row in table.select(names).to_pylist():
-                yield row["id"], row
+            for group in range(parquet.num_row_groups):
+                yield f"{index}-{group}", table_cast(parquet.read_row_group(group, columns=schema.names), schema)

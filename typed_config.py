@@ -51,7 +51,7 @@ def load_yaml(path: str | Path, *, what: str = "config") -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found" + (" (it is a directory)" if path.is_dir() else ""))
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: {what} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
     except yaml.YAMLError as error:
@@ -59,6 +59,28 @@ def load_yaml(path: str | Path, *, what: str = "config") -> Any:
         line = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}: {what} is not valid YAML{line}: {problem}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (plain YAML keeps the last one,
+    silently dropping the first value)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    line = first_line.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: the base class says what is wrong with it
+                    continue
+                if line != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first given at line {line}); keep one of them",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep)
 
 
 def _describe(model: type[BaseModel], problem: dict, source: str) -> str:

@@ -457,11 +457,11 @@ LEVERS: list[Lever] = [
     Lever("pixels_half", "image resolution cap halved (data.max_pixels)",
           lambda recipe: {"data.max_pixels": recipe.data.max_pixels // 2}, _no_prediction),
     Lever("group_by_length", "length-grouped batches (less padding)",
-          lambda recipe: {"training.group_by_length": True}, _no_prediction),
+          lambda recipe: {"training.train_sampling_strategy": "group_by_length"}, _no_prediction),
     Lever("no_checkpointing", "gradient checkpointing off (memory allowing)",
-          lambda recipe: {"training.gradient_checkpointing": False}, _gc_off),
+          lambda recipe: {"training.activation_checkpointing": False}, _gc_off),
     Lever("checkpoint_half", "checkpoint every 2nd decoder layer only (memory allowing)",
-          lambda recipe: {"training.checkpoint_every_n_layers": 2}, lambda row: 6 / 5),
+          lambda recipe: {"training.activation_checkpointing_kwargs": {"every_n_layers": 2}}, lambda row: 6 / 5),
     Lever("fused_adamw", "torch fused AdamW instead of paged 8-bit AdamW",
           lambda recipe: {"training.optim": "adamw_torch_fused"}, lambda row: 1.0),
     Lever("workers_4", "4 dataloader workers (collation off the training loop)",
@@ -531,17 +531,17 @@ def suite_recipe(size: str, checkpoint: Path, release: Path, out: Path, machine:
     from recipes.config import load_recipe
 
     base = {
-        "model.name_or_path": str(checkpoint),
+        "model.model_name_or_path": str(checkpoint),
         "data.sources": [{"name": "rms", "split": "train", "options": {"release": str(release)}}],
-        "output_dir": str(out),
+        "training.output_dir": str(out),
         "training.save_steps": 1_000_000,
         "training.logging_steps": 1,
         "training.report_to": [],
     }
     if not machine.four_bit:
-        base["quantization.load_in_4bit"] = False
+        base["model.load_in_4bit"] = False
     if not machine.cuda:
-        base.update({"model.torch_dtype": "float32", "training.bf16": False, "training.optim": "adamw_torch"})
+        base.update({"model.dtype": "float32", "training.bf16": False, "training.optim": "adamw_torch"})
     if machine.smoke:
         base.update({"training.per_device_train_batch_size": 2, "training.gradient_accumulation_steps": 2,
                      "data.max_pixels": 112 * 112, "data.max_train_samples": 8})
@@ -573,10 +573,11 @@ class TrainingBench:
         self.size, self.checkpoint, self.release, self.work = size, checkpoint, release, work
         self.machine, self.params, self.steps, self.warmup = machine, params, steps, warmup
         self.recipe = suite_recipe(size, checkpoint, release, work / "recipe", machine)
-        started = time.perf_counter()
-        self.model, self.processor = load_model_and_processor(self.recipe)
-        self.load_s = time.perf_counter() - started
         self.prepared = prepare(self.recipe)
+        started = time.perf_counter()
+        self.model, self.processor = load_model_and_processor(
+            self.recipe.model, self.prepared.architecture, gradient_checkpointing=self.recipe.training.gradient_checkpointing)
+        self.load_s = time.perf_counter() - started
         self.datasets: dict[tuple, Any] = {}  # trl rows per (max_pixels, with length): built once, reused
 
     def variant(self, name: str, overrides: dict[str, Any]):
@@ -584,8 +585,8 @@ class TrainingBench:
         from recipes.train import Prepared, sft_dataset
 
         recipe = suite_recipe(self.size, self.checkpoint, self.release, self.work / name, self.machine, overrides)
-        prepared = Prepared(recipe, self.prepared.data, self.prepared.lora_modules)
-        key = (recipe.data.max_pixels, recipe.training.group_by_length)
+        prepared = Prepared(recipe, self.prepared.data, self.prepared.lora_modules, self.prepared.architecture)
+        key = (recipe.data.max_pixels, recipe.training.train_sampling_strategy)
         if key not in self.datasets:
             self.datasets[key] = sft_dataset(prepared)
         return prepared, self.datasets[key]
@@ -635,7 +636,7 @@ class TrainingBench:
         t = recipe.training
         vision_trained = any("visual" in m for m in prepared.lora_modules)
         row = training_row(meter, times, self.warmup, self.machine, self.params,
-                           checkpointing=t.gradient_checkpointing / t.checkpoint_every_n_layers,
+                           checkpointing=t.gradient_checkpointing / (t.activation_checkpointing_kwargs or {}).get("every_n_layers", 1),
                            vision_trained=vision_trained)
         return {"batch": f"{t.per_device_train_batch_size}x{t.gradient_accumulation_steps}", **row}
 
@@ -660,7 +661,7 @@ class TrainingBench:
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=1e-4)
         accepted = _forward_keys(self.model)
-        generator = torch.Generator().manual_seed(self.recipe.seed)
+        generator = torch.Generator().manual_seed(self.recipe.training.seed)
         loader = torch.utils.data.DataLoader(dataset, batch_size=micro_batch, shuffle=True, drop_last=True,
                                              collate_fn=collate, generator=generator)
         meter, times = BatchMeter(self.machine), StepTimes()
@@ -737,14 +738,14 @@ def predicted_ratio(lever: Lever, bench: TrainingBench, recipe_row: dict[str, An
 
 def estimated_tokens_per_sample(bench: TrainingBench, max_pixels: int) -> float:
     """Tokens per sample at a resolution cap, from the processor's own resizing of the training images."""
-    from recipes.data import _load_image
+    from recipes.data import load_image
 
     image_processor = bench.processor.image_processor
     merge = getattr(image_processor, "merge_size", 2) ** 2
     total = 0.0
     examples = bench.prepared.data.examples
     for example in examples:
-        image = _load_image(example.image, max_pixels)
+        image = load_image(example.image, max_pixels)
         grid = image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0]
         total += float(grid.prod()) / merge
     return total / len(examples) + 100  # + the judge prompt's text, about 100 tokens
@@ -848,7 +849,7 @@ def run_correctness(report: Report, args, size: str, checkpoint: Path, work: Pat
         name = name_4bit
     recipe = suite_recipe(size, checkpoint, args.release, work / "correctness", machine, {
         "training.max_steps": 20, "training.per_device_train_batch_size": 2,
-        "training.gradient_accumulation_steps": 1, "training.save_steps": 20, "training.warmup_ratio": 0.0,
+        "training.gradient_accumulation_steps": 1, "training.save_steps": 20, "training.warmup_steps": 0,
         "training.lr_scheduler_type": "constant"})
     started = time.perf_counter()
     try:
@@ -910,11 +911,11 @@ def adapter_checks(report: Report, checkpoint: Path, result, machine: Machine) -
 def _one_judge_input(processor, args_release: str):
     from judging.format import prompt_messages
     from judging.sources import get_source
-    from recipes.data import _load_image
+    from recipes.data import load_image
 
     example = next(iter(get_source("rms", release=args_release).examples("test", "query")))
     text = processor.apply_chat_template(prompt_messages(example), add_generation_prompt=True, tokenize=False)
-    return processor(text=[text], images=[_load_image(example.image, None)], return_tensors="pt")
+    return processor(text=[text], images=[load_image(example.image, None)], return_tensors="pt")
 
 
 # ------------------------------------------------------------------------------------------- scoring
@@ -1012,7 +1013,7 @@ def fast_path_utilisation(loaded, examples, items_per_s: float, machine: Machine
     if not machine.peak_flops:
         return None
     from eval.judges.hf_model import render_prompt
-    from recipes.data import _load_image
+    from recipes.data import load_image
     from judging.format import prompt_messages
 
     params = parameter_counts(loaded.model)
@@ -1020,7 +1021,7 @@ def fast_path_utilisation(loaded, examples, items_per_s: float, machine: Machine
     tokens = patches = 0.0
     for example in examples:
         text = render_prompt(loaded, prompt_messages(example))
-        batch = processor(text=[text], images=[_load_image(example.image, None)], return_tensors="pt")
+        batch = processor(text=[text], images=[load_image(example.image, None)], return_tensors="pt")
         tokens += float(batch["input_ids"].numel())
         patches += float(batch["pixel_values"].shape[0])
     flops_per_item = 2 * (params["lm"] * tokens + params["vision"] * patches) / len(examples)

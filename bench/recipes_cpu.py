@@ -44,7 +44,7 @@ def measure(release: Path, out: Path, batch_size: int, steps: int, warmup: int) 
     recipe = load_recipe(TINY, {
         "data.sources": [{"name": "rms", "options": {"release": str(release)}}],
         "training.per_device_train_batch_size": batch_size, "training.max_steps": steps + warmup,
-        "training.save_steps": 10_000, "training.logging_steps": 10_000, "output_dir": str(out / f"bs{batch_size}"),
+        "training.save_steps": 10_000, "training.logging_steps": 10_000, "training.output_dir": str(out / f"bs{batch_size}"),
     })
     trainer = build_trainer(prepare(recipe))
     timer = StepTimer()

@@ -264,7 +264,7 @@ def obtain_judge_dir(run: Run, out: Path) -> Path:
     if judge_dir.is_dir() and not resume:
         shutil.rmtree(judge_dir)  # a run that died before its first checkpoint: nothing to keep
     overrides = {**run.model.overrides, "data.sources": run.dataset.sources,
-                 "data.train_fraction": run.fraction, "data.task": run.dataset.task, "output_dir": str(judge_dir)}
+                 "data.train_fraction": run.fraction, "data.task": run.dataset.task, "training.output_dir": str(judge_dir)}
     log.info("%s: training (%s)", run.id, "resuming" if resume else "from scratch")
     train(run.model.recipe, overrides, resume=resume)
     return judge_dir
@@ -285,7 +285,7 @@ def judge_for(grid: Grid, run: Run, judge_dir: Path | None):
     if judge_dir is None:
         from recipes.config import load_recipe
 
-        base = load_recipe(run.model.recipe, run.model.overrides).model.name_or_path
+        base = load_recipe(run.model.recipe, run.model.overrides).model.model_name_or_path
         return make_judge({"kind": "hf", "base_model": base, **judge_options(grid, run)})
     return make_judge({"kind": "hf", "adapter": str(judge_dir / "adapter"), **judge_options(grid, run)})
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 COMMANDS = {
@@ -18,6 +19,7 @@ COMMANDS = {
     "publish": "generation.publish",
     "gallery": "generation.gallery",
 }
+RELEASE_COMMANDS = ("merge", "validate", "build-sample", "publish")  # these take --quiet / --verbose
 
 
 def _summary(doc: str) -> str | None:
@@ -42,12 +44,31 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(sub)
+        if name in RELEASE_COMMANDS:
+            verbosity = sub.add_mutually_exclusive_group()
+            verbosity.add_argument("--quiet", action="store_true", help="errors and warnings only, no progress bars")
+            verbosity.add_argument("--verbose", action="store_true", help="debug messages too")
         sub.set_defaults(_main=module.main)
     return parser
 
 
+def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """Library modules log through `logging`; the command line shows their messages on stderr. --quiet keeps
+    warnings and errors and turns the progress bars off, --verbose adds debug messages."""
+    logging.basicConfig(format="%(levelname)s: %(message)s", stream=sys.stderr, level=logging.WARNING)
+    for name in ("generation", "rms_dataset"):  # our own notes; other libraries' only from WARNING up
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    if quiet:
+        import datasets
+        import huggingface_hub
+
+        datasets.disable_progress_bars()
+        huggingface_hub.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     return args._main(args)
 
 

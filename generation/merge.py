@@ -5,7 +5,8 @@ category cap, split by image, write + validate.
 
 The run config is read from the first shard. All shards must have used the same config, the same weights
 for each role (the loaded Hub commit or local weights' fingerprint, or the weights its servers name) and the
-same ingest normalisation.
+same ingest normalisation. --out may be missing, empty or a release (replaced whole); anything else is
+refused (exit 2), as is a shard file truncated or changed since its run wrote it (exit 1).
 """
 
 from __future__ import annotations
@@ -14,34 +15,44 @@ import argparse
 import sys
 from pathlib import Path
 
-from generation.run import print_report
+from atomic_files import DamagedFile
+from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
+from generation.run import exit_code, print_report
 from generation.steps.config import RunConfig, check_base_release
+from generation.steps.call_account import CallAccount
 from generation.steps.finalize import finalize, load_base_release, read_shard
-from typed_config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("shard_dirs", nargs="+", metavar="SHARD_DIR", help="--out directories of `run --shard I/N`")
-    parser.add_argument("--out", required=True, help="release directory to write (replaced if it exists)")
+    parser.add_argument("--out", required=True,
+                        help="release directory to write (a release there is replaced; anything else is refused)")
     parser.add_argument("--base-release", default=None, metavar="DIR_OR_REPO", help="previous release to extend")
 
 
 def merge(shard_dirs: list[str], out: str, base_release: str | None = None) -> dict:
-    shards = [read_shard(path) for path in shard_dirs]
-    configs = [shard.summary["config"] for shard in shards]
-    if any(c != configs[0] for c in configs[1:]):
-        raise ValueError("the shards were produced with different run configs; merge only shards of one run")
-    seen = [tuple(shard.summary["shard"]) for shard in shards]
-    if len(set(seen)) != len(seen):
-        raise ValueError(f"the same shard appears twice: {seen}")
-    _check_same_producers(shards, shard_dirs)
-    config = RunConfig.from_dict(configs[0], where=f"{shard_dirs[0]}/shard/summary.json: config")
-    total = seen[0][1]
-    if sorted(index for index, _ in seen) != list(range(total)):
-        print(f"WARNING: merging {len(seen)} of {total} shards ({sorted(i for i, _ in seen)}); the release is partial",
-              file=sys.stderr)
-    _, report = finalize(shards, out, config, base=load_base_release(base_release))
-    return report
+    """Join the shards into the release `out`, holding its lock; `out` may only be missing, empty or a
+    release (anything else is refused with a `ConfigError`)."""
+    with locked(out):
+        check_replaceable_release(out)
+        remove_retired_leftovers(out)
+        shards = [read_shard(path) for path in shard_dirs]
+        configs = [shard.summary["config"] for shard in shards]
+        if any(c != configs[0] for c in configs[1:]):
+            raise ValueError("the shards were produced with different run configs; merge only shards of one run")
+        seen = [tuple(shard.summary["shard"]) for shard in shards]
+        if len(set(seen)) != len(seen):
+            raise ValueError(f"the same shard appears twice: {seen}")
+        _check_same_producers(shards, shard_dirs)
+        config = RunConfig.from_dict(configs[0], where=f"{shard_dirs[0]}/shard/summary.json: config")
+        total = seen[0][1]
+        if sorted(index for index, _ in seen) != list(range(total)):
+            print(f"WARNING: merging {len(seen)} of {total} shards ({sorted(i for i, _ in seen)}); the release is partial",
+                  file=sys.stderr)
+        path, report = finalize(shards, out, config, base=load_base_release(base_release))
+        report["removed"] = settle_release(Path(out), written=path is not None)
+        report["calls"] = CallAccount.joined([shard.summary.get("calls", {}) for shard in shards]).to_json()
+        return report
 
 
 def _check_same_producers(shards, shard_dirs: list[str]) -> None:
@@ -69,11 +80,12 @@ def _check_same_producers(shards, shard_dirs: list[str]) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         check_base_release(args.base_release)
-        if Path(args.out).exists() and not Path(args.out).is_dir():
-            raise ConfigError(f"--out {args.out}: is a file; give a directory for the release")
         report = merge(args.shard_dirs, args.out, args.base_release)
+    except DamagedFile as error:  # a shard file truncated or edited since its run wrote it
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, ValueError) as error:  # ConfigError included
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print_report(report)
-    return 1 if report["problems"] else 0
+    print_report(report, retry="each shard's `python -m generation run ... --shard I/N` with --retry-errors, then merge again")
+    return exit_code(report)

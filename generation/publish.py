@@ -1,10 +1,14 @@
 """Publish a release directory to a Hugging Face Hub dataset repo as one commit, tagged vX.Y.Z.
 
-Steps: validate the release (refuse with every problem listed); check the version (semver X.Y.Z, no tag
-vX.Y.Z yet, greater than the latest v* tag) and that release.json names this version and repo; create the
-dataset repo if needed (--private, --gated); push every file of the release as ONE commit on main that
-also deletes the remote files the release no longer has (the repo then equals the release; the Hub's own
-.gitattributes is kept); tag that commit vX.Y.Z. Nothing is uploaded when a check fails.
+Access must be chosen: --gated auto|manual (users request access and see the card's terms; recommended,
+the data holds harmful text) or --public. Publishing with neither is refused.
+
+Steps: validate the release, its recorded sha256 checksums included (refuse with every problem listed);
+check the version (semver X.Y.Z, no tag vX.Y.Z yet, greater than the latest v* tag) and that release.json
+names this version and repo; create the dataset repo if needed (--private); set the gating; push every file
+of the release as ONE commit on main that also deletes the remote files the release no longer has (the repo
+then equals the release; the Hub's own .gitattributes is kept); tag that commit vX.Y.Z. Nothing is uploaded
+when a check fails, and nothing is committed when the Hub refuses the gating setting.
 
 Only the files the release layout declares are uploaded (`generation.release.is_declared`: the card,
 release.json, taxonomy.json/.png, pipeline_config.yaml, rejects.jsonl, <config>/<split>-*.parquet). Any
@@ -22,16 +26,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import rms_dataset as rms
 from generation.card import RELEASE_INFO
 from generation.release import TOP_LEVEL_FILES, is_declared
 
+logger = logging.getLogger(__name__)
+
+GATING = ("auto", "manual")
 HUB_MANAGED_FILES = {".gitattributes"}  # created by the Hub with every repo; not part of a release
-SKIPPED_DIRS = {".git", ".cache"}  # VCS and huggingface_hub local-dir metadata (a downloaded release), never data
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -110,7 +118,7 @@ class PublishPlan:
     message: str
     remote: RemoteState
     private: bool
-    gated: str | None
+    gated: str | bool  # "auto" / "manual", or False for a public dataset
     add: list[LocalFile]
     unchanged: list[LocalFile]
     delete: list[RemoteFile]
@@ -122,7 +130,7 @@ class PublishPlan:
 
     @property
     def set_gated(self) -> bool:
-        return self.gated is not None and self.remote.gated != self.gated
+        return (self.remote.gated or False) != self.gated
 
     @property
     def make_private(self) -> bool:
@@ -151,7 +159,7 @@ def release_files(release: Path) -> dict[str, LocalFile]:
     files, strays = {}, []
     for path in sorted(release.rglob("*")):
         relative = path.relative_to(release)
-        if SKIPPED_DIRS.intersection(relative.parts) or path.is_dir():
+        if rms.UNRECORDED_DIRS.intersection(relative.parts) or path.is_dir():
             continue
         if is_declared(relative.as_posix()) and path.is_file() and not path.is_symlink():
             files[relative.as_posix()] = LocalFile(relative.as_posix(), path, path.stat().st_size)
@@ -166,11 +174,10 @@ def release_files(release: Path) -> dict[str, LocalFile]:
 
 
 def validate(release: Path) -> None:
-    """Refuse an invalid release, listing every problem (file, row, field)."""
+    """Refuse an invalid release, listing every problem (file, row, field), a file or row whose bytes differ
+    from what the release recorded included."""
     from generation.validate import validate_release
 
-    if not release.is_dir():
-        raise PublishError(f"{release}: not a directory; pass the release directory written by merge/build-sample")
     problems = validate_release(str(release))
     if problems:
         listing = "\n".join(f"  - {problem}" for problem in problems)
@@ -242,13 +249,26 @@ def check_version(version: Version, remote: RemoteState) -> str | None:
     return latest[0] if latest else None
 
 
-def plan_publish(api, release: Path, repo_id: str, version: Version, *, private: bool = False,
-                 gated: str | None = None, message: str | None = None, check_info: bool = True) -> PublishPlan:
+def check_access(gated: str | bool | None) -> str | bool:
+    """The access setting: "auto" or "manual" gating, or False for public; refuses a missing choice."""
+    if gated is None:
+        raise PublishError("choose who can download: --gated auto|manual (access requests with the card's terms; "
+                           "recommended, the data holds harmful text) or --public")
+    if gated is not False and gated not in GATING:
+        raise PublishError(f"gated={gated!r}: give 'auto', 'manual' or False (public)")
+    return gated
+
+
+def plan_publish(api, release: Path, repo_id: str, version: Version, *, gated: str | bool | None,
+                 private: bool = False, message: str | None = None, check_info: bool = True) -> PublishPlan:
     """Read-only: everything `execute` would do, after every check that can refuse."""
+    gated = check_access(gated)
     if not REPO_ID.match(repo_id):
         raise PublishError(f"--repo {repo_id!r} is not ORG/NAME (letters, digits, '-', '_', '.')")
-    validate(release)
+    if not release.is_dir():
+        raise PublishError(f"{release}: not a directory; pass the release directory written by merge/build-sample")
     local = release_files(release)  # refuses stray files before any request
+    validate(release)
     remote = read_remote(api, repo_id)
     latest = check_version(version, remote)
     if check_info:
@@ -280,7 +300,8 @@ def render_plan(plan: PublishPlan) -> str:
     if plan.make_private:
         lines.append("setting: visibility public -> private")
     if plan.set_gated:
-        lines.append(f"setting: gated {plan.remote.gated!r} -> {plan.gated!r}")
+        lines.append(f"setting: gated {plan.remote.gated or False!r} -> {plan.gated!r}")
+    lines.append(f"access:  {'gated (' + plan.gated + ' approval)' if plan.gated else 'public'}")
     lines.append(f"tag:     {plan.version.tag} (latest existing version tag: {plan.latest_tag or 'none'})")
     lines.append(f"commit:  {plan.message!r} on main: {len(plan.add)} to upload, {len(plan.unchanged)} unchanged, "
                  f"{len(plan.delete)} to delete")
@@ -291,15 +312,18 @@ def render_plan(plan: PublishPlan) -> str:
 
 
 def _apply_gating(api, plan: PublishPlan) -> None:
+    """Set the gating before anything is committed; a Hub that refuses it stops the publish."""
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
         api.update_repo_settings(plan.repo_id, repo_type="dataset", gated=plan.gated)
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
-        print(f"warning: {plan.endpoint} did not accept gated={plan.gated!r} (HTTP {status}); the dataset is NOT "
-              f"gated. Set access requests by hand in the repo settings: {plan.repo_url}/settings",
-              file=sys.stderr)
+        created = " (the repo was created, empty)" if plan.create_repo else ""
+        raise PublishError(
+            f"{plan.endpoint} did not accept gated={plan.gated!r} (HTTP {status}); nothing was committed{created}. "
+            f"Set access requests by hand in the repo settings ({plan.repo_url}/settings), then publish again."
+        ) from error
 
 
 def execute(api, plan: PublishPlan, release: Path) -> PublishResult:
@@ -349,15 +373,17 @@ def stamp_release(release: Path, repo_id: str, version: Version) -> None:
     rerender_card(release)
 
 
-def publish(release: str | Path, repo_id: str, version: str, *, private: bool = False, gated: str | None = None,
+def publish(release: str | Path, repo_id: str, version: str, *, gated: str | bool | None, private: bool = False,
             dry_run: bool = False, endpoint: str | None = None, message: str | None = None,
             stamp: bool = False, out=None) -> PublishResult | None:
     """Plan, print the plan, and (unless `dry_run`) execute it. Raises PublishError before any upload.
+    `gated`: "auto" or "manual" (access requests), or False for a public dataset; None is refused.
 
     `stamp=True` first writes `version` and `repo_id` into the release's release.json and card, once every
     other check has passed (a dry run only reports that it would)."""
     out = out or sys.stdout
     release = Path(release)
+    check_access(gated)
     api = hub_api(endpoint)
     if not dry_run and api.token is None:
         raise PublishError("no Hugging Face token found: set HF_TOKEN or run `hf auth login` "
@@ -388,8 +414,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", required=True, help="target dataset repo ORG/NAME (created if missing)")
     parser.add_argument("--version", required=True, help="semantic version X.Y.Z; the commit is tagged vX.Y.Z")
     parser.add_argument("--private", action="store_true", help="create the repo private (or make it private)")
-    parser.add_argument("--gated", choices=("auto", "manual"), default=None,
-                        help="require access requests (auto-approved or manual); the card's gating prompt is shown")
+    access = parser.add_mutually_exclusive_group()
+    access.add_argument("--gated", choices=GATING, default=None,
+                        help="require access requests (auto-approved or manual); users see the card's gating prompt "
+                             "and terms. One of --gated / --public is required")
+    access.add_argument("--public", action="store_true", help="no access requests: anyone can download")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
     parser.add_argument("--message", default=None, help="commit message (default: 'Release vX.Y.Z')")
@@ -410,8 +439,12 @@ def _transport_error() -> type[Exception]:
 def main(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
+    if args.gated is None and not args.public:
+        print("error: choose who can download: --gated auto|manual (access requests with the card's terms; "
+              "recommended, the data holds harmful text) or --public", file=sys.stderr)
+        return 2
     try:
-        publish(args.release, args.repo, args.version, private=args.private, gated=args.gated,
+        publish(args.release, args.repo, args.version, private=args.private, gated=args.gated or False,
                 dry_run=args.dry_run, endpoint=args.endpoint, message=args.message, stamp=args.stamp)
     except PublishError as error:
         print(f"error: {error}", file=sys.stderr)

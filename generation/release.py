@@ -1,7 +1,17 @@
-"""Write a release directory: parquet shards per config/split, provenance files and the rendered card.
+"""Write a release directory: parquet shards per config/split, provenance files, the rendered card and
+checksums.sha256.
 
 The layout is the one `rms_dataset` documents and the Hub receives unchanged (`is_declared` says whether a
 path belongs to it; `publish` uploads nothing else).
+
+Streaming. `write_release` takes, per source config and split, any iterable of rows (read once). A row's photo
+may be a path (``{"path": "/abs/photo.jpg", "bytes": None}``): its bytes are read when its row group is written
+and never collected, so memory holds the rows' text, not the photos. Rows are sorted by id, cut into shards
+of about `SHARD_TARGET_BYTES` (balanced: every shard of a split gets about the same bytes, like
+`push_to_hub`'s 500 MB) and written `ROW_GROUP_ROWS` rows at a time (the row group size `datasets` uses for
+image datasets, which the dataset viewer reads one at a time). The `preference` config is derived here from
+the pairs and their two responses. Every photo's bytes are checked against its `image_id` (the sha256 of
+its bytes) as they are written, and `checksums.sha256` records the sha256 of every other file.
 
 Writing is crash-safe. The release is built in a sibling ``.<name>.tmp-<pid>-*`` directory, renamed to
 ``.<name>.new-<pid>-*`` once complete, then swapped with the existing release in ONE atomic
@@ -17,57 +27,53 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import json
+import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import datasets
 import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
-from datasets.table import InMemoryTable
+from datasets.utils.tqdm import tqdm
 
 import rms_dataset as rms
-from generation.card import RELEASE_INFO, ReleaseInfo, render_card
+from generation.card import LICENSE_FILE, RELEASE_INFO, ReleaseInfo, render_card, render_license
 
-ROWS_PER_SHARD = 5_000
+logger = logging.getLogger(__name__)
+
+SHARD_TARGET_BYTES = 500 * 1000**2  # about 500 MB per shard, as push_to_hub
+ROW_GROUP_ROWS = 100  # datasets' parquet row group size for image datasets: what the viewer reads at once
 PROVENANCE_FILES = ("taxonomy.json", "taxonomy.png", "pipeline_config.yaml", "rejects.jsonl")
-TOP_LEVEL_FILES = frozenset({rms.CARD_FILE, RELEASE_INFO, *PROVENANCE_FILES})
+TOP_LEVEL_FILES = frozenset({rms.CARD_FILE, rms.CHECKSUMS_FILE, LICENSE_FILE, RELEASE_INFO, *PROVENANCE_FILES})
 
 
 def is_declared(path_in_release: str) -> bool:
-    """Whether a POSIX path inside a release belongs to the layout: the card, release.json, the provenance
-    files, or ``<config>/<split>-NNNNN-of-NNNNN.parquet`` of a known config."""
+    """Whether a POSIX path inside a release belongs to the layout: the card, checksums.sha256, release.json,
+    the provenance files, or ``<config>/<split>-NNNNN-of-NNNNN.parquet`` of a known config."""
     parts = path_in_release.split("/")
     if len(parts) == 1:
         return parts[0] in TOP_LEVEL_FILES
     return len(parts) == 2 and parts[0] in rms.CONFIG_NAMES and rms.SHARD_PATTERN.match(parts[1]) is not None
 
 
-@contextlib.contextmanager
-def _quiet_progress():
-    enabled = datasets.utils.logging.is_progress_bar_enabled()
-    datasets.utils.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            datasets.utils.logging.enable_progress_bar()
+def _row_bytes(row: dict) -> int:
+    """A row's size in a shard, estimated from its photo (size on disk or in memory) and its text."""
+    image = row.get("image") or {}
+    photo = len(image["bytes"]) if image.get("bytes") else os.path.getsize(image["path"])
+    return photo + sum(len(value) for value in row.values() if isinstance(value, str))
 
 
-def _dataset(rows: Sequence[dict], features: datasets.Features) -> datasets.Dataset:
-    """The rows as a Dataset (what `Dataset.from_list` builds, the same parquet bytes) without its content
-    fingerprint: hashing every row, image bytes included, cost more than writing the shard."""
-    table = pa.Table.from_pylist([features.encode_example(row) for row in rows], schema=features.arrow_schema)
-    return datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features), fingerprint="rms-release-shard")
-
-
-def _check_rows(config: str, split: str, rows: Sequence[dict]) -> None:
+def _collect(config: str, split: str, rows: Iterable[dict]) -> list[dict]:
+    """The rows of one config/split, checked field by field and sorted by id. A photo given by path stays a
+    path: only its size is read."""
     expected = set(rms.FEATURES[config])
+    collected = []
     for index, row in enumerate(rows):
         missing, extra = expected - set(row), set(row) - expected
         if missing or extra:
@@ -75,62 +81,151 @@ def _check_rows(config: str, split: str, rows: Sequence[dict]) -> None:
                 f"{config}/{split} row {index} (id={row.get('id')!r}): "
                 f"missing fields {sorted(missing)}, unexpected fields {sorted(extra)}; see rms_dataset.FEATURES"
             )
+        image = row["image"]
+        if not isinstance(image, dict):  # a PIL image: encode it now (the caller holds it anyway)
+            image = rms.FEATURES[config]["image"].encode_example(image)
+        if not image.get("bytes") and not image.get("path"):
+            raise ValueError(f"{config}/{split} row {index} (id={row['id']!r}), field 'image': neither bytes nor a path")
+        collected.append({**row, "image": image})
+    return sorted(collected, key=lambda row: row["id"])
 
 
-def _write_shards(directory: Path, config: str, split: str, rows: Sequence[dict]) -> None:
-    rows = sorted(rows, key=lambda row: row["id"])
-    total = max(1, -(-len(rows) // ROWS_PER_SHARD))
+def _preference_rows(pairs: Sequence[dict], safe: Sequence[dict], unsafe: Sequence[dict]) -> list[dict]:
+    """One TRL preference row per pair and (guidance, unsafe) response pair: the photo, the query as the user
+    turn, the guidance response chosen and the unsafe one rejected."""
+    by_pair: dict[str, tuple[list[dict], list[dict]]] = {}
+    for index, responses in enumerate((safe, unsafe)):
+        for response in responses:
+            by_pair.setdefault(response["pair_id"], ([], []))[index].append(response)
+    rows = []
+    for pair in pairs:
+        chosen_rows, rejected_rows = by_pair.get(pair["id"], ([], []))
+        for chosen, rejected in itertools.product(chosen_rows, rejected_rows):
+            rows.append({
+                "id": rms.preference_id_for(chosen["id"], rejected["id"]), "pair_id": pair["id"],
+                "image": pair["image"], "image_id": pair["image_id"],
+                "prompt": [{"role": "user", "content": pair["text"]}],
+                "chosen": [{"role": "assistant", "content": chosen["response"]}],
+                "rejected": [{"role": "assistant", "content": rejected["response"]}],
+                "risk_category": pair["risk_category"],
+            })
+    return sorted(rows, key=lambda row: row["id"])
+
+
+def plan_shards(sizes: Sequence[int], target_bytes: int) -> list[range]:
+    """Cut rows (in order, with these sizes) into contiguous shards of about `target_bytes`, balanced: the
+    fewest shards of at most about the target, each holding about the same bytes."""
+    total = sum(sizes)
+    count = max(1, min(len(sizes), -(-total // target_bytes)))
+    bounds, start, cumulative = [], 0, 0
+    for index, size in enumerate(sizes):
+        if len(bounds) < count - 1 and index > start and cumulative + size / 2 >= total * (len(bounds) + 1) / count:
+            bounds.append(range(start, index))
+            start = index
+        cumulative += size
+    return bounds + [range(start, len(sizes))]
+
+
+def _photo(config: str, row: dict) -> dict:
+    """The row with its photo's bytes, read now if it was given by path, and checked against its image_id."""
+    image = row["image"]
+    if image.get("bytes"):
+        data, name = image["bytes"], image.get("path")
+    else:
+        data, name = Path(image["path"]).read_bytes(), os.path.basename(image["path"])
+    if rms.image_id_for(data) != row["image_id"]:
+        source = "" if image.get("bytes") else f" ({image['path']})"
+        raise ValueError(f"{config} row id={row['id']!r}: the photo's bytes{source} hash to {rms.image_id_for(data)}, "
+                         f"not its image_id {row['image_id']}; the photo was changed after it was ingested")
+    return {**row, "image": {"bytes": data, "path": name}}
+
+
+def _write_shard(path: Path, config: str, rows: Sequence[dict], progress) -> None:
+    features = rms.FEATURES[config]
+    schema = features.arrow_schema
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for start in range(0, len(rows), ROW_GROUP_ROWS):
+            group = [features.encode_example(_photo(config, row)) for row in rows[start : start + ROW_GROUP_ROWS]]
+            writer.write_table(pa.Table.from_pylist(group, schema=schema), row_group_size=ROW_GROUP_ROWS)
+            progress.update(len(group))
+
+
+def _write_config(directory: Path, config: str, by_split: Mapping[str, Sequence[dict]], target_bytes: int,
+                  progress) -> None:
     (directory / config).mkdir(parents=True, exist_ok=True)
-    for index in range(total):
-        chunk = rows[index * ROWS_PER_SHARD : (index + 1) * ROWS_PER_SHARD]
-        path = directory / config / rms.shard_name(split, index, total)
-        with _quiet_progress():
-            _dataset(chunk, rms.FEATURES[config]).to_parquet(str(path))
+    for split, rows in by_split.items():
+        shards = plan_shards([_row_bytes(row) for row in rows], target_bytes)
+        for index, rows_range in enumerate(shards):
+            path = directory / config / rms.shard_name(split, index, len(shards))
+            _write_shard(path, config, rows[rows_range.start : rows_range.stop], progress)
+        logger.debug("%s/%s: %d rows in %d shard(s)", config, split, len(rows), len(shards))
+
+
+def write_checksums(root: str | Path) -> None:
+    """(Re)write checksums.sha256: the sha256 of every other file of the release, `sha256sum -c` format."""
+    root = Path(root)
+    lines = [f"{rms.file_sha256(str(root / path))}  {path}\n" for path in rms.release_file_paths(str(root))]
+    (root / rms.CHECKSUMS_FILE).write_text("".join(lines), encoding="utf-8")
 
 
 def write_release(
     out_dir: str | Path,
-    rows: Mapping[str, Mapping[str, Sequence[dict]]],
+    rows: Mapping[str, Mapping[str, Iterable[dict]]],
     *,
     taxonomy: dict | None = None,
     pipeline_config: dict | None = None,
-    rejects: Sequence[dict] | None = None,
+    rejects: Iterable[dict] | None = None,
     pretty_name: str | None = None,
     version: str = "0.0.0",
     repo_id: str | None = None,
     extra_files: Mapping[str, bytes] | None = None,
     overwrite: bool = False,
+    shard_bytes: int = SHARD_TARGET_BYTES,
 ) -> Path:
-    """Write `rows[config][split]` (dicts matching `rms_dataset.FEATURES[config]`) as a release.
+    """Write `rows[config][split]` (iterables of dicts matching `rms_dataset.FEATURES[config]`, for the
+    source configs pairs, safe_responses and unsafe_responses) as a release; `preference` is derived.
 
-    Images are `{"bytes": ..., "path": name}` dicts (or PIL images). Every config must be present; a split
-    may be empty. Returns the release directory.
+    Images are `{"bytes": ..., "path": name}` dicts, `{"path": "/abs/file", "bytes": None}` (read when
+    written) or PIL images. Every source config must have rows; a split may be empty. Returns the release
+    directory.
     """
     out_dir = Path(out_dir)
     undeclared = sorted(name for name in (extra_files or {}) if not is_declared(name))
     if undeclared:
         raise ValueError(f"write_release: extra file(s) {undeclared} are not part of the release layout "
                          f"(top-level files: {', '.join(sorted(TOP_LEVEL_FILES))})")
+    unknown = sorted(set(rows) - set(rms.SOURCE_CONFIGS))
+    if unknown:
+        raise ValueError(f"write_release: config(s) {unknown} are not given to the writer; give "
+                         f"{', '.join(rms.SOURCE_CONFIGS)} (`{rms.PREFERENCE}` is derived from them)")
     recover_release(out_dir)
-    for config in rms.CONFIG_NAMES:
-        if not any(rows.get(config, {}).values()):
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists and is not empty; choose another directory or pass overwrite=True")
+    collected = {config: {split: _collect(config, split, split_rows) for split, split_rows in rows.get(config, {}).items()}
+                 for config in rms.SOURCE_CONFIGS}
+    for config in rms.SOURCE_CONFIGS:
+        collected[config] = {split: split_rows for split, split_rows in collected[config].items() if split_rows}
+        if not collected[config]:
             raise ValueError(
                 f"write_release: config '{config}' has no rows; a release needs at least one row per config "
                 "(an empty split is left out, an empty config cannot be loaded)"
             )
-    rows = {config: {split: r for split, r in rows[config].items() if r} for config in rms.CONFIG_NAMES}
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists and is not empty; choose another directory or pass overwrite=True")
-    for config in rms.CONFIG_NAMES:
-        for split, split_rows in rows[config].items():
-            _check_rows(config, split, split_rows)
+    collected[rms.PREFERENCE] = {
+        split: preference for split, pairs in collected[rms.PAIRS].items()
+        if (preference := _preference_rows(pairs, collected[rms.SAFE_RESPONSES].get(split, []),
+                                           collected[rms.UNSAFE_RESPONSES].get(split, [])))
+    }
+    if not collected[rms.PREFERENCE]:
+        raise ValueError("write_release: no pair has both a safe and an unsafe response, so the preference config "
+                         "would be empty; a release needs at least one")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{os.getpid()}-"))
     try:
-        for config in rms.CONFIG_NAMES:
-            for split, split_rows in rows[config].items():
-                _write_shards(staging, config, split, split_rows)
+        total = sum(len(split_rows) for by_split in collected.values() for split_rows in by_split.values())
+        with tqdm(total=total, unit=" rows", desc=f"Writing release {out_dir.name}", disable=None) as progress:
+            for config in rms.CONFIG_NAMES:
+                _write_config(staging, config, collected[config], shard_bytes, progress)
         if taxonomy is not None:
             (staging / "taxonomy.json").write_text(json.dumps(taxonomy, indent=2, sort_keys=True) + "\n")
         if pipeline_config is not None:
@@ -148,12 +243,15 @@ def write_release(
             pretty_name=pretty_name or defaults.pretty_name, version=version, repo_id=repo_id or defaults.repo_id
         ).write(staging)
         (staging / rms.CARD_FILE).write_text(render_card(staging), encoding="utf-8")
+        (staging / LICENSE_FILE).write_text(render_license(staging), encoding="utf-8")
+        write_checksums(staging)
         complete = staging.with_name(staging.name.replace(".tmp-", ".new-", 1))
         os.replace(staging, complete)  # from here on a recovery may promote it: it is a whole release
         staging = complete
         _swap_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    logger.info("wrote %s", out_dir)
     return out_dir
 
 
@@ -174,7 +272,7 @@ _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<state>tmp|new|old)-(?:(?P<pid>\d+)
 
 
 def recover_release(out_dir: str | Path) -> list[str]:
-    """Repair what an interrupted write left next to `out_dir` and return what was done (also printed).
+    """Repair what an interrupted write left next to `out_dir` and return what was done (also logged).
 
     If `out_dir` is missing and a complete ``.new-*`` (else a moved-aside ``.old-*``) release exists, it is
     put back at `out_dir`. Every leftover of a writer that is no longer running is then removed
@@ -201,7 +299,7 @@ def recover_release(out_dir: str | Path) -> list[str]:
             shutil.rmtree(path, ignore_errors=True)
             done.append(f"removed {path.name} left by an interrupted write")
     for line in done:
-        print(f"note: {line}", file=sys.stderr)
+        logger.warning("%s", line)
     return done
 
 
@@ -246,6 +344,8 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def rerender_card(root: str | Path) -> None:
-    """Rewrite README.md from the shards and release.json (after editing release.json, say)."""
+    """Rewrite README.md from the shards and release.json (after editing release.json, say), and the
+    checksums that record them."""
     root = Path(root)
     (root / rms.CARD_FILE).write_text(render_card(root), encoding="utf-8")
+    write_checksums(root)

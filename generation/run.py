@@ -9,19 +9,27 @@ gallery of the pairs, the rejected candidates and every reject to OUT/gallery.ht
 
 With --shard I/N only the I-th of N deterministic slices of the input is processed (by hash of each input
 file's bytes) and its outcome is left in OUT/shard/ for `python -m generation merge`.
+
+One process writes OUT at a time: a second run into the same --out is refused (exit 2, naming the one
+running). A run that writes no release removes OUT/release left by an earlier run. Exit 1 when the
+release has problems or most model calls failed (the report names the error and the --retry-errors rerun).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
-from generation.steps.config import RunConfig, check_run
-from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
+from atomic_files import DamagedFile
 from generation.gallery import write_gallery
+from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
+from generation.steps.config import RunConfig, check_run
+from generation.steps.call_account import CallAccount
 from generation.steps.executor import Executor, write_shard_outcome
+from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
 from typed_config import ConfigError
 
 
@@ -50,42 +58,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), base_release: str | None = None,
         backends=None, show_progress: bool | None = None, retry_errors: bool = False) -> dict:
     """Process `shard` of the input into `out`; for an unsharded run also write and validate `out/release`.
-    Returns the report (funnel, counts, problems)."""
+    Returns the report (funnel, counts, problems). Holds the lock of `out` and of `out/release` throughout
+    (`DirectoryBusy` if another process writes them)."""
     out = Path(out)
-    base = load_base_release(base_release)
-    executor = Executor(config, out, shard, known_hashes=base.hashes, backends=backends, show_progress=show_progress,
-                        retry_errors=retry_errors)
-    outcome = executor.run()
-    write_shard_outcome(out, outcome, shard, config)
-    usage = {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens,
-             "model_calls": outcome.model_calls, "cached_calls": outcome.cached_calls,
-             "model_calls_by_step": outcome.model_calls_by_step}
-    if shard[1] > 1:
-        return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage}
-    _, report = finalize([read_shard(out)], out / "release", config, base=base)
-    report["usage"] = usage
-    report["gallery"] = str(write_gallery(out))
-    return report
+    release_dir = out / "release"
+    with locked(out), locked(release_dir, option="release directory"):
+        check_replaceable_release(release_dir, option="release directory")
+        remove_retired_leftovers(release_dir)
+        base = load_base_release(base_release)
+        executor = Executor(config, out, shard, known_hashes=base.hashes, backends=backends,
+                            show_progress=show_progress, retry_errors=retry_errors)
+        outcome = executor.run()
+        write_shard_outcome(out, outcome, shard, config)
+        usage = {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens,
+                 "model_calls": outcome.model_calls, "cached_calls": outcome.cached_calls,
+                 "model_calls_by_step": outcome.model_calls_by_step}
+        if shard[1] > 1:
+            return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage,
+                    "calls": outcome.calls.to_json(), "removed": settle_release(release_dir, written=False)}
+        path, report = finalize([read_shard(out)], release_dir, config, base=base)
+        report["removed"] = settle_release(release_dir, written=path is not None)
+        report["usage"] = usage
+        report["calls"] = outcome.calls.to_json()
+        report["gallery"] = str(write_gallery(out))
+        return report
 
 
-def print_report(report: dict) -> None:
+def print_report(report: dict, retry: str = "its `python -m generation run` with --retry-errors") -> None:
+    """The closing report; `retry` is the command that redoes the failed model calls."""
+    calls = CallAccount.joined([report.get("calls", {})])
     print(format_funnel(report) if "images_in" in report else json.dumps(report["funnel"]))
     if "images_in" in report:
         print(f"release: {report['release']}  pairs: {report['pairs']} (new: {report['new_pairs']})  "
               f"images in: {report['images_in']}, with pairs: {report['images_released']}, rejected: {report['images_rejected']}")
         if report["pairs"] == 0:
+            why = ("Model calls failed: see below." if calls.failed else "A small model rarely writes answers that "
+                   "pass the quality gates and its verifier: see docs/generation.md.")
             print(f"NO PAIR KEPT: every candidate was rejected, so no release was written (a release needs at least "
                   f"one row). Every reject and its reason is in {report['rejects_file']}; the funnel above says "
-                  "where they were lost. A small model rarely writes answers that pass the quality gates and its "
-                  "verifier: see docs/generation.md.")
+                  f"where they were lost. {why}")
         for problem in report["problems"]:
             print(f"PROBLEM: {problem}")
+    if calls.total:
+        print(f"model answers: {calls.accepted} accepted, {sum(calls.rejected.values())} rejected"
+              + "".join(f", {cause} {count}" for cause, count in calls.rejected.items())
+              + f"; failed calls: {sum(calls.failed.values())}"
+              + "".join(f", {kind} {count}" for kind, count in calls.failed.items()))
+    if calls.failed:
+        lead = "MOST MODEL CALLS FAILED" if calls.mostly_failed else "SOME MODEL CALLS FAILED"
+        print(f"{lead}: their items were rejected as 'call failed', not for their answers. First error: "
+              f"{calls.first_error}")
+        print(f"fix the cause (server, base_url, key), then redo only the failed calls: {retry}")
     if "usage" in report:
         u = report["usage"]
         print(f"tokens: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion; "
               f"{u['model_calls']} model calls, {u['cached_calls']} answers from the cache")
+    for line in report.get("removed", []):
+        print(f"note: {line}")
     if report.get("gallery"):
         print(f"gallery (pairs, rejected candidates, every reject): {report['gallery']}")
+
+
+def exit_code(report: dict) -> int:
+    """1 when the release has problems or most model calls failed (the run did not do its job), else 0."""
+    return 1 if report.get("problems") or CallAccount.joined([report.get("calls", {})]).mostly_failed else 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -100,8 +136,14 @@ def main(args: argparse.Namespace) -> int:
     try:
         report = run(config, args.out, shard=args.shard, base_release=args.base_release,
                      show_progress=False if args.no_progress else None, retry_errors=args.retry_errors)
-    except ConfigError as error:  # found as the run starts, before any model call (replicas that disagree)
+    except ConfigError as error:  # found as the run starts (replicas that disagree, --out in use, a bad base release)
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print_report(report)
-    return 1 if report.get("problems") else 0
+    except DamagedFile as error:  # a cache or shard file of an earlier run that cannot be trusted
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    shard = [] if args.shard == (0, 1) else ["--shard", f"{args.shard[0]}/{args.shard[1]}"]
+    base = ["--base-release", args.base_release] if args.base_release else []
+    print_report(report, retry=shlex.join(["python", "-m", "generation", "run", args.config, "--out", args.out, *shard,
+                                           *base, "--retry-errors"]))
+    return exit_code(report)

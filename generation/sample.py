@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import rms_dataset as rms
+from generation.outputs import check_replaceable_release, locked
 from generation.release import write_release
 from generation.validate import validate_release
+from typed_config import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "sample"
@@ -69,7 +72,7 @@ def curated_rows(sample_dir: Path = SAMPLE_DIR) -> dict[str, dict[str, list[dict
     """rows[config][split] for the curated sample."""
     images_dir = sample_dir / "images"
     manifest = read_manifest(images_dir / "MANIFEST.csv")
-    rows: dict[str, dict[str, list[dict]]] = {config: {"train": [], "test": []} for config in rms.CONFIG_NAMES}
+    rows: dict[str, dict[str, list[dict]]] = {config: {"train": [], "test": []} for config in rms.SOURCE_CONFIGS}
     for line_number, pair in enumerate(read_curated_pairs(sample_dir / "curated_pairs.jsonl"), start=1):
         entry = manifest.get(pair["image_file"])
         if entry is None:
@@ -139,6 +142,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    release = build_sample(args.out, args.sample_dir)
+    try:
+        with locked(args.out):
+            check_replaceable_release(args.out)
+            release = build_sample(args.out, args.sample_dir)
+    except ConfigError as error:  # --out holds files that are not a release, or another process writes it
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {release}; it validates.")
     return 0

@@ -27,6 +27,7 @@ import time
 import weakref
 from pathlib import Path
 
+from atomic_files import DamagedFile
 from modelcalls.base import ChatRequest, ChatResponse, Usage, decode_data_url, image_url_of
 
 _SCHEMA = """
@@ -185,9 +186,7 @@ class CallCache:
                 ) from None
             raise ValueError(f"{self.path}: not a usable call cache ({error}); point the run at a new cache file or delete it") from None
         except sqlite3.DatabaseError as error:
-            raise ValueError(
-                f"{self.path}: not a usable call cache ({error}); point the run at a new cache file or delete it"
-            ) from None
+            raise self._damaged(error) from None
         self.batch_size = batch_size
         self.max_batch_delay_s = max_batch_delay_s
         self._lock = threading.Lock()
@@ -198,6 +197,10 @@ class CallCache:
         self.misses = 0
         self.writes = 0  # answers committed
         self.commits = 0  # transactions committed
+
+    def _damaged(self, error: sqlite3.Error) -> DamagedFile:
+        return DamagedFile(f"{self.path}: not a usable call cache, it is damaged ({error}); move it aside and rerun "
+                           "(finished steps resume from their checkpoints; only answers not checkpointed are asked again)")
 
     def key(self, *, model: str, call_name: str, template_version: str, request: ChatRequest) -> str:
         return cache_key(model=model, call_name=call_name, template_version=template_version, request=request)
@@ -216,7 +219,12 @@ class CallCache:
             for start in range(0, len(unqueued), _LOOKUP_CHUNK):
                 chunk = unqueued[start:start + _LOOKUP_CHUNK]
                 query = f"{_SELECT_MANY} ({','.join('?' * len(chunk))})"
-                found.update((row[0], row[1:]) for row in self._db.execute(query, chunk))
+                try:
+                    found.update((row[0], row[1:]) for row in self._db.execute(query, chunk))
+                except sqlite3.DatabaseError as error:
+                    if type(error) is sqlite3.DatabaseError:  # SQLITE_CORRUPT / NOTADB, not "locked" and the like
+                        raise self._damaged(error) from None
+                    raise
         answers = {key: ChatResponse(text, Usage(prompt_tokens, completion_tokens), finish_reason, cached=True)
                    for key, (text, prompt_tokens, completion_tokens, finish_reason) in found.items()}
         hits = sum(key in answers for key in keys)

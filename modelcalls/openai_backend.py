@@ -47,6 +47,7 @@ DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 OPENAI_HOST = "api.openai.com"
 _RETRYABLE_STATUS = {408, 409, 425, 429}
 _BODY_EXCERPT = 300
+_CLOSE_GRACE_S = 0.1  # see OpenAIBackend.aclose
 _SPEC_KEYS = {
     "model",
     "base_url",
@@ -325,7 +326,8 @@ class OpenAIBackend:
                 continue
             entries = listing.get("data") if isinstance(listing, dict) else None
             entry = next((e for e in entries or () if isinstance(e, dict) and e.get("id") == self.model), None)
-            weights = {key: str(entry[key]) for key in ("root", "parent") if entry and entry.get(key)}
+            # redacted like an error body: a server may echo the key or a header here, and this is recorded
+            weights = {key: self._redact(str(entry[key])) for key in ("root", "parent") if entry and entry.get(key)}
             served[replica.url] = weights or None
         if len({json.dumps(weights, sort_keys=True) for weights in served.values()}) > 1:
             listed = "; ".join(f"{url}: {weights}" for url, weights in served.items())
@@ -351,6 +353,11 @@ class OpenAIBackend:
             running = None
         if self._loop is running and running is not None:
             await client.close()
+            # pyreqwest's runtime thread still releases the closed connections for a few milliseconds after
+            # close() returns; an interpreter that starts finalising meanwhile aborts ("PyGILState_Release:
+            # thread state must be current", exit 134): 14-17 of 20 HTTPS client processes did, none with
+            # this wait (tests/modelcalls/test_openai_backend.py, the HTTPS test, runs it in subprocesses).
+            await asyncio.sleep(_CLOSE_GRACE_S)
         # else: the client belongs to a loop that has ended; its connections are dropped with it
 
     def __repr__(self) -> str:

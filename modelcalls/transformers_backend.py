@@ -1,7 +1,7 @@
 """``TransformersBackend``: a local model run in-process, batched.
 
 Text LLMs load with ``AutoModelForCausalLM`` + the tokenizer's chat template; vision-language models
-(a config with a ``vision_config``) with ``AutoModelForImageTextToText`` + ``AutoProcessor``, the
+(a config with a ``vision_config``) with ``AutoModelForImageTextToText`` + its processor (the architecture registry, `recipes.architectures`), the
 ``data:`` URL images of the request decoded to PIL images. Model names go through
 ``local_models.resolve_model``, so ``smollm2`` and ``tiny-llava`` work offline and Hub ids work online.
 
@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import io
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,28 @@ from modelcalls.base import (
     image_url_of,
     message_text,
 )
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def quiet_bitsandbytes_kernel_notice() -> None:
+    """Drop one import-time warning of bitsandbytes, which peft and trl import whether 4-bit is used or not: on CPUs
+    with AVX512-BF16 it tries to fetch an optional CPU 4-bit kernel from the Hub and, failing, logs "Failed to load
+    CPU gemm_4bit_forward from kernels-community ... pip install kernels" on every start. The kernel only speeds up
+    4-bit matmuls on the CPU; bitsandbytes falls back to its own code. Every other bitsandbytes message is kept."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(existing, _DropMessage) for existing in logger.filters):
+        logger.addFilter(_DropMessage("Failed to load CPU gemm_4bit_forward"))
+
+
+quiet_bitsandbytes_kernel_notice()
 
 
 @dataclass
@@ -156,10 +179,10 @@ def load_model(
 ) -> LoadedModel:
     """Load a (V)LM: Hub id (at ``revision`` when given), local dir or offline alias (``smollm2``,
     ``tiny-llava``), optionally in 4-bit, optionally with a LoRA adapter; the tokenizer pads on the left. A
-    config with a ``vision_config`` loads ``AutoModelForImageTextToText`` + ``AutoProcessor``, anything else
-    ``AutoModelForCausalLM``."""
+    config with a ``vision_config`` loads ``AutoModelForImageTextToText`` + its processor (through
+    `recipes.architectures.load_processor`), anything else ``AutoModelForCausalLM``."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
     path, pin = resolve_pinned(name, revision)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
@@ -176,8 +199,12 @@ def load_model(
     model = model_class.from_pretrained(path, **kwargs)
     if not load_in_4bit:
         model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    loader = AutoProcessor if multimodal else AutoTokenizer
-    processor = loader.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
+    if multimodal:  # the architecture registry knows each VLM's processor (and loads it without torchvision)
+        from recipes.architectures import load_processor
+
+        processor = load_processor(path, config.model_type, trust_remote_code=trust_remote_code, **pin)
+    else:
+        processor = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
     tokenizer = getattr(processor, "tokenizer", processor)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

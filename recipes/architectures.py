@@ -1,24 +1,196 @@
-"""Which base models a recipe may name, and a check of LoRA target modules without loading any weights.
+"""One registry of the vision-language architectures the toolkit trains and scores, and what differs between them.
 
-A model's config comes from its local directory, from the table below (public base models, so recipes are
-checkable offline), or from the Hub. The model is then instantiated on the ``meta`` device (no memory, no
-weights) to list its module names, against which ``lora.target_modules`` / ``exclude_modules`` are checked.
+`ARCHITECTURES` maps a transformers ``model_type`` to an `Architecture`: the processor class and its image
+processor, the image placeholder token and the special tokens the tokenizer must carry, the end-of-turn token
+and the answer quirks of the chat template, the LoRA targets of the language model and the vision modules
+LoRA leaves alone, the real checkpoint's chat template (``recipes/templates/``) and a small configuration of
+the same classes for ``--tiny``. Recipes (`recipes.train`, `recipes.model`), the judge's loader
+(`modelcalls.transformers_backend.load_model` through `load_processor`) and `recipes.tiny` all read it.
 
-The table's dimensions are those of the models' published ``config.json`` files, written down from memory of
-those files because the Hub is unreachable here: they fix layer *names* (what LoRA targets), and small slips
-in sizes would not change the check.
+A model's full config comes from its local directory, from `KNOWN_CONFIGS` (public base models, so recipes
+are checkable offline), or from the Hub; the model is then instantiated on the ``meta`` device (no memory, no
+weights) to list its module names, against which the LoRA targets are checked. The table's dimensions are
+those of the models' published ``config.json`` files, written down from memory because the Hub is
+unreachable here: they fix layer *names* (what LoRA targets), and small slips in sizes would not change the
+check.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from local_models import resolve_model
-from recipes.config import LoraSettings, RecipeError
 
-SUPPORTED_MODEL_TYPES = ("llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+LANGUAGE_MODEL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class ArchitectureError(ValueError):
+    """A model is not one the registry knows, or its processor cannot be loaded here (one line, with the fix)."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model_type: str
+    processor_class: str  # transformers class; loaded without its video processor where torchvision is absent
+    image_token: str  # the placeholder the processor expands into one token per image patch group
+    special_tokens: tuple[str, ...]  # tokens the tokenizer must carry (the tiny tokenizers add them)
+    turn_end: str | None  # the token that ends the assistant's turn (None: the template ends it with a space)
+    answer_prefix: str  # what the template writes between the generation prompt and the answer (" ": a space)
+    vision_modules: str  # regex over full module names: the vision tower and projector, left out of LoRA
+    template: str | None  # file in recipes/templates/: the real checkpoint's chat template (None: not shipped)
+    tiny_config: Callable[[dict[str, int]], Any] | None  # token ids (+ vocab, bos, eos, pad) -> a small config
+    has_video_processor: bool = False  # its processor also holds a video processor (which needs torchvision)
+    lora_targets: tuple[str, ...] = LANGUAGE_MODEL_LINEAR
+
+    def chat_template(self) -> str:
+        if self.template is None:
+            raise ArchitectureError(f"{self.model_type}: no chat template is shipped in {TEMPLATES}")
+        return (TEMPLATES / self.template).read_text(encoding="utf-8")
+
+
+def _tiny_text(ids: dict[str, int], **extra) -> dict[str, Any]:
+    return dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                vocab_size=ids["vocab"], bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"],
+                max_position_embeddings=4096, **extra)
+
+
+def _tiny_qwen2_5_vl(ids: dict[str, int]):
+    from transformers import Qwen2_5_VLConfig
+
+    text = _tiny_text(ids, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                                     "mrope_section": [2, 3, 3]})
+    return Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
+                           hidden_act="silu"),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+
+
+TINY_CLIP_IMAGE_SIZE = 56  # LLaVA-1.5 tower: 336 px at 14 px patches; tiny: 56 px, 16 patches
+TINY_IDEFICS3_IMAGE_SIZE = 56  # Idefics3 tiles: 364 px; tiny: 56 px, 16 patches, 4 tokens after the 2x2 shuffle
+
+
+def _tiny_llava(ids: dict[str, int]):
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    return LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                       image_size=TINY_CLIP_IMAGE_SIZE, patch_size=14, projection_dim=32),
+        text_config=LlamaConfig(**_tiny_text(ids)),
+        image_token_index=ids["<image>"], vision_feature_layer=-2, vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
+
+
+def _tiny_idefics3(ids: dict[str, int]):
+    from transformers import Idefics3Config
+
+    return Idefics3Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=TINY_IDEFICS3_IMAGE_SIZE, patch_size=14),
+        text_config=dict(model_type="llama", **_tiny_text(ids)),
+        scale_factor=2, image_token_id=ids["<image>"],
+    )
+
+
+_QWEN_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+_IDEFICS3_TOKENS = ("<|begin_of_text|>", "<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>",
+                    *(f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7)))
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "qwen2_5_vl": Architecture(
+        "qwen2_5_vl", "Qwen2_5_VLProcessor", image_token="<|image_pad|>", special_tokens=_QWEN_TOKENS,
+        turn_end="<|im_end|>", answer_prefix="", vision_modules=r".*visual.*", template="qwen2_5_vl.jinja",
+        tiny_config=_tiny_qwen2_5_vl, has_video_processor=True),
+    "qwen2_vl": Architecture(
+        "qwen2_vl", "Qwen2VLProcessor", image_token="<|image_pad|>", special_tokens=_QWEN_TOKENS,
+        turn_end="<|im_end|>", answer_prefix="", vision_modules=r".*visual.*", template=None, tiny_config=None,
+        has_video_processor=True),
+    "llava": Architecture(
+        "llava", "LlavaProcessor", image_token="<image>", special_tokens=("<image>",), turn_end=None,
+        answer_prefix=" ", vision_modules=r".*(vision_tower|multi_modal_projector).*", template="llava_1_5.jinja",
+        tiny_config=_tiny_llava),
+    "idefics3": Architecture(
+        "idefics3", "Idefics3Processor", image_token="<image>", special_tokens=_IDEFICS3_TOKENS,
+        turn_end="<end_of_utterance>", answer_prefix=" ", vision_modules=r".*(vision_model|connector).*",
+        template="idefics3.jinja", tiny_config=_tiny_idefics3),
+}
+
+
+def architecture(model_type: str | None, name_or_path: str = "") -> Architecture:
+    """The registry entry of ``model_type``; `ArchitectureError` naming the model and the known types otherwise."""
+    if model_type not in ARCHITECTURES:
+        raise ArchitectureError(f"{name_or_path or 'the model'} is a {model_type!r} model; the registered "
+                                f"vision-language architectures are {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[model_type]
+
+
+# ------------------------------------------------------------------------------------------- processors
+
+
+def torchvision_available() -> bool:
+    return importlib.util.find_spec("torchvision") is not None
+
+
+def torchvision_install_hint() -> str:
+    """The install command for the torchvision that matches the installed torch (torchvision 0.N+15 <-> torch 2.N)."""
+    import torch
+
+    major, minor = (int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    spec = f"torchvision==0.{minor + 15}.*" if major == 2 else "torchvision"
+    return f"pip install '{spec}' (the release matching torch {torch.__version__}; scripts/setup.sh does this on GPU machines)"
+
+
+_IMAGES_ONLY: dict[str, type] = {}
+
+
+def images_only_processor(processor_class: str) -> type:
+    """``processor_class`` without its video processor: the same image and text processing, for machines without
+    torchvision (transformers' video processors need it, its PIL image processors do not)."""
+    if processor_class not in _IMAGES_ONLY:
+        import transformers
+
+        base = getattr(transformers, processor_class)
+
+        @classmethod
+        def get_attributes(cls):  # the sub-processors it loads, checks and saves
+            return [name for name in base.get_attributes() if name != "video_processor"]
+
+        _IMAGES_ONLY[processor_class] = type(f"{processor_class}ImagesOnly", (base,), {"get_attributes": get_attributes})
+    return _IMAGES_ONLY[processor_class]
+
+
+def load_processor(path: str, model_type: str | None, *, revision: str | None = None, trust_remote_code: bool = False):
+    """The processor of the model at ``path`` (a directory or Hub id). Where torchvision is absent, transformers
+    picks the PIL image processors by itself; a registered architecture whose processor also holds a video
+    processor is loaded without it. Any other processor that needs torchvision where it is missing is an
+    `ArchitectureError`: one line naming the package and the command that installs it."""
+    from transformers import AutoProcessor
+
+    pin = {"revision": revision} if revision else {}
+    entry = ARCHITECTURES.get(model_type)
+    if entry is not None and entry.has_video_processor and not torchvision_available():
+        return images_only_processor(entry.processor_class).from_pretrained(path, **pin)
+    try:
+        return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code, **pin)
+    except (ImportError, ValueError, OSError) as error:
+        if torchvision_available() or "torchvision" not in str(error).lower():
+            raise
+        cause = str(error).strip().splitlines()[0].rstrip(".")
+        raise ArchitectureError(f"{path}: its processor needs torchvision, which is not installed here ({cause}); "
+                                f"install it: {torchvision_install_hint()}") from None
+
+
+# ------------------------------------------------------------------------------------ configs and modules
 
 
 def _qwen2_5_vl(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, vocab: int, tie: bool):
@@ -84,30 +256,15 @@ def model_config(name_or_path: str, revision: str | None = None, trust_remote_co
     resolved = resolve_model(name_or_path)
     if Path(resolved).is_dir():
         return AutoConfig.from_pretrained(resolved, trust_remote_code=trust_remote_code)
-    if resolved in KNOWN_CONFIGS and revision is None:
+    if resolved in KNOWN_CONFIGS and revision in (None, "main"):
         return KNOWN_CONFIGS[resolved]()
     try:
         return AutoConfig.from_pretrained(resolved, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         known = ", ".join(sorted(KNOWN_CONFIGS))
-        raise RecipeError(f"model.name_or_path={name_or_path!r}: cannot read its config ({error}). Use a local "
-                          f"model directory, the alias 'tiny-llava', or a Hub id reachable from here; offline-known "
-                          f"ids: {known}") from error
-
-
-def check_architecture(config, name_or_path: str) -> None:
-    model_type = getattr(config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise RecipeError(f"model.name_or_path={name_or_path!r} is a {model_type!r} model; recipes support the "
-                          f"vision-language architectures {', '.join(SUPPORTED_MODEL_TYPES)}")
-
-
-def check_vision_attention(mode: str, config, name_or_path: str) -> None:
-    from recipes.vision_attention import GROUPED, SUPPORTED_MODEL_TYPES
-
-    if mode == GROUPED and getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
-        raise RecipeError(f"model.vision_attention=grouped: {name_or_path!r} is a {config.model_type!r} model; "
-                          f"grouped vision attention supports {', '.join(SUPPORTED_MODEL_TYPES)}; use per_chunk")
+        raise ArchitectureError(f"{name_or_path!r}: cannot read its config ({error}). Use a local model directory, "
+                                f"the alias 'tiny-llava', or a Hub id reachable from here; offline-known ids: "
+                                f"{known}") from error
 
 
 _MODULE_NAMES: dict[str, tuple[str, ...]] = {}
@@ -126,17 +283,23 @@ def module_names(config) -> tuple[str, ...]:
     return _MODULE_NAMES[key]
 
 
-def check_target_modules(lora: LoraSettings, names: tuple[str, ...], name_or_path: str) -> list[str]:
-    """The modules LoRA would wrap; raises `RecipeError` naming each target that matches nothing."""
-    excluded = re.compile(lora.exclude_modules) if lora.exclude_modules else None
-    candidates = [name for name in names if excluded is None or not excluded.fullmatch(name)]
+def lora_modules(targets: list[str] | str, excluded: str | None, names: tuple[str, ...], name_or_path: str) -> list[str]:
+    """The modules LoRA would wrap (peft semantics: a list of name suffixes, or a string that is a regex over full
+    names); `ArchitectureError` naming each target that matches nothing outside ``excluded``."""
+    exclusion = re.compile(excluded) if excluded else None
+    candidates = [name for name in names if exclusion is None or not exclusion.fullmatch(name)]
+    if isinstance(targets, str):
+        wrapped = [name for name in candidates if re.fullmatch(targets, name)]
+        if not wrapped:
+            raise ArchitectureError(f"lora_target_modules: the pattern {targets!r} matches no module of {name_or_path!r}")
+        return wrapped
     wrapped: list[str] = []
-    for target in lora.target_modules:
+    for target in targets:
         hits = [name for name in candidates if name == target or name.endswith(f".{target}")]
         if not hits:
             leaves = sorted({name.rsplit(".", 1)[-1] for name in candidates if re.search(r"(proj|fc\d|qkv|dense)$", name)})
-            raise RecipeError(f"lora.target_modules: {target!r} is not a module of {name_or_path!r}"
-                              f"{' outside exclude_modules' if excluded else ''}; linear layers there: "
-                              f"{', '.join(leaves)}")
+            raise ArchitectureError(f"lora_target_modules: {target!r} is not a module of {name_or_path!r}"
+                                    f"{' outside the vision modules' if exclusion else ''}; linear layers there: "
+                                    f"{', '.join(leaves)}")
         wrapped.extend(hits)
     return wrapped

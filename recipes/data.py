@@ -2,8 +2,10 @@
 
 Steps, in this order: read each source (with its own ``max_samples`` cap) -> `balance` labels -> shuffle with
 the recipe's seed and interleave labels (so the caps keep the balance) -> cap to ``max_train_samples`` ->
-keep the first ``train_fraction``. `to_sft_rows` then writes trl's conversational prompt-completion format (prompt = system + user turn
-from `judging.format`, completion = the judge's answer), so trl's collator puts the loss on the answer only.
+keep the first ``train_fraction``. `to_sft_dataset` then writes trl's conversational prompt-completion format
+(prompt = system + user turn from `judging.format`, completion = the judge's answer), so trl's collator puts the
+loss on the answer only. Images stay as the photos' original bytes; `CappedImages` decodes each batch's images
+at ``data.max_pixels`` as the batch is built.
 """
 
 from __future__ import annotations
@@ -134,29 +136,80 @@ def check_training_data(data: TrainingData, config: DataConfig) -> None:
                           "data.allow_single_class: true")
 
 
-def _load_image(image: Any, max_pixels: int | None):
+def capped_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
+    """The size an image is trained at: at most ``max_pixels`` pixels, aspect kept (never upscaled)."""
+    if max_pixels is None or width * height <= max_pixels:
+        return width, height
+    scale = (max_pixels / (width * height)) ** 0.5
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def stored_image(image: Any) -> dict[str, Any]:
+    """An example's image as datasets stores it undecoded, ``{"bytes", "path"}``: the photo's original bytes (or
+    its file path), never re-encoded; a PIL image without a file behind it is encoded once by datasets."""
+    import datasets
     from PIL import Image
 
-    if isinstance(image, dict):  # datasets' undecoded form
-        import io
-
-        image = Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") else Image.open(image["path"])
-    elif not isinstance(image, Image.Image):
-        image = Image.open(image)
-    image = image.convert("RGB")
-    if max_pixels is not None and image.width * image.height > max_pixels:
-        scale = (max_pixels / (image.width * image.height)) ** 0.5
-        image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
-    return image
+    if isinstance(image, dict):
+        return {"bytes": image.get("bytes"), "path": image.get("path")}
+    if isinstance(image, (bytes, bytearray)):
+        return {"bytes": bytes(image), "path": None}
+    if isinstance(image, Image.Image):
+        return datasets.Image().encode_example(image)
+    return {"bytes": None, "path": str(image)}
 
 
-def to_sft_row(example: JudgeExample, with_category: bool, max_pixels: int | None) -> dict[str, Any]:
-    """One trl prompt-completion row: prompt messages, the answer as completion, and the image."""
+def _open(image: Any):
+    import io
+
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, dict):
+        return Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") else Image.open(image["path"])
+    if isinstance(image, (bytes, bytearray)):
+        return Image.open(io.BytesIO(image))
+    return Image.open(image)
+
+
+def load_image(image: Any, max_pixels: int | None):
+    """An RGB PIL image at `capped_size`. JPEGs are decoded at the nearest reduced scale (``draft``), so a large
+    photo capped to a small size never decodes at full size."""
+    opened = _open(image)
+    size = capped_size(opened.width, opened.height, max_pixels)
+    if size != opened.size and opened.format == "JPEG":
+        opened.draft("RGB", size)
+    opened = opened.convert("RGB")
+    return opened.resize(size) if opened.size != size else opened
+
+
+def image_size(image: Any, max_pixels: int | None) -> tuple[int, int]:
+    """`capped_size` of an image, read from its header only."""
+    opened = _open(image)
+    return capped_size(opened.width, opened.height, max_pixels)
+
+
+def to_sft_row(example: JudgeExample, with_category: bool) -> dict[str, Any]:
+    """One trl prompt-completion row: prompt messages, the answer as completion, and the image as stored."""
     return {
         "prompt": prompt_messages(example),
         "completion": [{"role": "assistant", "content": [{"type": "text", "text": target_text(example, with_category)}]}],
-        "images": [_load_image(example.image, max_pixels)] if example.image is not None else [],
+        "images": [stored_image(example.image)] if example.image is not None else [],
     }
+
+
+class CappedImages:
+    """trl's collator, fed each batch's images decoded from their stored bytes at ``max_pixels`` (`load_image`):
+    images are decoded and resized as batches are built, never all at once before training."""
+
+    def __init__(self, collator, max_pixels: int | None):
+        self.collator = collator
+        self.max_pixels = max_pixels
+
+    def __call__(self, examples: list[dict[str, Any]]):
+        return self.collator([{**example, "images": [load_image(image, self.max_pixels) for image in example["images"]]}
+                              for example in examples])
 
 
 LENGTH_COLUMN = "length"
@@ -164,35 +217,31 @@ CHARACTERS_PER_TOKEN = 4  # English text, typical BPE vocabularies
 PIXELS_PER_IMAGE_TOKEN = 28 * 28  # Qwen2-VL-style towers; only the ordering of the estimates matters
 
 
-def estimated_length(row: dict[str, Any]) -> int:
+def estimated_length(row: dict[str, Any], max_pixels: int | None) -> int:
     """A row's sequence length, estimated from its text and image sizes, for grouping similar lengths."""
     characters = sum(len(part.get("text") or "") for message in row["prompt"] + row["completion"]
                      for part in message["content"])
-    pixels = sum(image.width * image.height for image in row["images"])
+    pixels = sum(width * height for width, height in (image_size(image, max_pixels) for image in row["images"]))
     return characters // CHARACTERS_PER_TOKEN + pixels // PIXELS_PER_IMAGE_TOKEN
 
 
 def to_sft_dataset(examples: list[JudgeExample], with_category: bool, max_pixels: int | None, *,
                    with_length: bool = False):
-    """The trl dataset; ``with_length`` adds the `estimated_length` column that length-grouped batching reads."""
+    """The trl dataset: images stored undecoded as their original bytes (`CappedImages` decodes them per batch);
+    ``with_length`` adds the `estimated_length` column that length-grouped batching reads."""
     import datasets
 
-    features = datasets.Features({
-        "prompt": datasets.List({"role": datasets.Value("string"),
-                                 "content": datasets.List({"type": datasets.Value("string"),
-                                                           "text": datasets.Value("string")})}),
-        "completion": datasets.List({"role": datasets.Value("string"),
-                                     "content": datasets.List({"type": datasets.Value("string"),
-                                                               "text": datasets.Value("string")})}),
-        "images": datasets.List(datasets.Image()),
-    })
-    rows = [to_sft_row(example, with_category, max_pixels) for example in examples]
+    message = datasets.List({"role": datasets.Value("string"),
+                             "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")})})
+    features = datasets.Features({"prompt": message, "completion": message,
+                                  "images": datasets.List(datasets.Image(decode=False))})
     if with_length:
         features[LENGTH_COLUMN] = datasets.Value("int64")
-        for row in rows:
-            row[LENGTH_COLUMN] = estimated_length(row)
+
+    rows = [to_sft_row(example, with_category) for example in examples]
     for row in rows:
-        for message in row["prompt"] + row["completion"]:
-            for part in message["content"]:
-                part.setdefault("text", None)
+        if with_length:
+            row[LENGTH_COLUMN] = estimated_length(row, max_pixels)
+        for part in (part for message in row["prompt"] + row["completion"] for part in message["content"]):
+            part.setdefault("text", None)
     return datasets.Dataset.from_list(rows, features=features)

@@ -47,7 +47,7 @@ def build_metadata(recipe: Recipe, data: TrainingData, *, final_loss: float | No
         "metadata_version": METADATA_VERSION,
         "judge_format_version": FORMAT_VERSION,
         "task": recipe.data.task,
-        "base_model": {"name_or_path": recipe.model.name_or_path, "revision": recipe.model.revision},
+        "base_model": {"name_or_path": recipe.model.model_name_or_path, "revision": recipe.model.model_revision},
         "recipe_path": recipe.path,
         "recipe": recipe.to_dict(),
         "data": {
@@ -59,7 +59,7 @@ def build_metadata(recipe: Recipe, data: TrainingData, *, final_loss: float | No
                 for s in data.sources
             ],
         },
-        "seed": recipe.seed,
+        "seed": recipe.training.seed,
         "git_commit": git_commit(),
         "final_train_loss": final_loss,
         "global_step": global_step,

@@ -14,22 +14,15 @@ LoRA adapter, ``judge_metadata.json`` and, with ``merge``, merged full weights.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recipes.architectures import (
-    check_architecture,
-    check_target_modules,
-    check_vision_attention,
-    model_config,
-    module_names,
-)
-from recipes.config import Recipe, RecipeError, apply_overrides, load_recipe, parse_override_args, recipe_from_dict
-from recipes.data import LENGTH_COLUMN, TrainingData, build_training_data, check_training_data, to_sft_dataset
+from recipes.architectures import Architecture, ArchitectureError, architecture, lora_modules, model_config, module_names
+from recipes.config import GROUPED, Recipe, RecipeError, load_recipe, parse_override_args
+from recipes.data import CappedImages, TrainingData, build_training_data, check_training_data, to_sft_dataset
 from recipes.metadata import METADATA_FILE, build_metadata, write_metadata
 
 ADAPTER_SUBDIR = "adapter"
@@ -58,90 +51,36 @@ class Prepared:
     recipe: Recipe
     data: TrainingData
     lora_modules: list[str]
+    architecture: Architecture
 
 
 def resolve_recipe(recipe: Recipe | str | os.PathLike, overrides: dict[str, Any] | None = None) -> Recipe:
     if isinstance(recipe, Recipe):
-        if not overrides:
-            return recipe
-        data = apply_overrides(recipe.to_dict(), overrides, recipe.path or "<recipe>")
-        resolved = recipe_from_dict(data, recipe.path or "<dict>")
-        resolved.path = recipe.path
-        return resolved
+        return recipe.with_overrides(overrides) if overrides else recipe
     return load_recipe(recipe, overrides)
 
 
 def prepare(recipe: Recipe) -> Prepared:
     """Every check that can fail before training, without loading weights."""
-    config = model_config(recipe.model.name_or_path, recipe.model.revision, recipe.model.trust_remote_code)
-    check_architecture(config, recipe.model.name_or_path)
-    check_vision_attention(recipe.model.vision_attention, config, recipe.model.name_or_path)
-    wrapped = check_target_modules(recipe.lora, module_names(config), recipe.model.name_or_path)
-    data = build_training_data(recipe.data, recipe.seed)
+    from recipes.model import lora_targets
+
+    model = recipe.model
+    origin = recipe.path or "<recipe>"
+    if not model.use_peft:
+        raise RecipeError(f"{origin}: model.use_peft: recipes train LoRA adapters; set it to true")
+    try:
+        config = model_config(model.model_name_or_path, model.model_revision)
+        arch = architecture(config.model_type, model.model_name_or_path)
+        if model.vision_attention == GROUPED and arch.model_type != "qwen2_5_vl":
+            raise ArchitectureError(f"{model.model_name_or_path!r} is a {arch.model_type!r} model; grouped vision "
+                                    "attention supports qwen2_5_vl; use per_chunk")
+        wrapped = lora_modules(lora_targets(model, arch), arch.vision_modules, module_names(config),
+                               model.model_name_or_path)
+    except ArchitectureError as error:
+        raise RecipeError(f"{origin}: model: {error}") from None
+    data = build_training_data(recipe.data, recipe.training.seed)
     check_training_data(data, recipe.data)
-    return Prepared(recipe, data, wrapped)
-
-
-def sft_config(recipe: Recipe, *, use_cpu: bool):
-    from trl import SFTConfig
-
-    t = recipe.training
-    return SFTConfig(
-        output_dir=recipe.output_dir,
-        seed=recipe.seed,
-        data_seed=recipe.seed,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        max_length=t.max_length,
-        gradient_checkpointing=t.gradient_checkpointing,
-        **_checkpoint_layers(t.checkpoint_every_n_layers),
-        **_length_grouping(t.group_by_length),
-        optim=t.optim,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        bf16=t.bf16 and not use_cpu,
-        logging_steps=t.logging_steps,
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        report_to=t.report_to or "none",
-        dataloader_num_workers=t.dataloader_num_workers,
-        completion_only_loss=True,
-        remove_unused_columns=False,
-        use_cpu=use_cpu,
-        disable_tqdm=True,
-    )
-
-
-def _training_argument_names() -> set[str]:
-    from trl import SFTConfig
-
-    return {field.name for field in dataclasses.fields(SFTConfig)}
-
-
-def _checkpoint_layers(every_n_layers: int) -> dict[str, Any]:
-    """Training-arguments keys that checkpoint only every n-th decoder layer (transformers >= 5.2x)."""
-    if every_n_layers == 1:
-        return {}
-    if "activation_checkpointing_kwargs" not in _training_argument_names():
-        import transformers
-
-        raise RecipeError(f"training.checkpoint_every_n_layers={every_n_layers} needs a transformers with "
-                          f"activation_checkpointing_kwargs (this is {transformers.__version__}); set it to 1")
-    return {"activation_checkpointing_kwargs": {"every_n_layers": every_n_layers}}
-
-
-def _length_grouping(enabled: bool) -> dict[str, Any]:
-    """The training-arguments keys for length-grouped batches (their name changed across transformers 5.x)."""
-    if not enabled:
-        return {}
-    if "train_sampling_strategy" in _training_argument_names():
-        return {"train_sampling_strategy": "group_by_length", "length_column_name": LENGTH_COLUMN}
-    return {"group_by_length": True, "length_column_name": LENGTH_COLUMN}
+    return Prepared(recipe, data, wrapped, arch)
 
 
 def _last_checkpoint(output_dir: str) -> str | None:
@@ -158,31 +97,35 @@ def build_trainer(prepared: Prepared, loaded: tuple[Any, Any] | None = None, dat
     earlier and ``dataset`` the rows built for this recipe's data (bench/gpu_suite.py trains several variants
     on one loaded 4-bit model; peft's ``unload()`` gives the base back between them).
     """
-    import torch
     from transformers import set_seed
     from trl import SFTTrainer
 
     from recipes.model import load_model_and_processor, lora_config
 
     recipe = prepared.recipe
-    set_seed(recipe.seed)
-    model, processor = loaded if loaded is not None else load_model_and_processor(recipe)
+    set_seed(recipe.training.seed)
+    if loaded is None:
+        loaded = load_model_and_processor(recipe.model, prepared.architecture,
+                                          gradient_checkpointing=recipe.training.gradient_checkpointing)
+    model, processor = loaded
     if dataset is None:
         dataset = sft_dataset(prepared)
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
-        args=sft_config(recipe, use_cpu=not torch.cuda.is_available()),
+        args=recipe.training,
         train_dataset=dataset,
         processing_class=processor,
-        peft_config=lora_config(recipe.lora),
+        peft_config=lora_config(recipe.model, prepared.architecture),
     )
+    trainer.data_collator = CappedImages(trainer.data_collator, recipe.data.max_pixels)
+    return trainer
 
 
 def sft_dataset(prepared: Prepared):
-    """The trl rows of a prepared recipe's training examples (images loaded and capped at ``data.max_pixels``)."""
+    """The trl rows of a prepared recipe's training examples (images capped at ``data.max_pixels`` as they are read)."""
     recipe = prepared.recipe
     return to_sft_dataset(prepared.data.examples, recipe.data.with_category, recipe.data.max_pixels,
-                          with_length=recipe.training.group_by_length)
+                          with_length=recipe.training.train_sampling_strategy == "group_by_length")
 
 
 def check_answers_survive_truncation(trainer, prepared: Prepared, batch_size: int = 32) -> None:
@@ -212,7 +155,7 @@ def train(recipe: Recipe | str | os.PathLike, overrides: dict[str, Any] | None =
     Raises `RecipeError` before any weights are loaded when the recipe, model, LoRA targets or data are wrong.
     """
     recipe = resolve_recipe(recipe, overrides)
-    output_dir = Path(recipe.output_dir)
+    output_dir = Path(recipe.training.output_dir)
     checkpoint = _last_checkpoint(str(output_dir)) if resume else None
     if resume and checkpoint is None:
         raise RecipeError(f"--resume: no checkpoint-* folder in {output_dir}; run without --resume to start")
@@ -244,8 +187,8 @@ def _merge(recipe: Recipe, adapter_dir: Path, processor, target: Path) -> Path:
     from local_models import resolve_model
 
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    base = AutoModelForImageTextToText.from_pretrained(resolve_model(recipe.model.name_or_path),
-                                                       revision=recipe.model.revision, dtype=dtype)
+    base = AutoModelForImageTextToText.from_pretrained(resolve_model(recipe.model.model_name_or_path),
+                                                       revision=recipe.model.model_revision, dtype=dtype)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(target))
     processor.save_pretrained(str(target))
@@ -266,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--merge", action="store_true", help="also write merged full weights to <output_dir>/merged")
     parser.add_argument("--check", action="store_true",
                         help="only validate recipe, architecture, LoRA targets and data; load no weights, train nothing")
+    parser.add_argument("--tiny", action="store_true",
+                        help="smoke-test the recipe on a small random model of the same architecture on this machine: "
+                             "2 optimiser steps, adapter and metadata (see docs/recipes.md)")
     return parser
 
 
@@ -274,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     try:
         overrides = parse_override_args(rest)
+        if args.tiny:
+            from recipes.tiny import tiny_overrides
+
+            overrides = {**tiny_overrides(resolve_recipe(args.recipe, overrides)), **overrides}
         if args.check:
             prepared = prepare(resolve_recipe(args.recipe, overrides))
             print(f"ok: {len(prepared.data.examples)} examples {prepared.data.label_counts}, "

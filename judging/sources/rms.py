@@ -10,6 +10,9 @@ Tasks and labels:
   ones (the row's own ``label`` field is checked against its config).
 
 Splits are the release's splits (``train`` / ``test``), read with ``datasets.load_dataset(release, config)``.
+Images are yielded as datasets stores them, undecoded (``{"bytes", "path"}``: the photo's original bytes), so
+reading a release decodes nothing and holds the JPEGs, not their pixels; `eval.judges.images.load_image` and
+`recipes.data.load_image` decode them where they are used.
 """
 
 from __future__ import annotations
@@ -66,7 +69,16 @@ class RMSSource(Source):
         if split not in loaded:
             raise ReleaseError(f"rms: release {self.release!r} config {config!r} has no split {split!r}; "
                                f"it has {sorted(loaded)}")
-        return list(loaded[split])
+        table = loaded[split]
+        for name, feature in table.features.items():
+            if isinstance(feature, datasets.Image):
+                table = table.cast_column(name, datasets.Image(decode=False))
+        rows = list(table)
+        label = table.features.get("label")
+        if isinstance(label, datasets.ClassLabel):  # releases store label as ClassLabel(safe, unsafe)
+            for row in rows:
+                row["label"] = label.int2str(row["label"])
+        return rows
 
     def examples(self, split: str = "train", task: Task = QUERY) -> Iterator[JudgeExample]:
         if task not in self.tasks:

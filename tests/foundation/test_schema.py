@@ -5,8 +5,8 @@ import datasets
 import rms_dataset as rms
 
 
-def test_the_three_configs_have_features_and_every_field_is_documented():
-    assert set(rms.FEATURES) == {"pairs", "safe_responses", "unsafe_responses"}
+def test_the_four_configs_have_features_and_every_field_is_documented():
+    assert set(rms.FEATURES) == {"pairs", "safe_responses", "unsafe_responses", "preference"}
     for config, features in rms.FEATURES.items():
         assert set(rms.FIELD_DOCS[config]) == set(features), config
         assert isinstance(features["image"], datasets.Image)

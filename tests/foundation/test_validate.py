@@ -5,6 +5,7 @@ import io
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,6 +14,7 @@ from PIL import Image
 
 import rms_dataset as rms
 from generation.validate import validate_release
+from tests.foundation.tampering import tamper_image, tamper_text
 
 
 def fingerprint(root):
@@ -149,3 +151,37 @@ def test_load_of_a_good_release_returns_images(small_release):
 def test_image_bytes_are_really_jpeg(small_release):
     table = pq.read_table(shard(small_release, "pairs"), columns=["image"])
     assert Image.open(io.BytesIO(table.to_pylist()[0]["image"]["bytes"])).format == "JPEG"
+
+
+def test_a_changed_shard_byte_and_a_changed_image_byte_are_named_by_file_and_row(release_copy):
+    """Integrity: checksums.sha256 names each changed file, the content-derived ids name each changed row."""
+    pairs_shard = Path(shard(release_copy, "pairs"))
+    responses_shard = Path(shard(release_copy, "safe_responses"))
+    tamper_text(pairs_shard, row=0)
+    tamper_image(responses_shard, row=2)
+
+    problems = validate_release(str(release_copy))
+    changed_files = {p.file for p in problems if "sha256 differs" in p.message}
+    assert changed_files == {str(pairs_shard), str(responses_shard)}
+    assert (str(pairs_shard), 0, "id") in {(p.file, p.row, p.field) for p in problems if "was changed" in p.message}
+    assert (str(responses_shard), 2, "image") in {(p.file, p.row, p.field) for p in problems if "photo was changed" in p.message}
+    result = run_validate(release_copy)
+    assert result.returncode == 1
+    assert f"{pairs_shard}, row 0, field 'id'" in result.stderr and f"{responses_shard}, row 2, field 'image'" in result.stderr
+
+
+def test_load_with_verify_refuses_a_changed_file_and_names_it(release_copy):
+    assert len(rms.load(str(release_copy), "pairs", split="train", verify=True)) > 0
+    pairs_shard = Path(shard(release_copy, "pairs"))
+    tamper_text(pairs_shard, row=0)
+    with pytest.raises(rms.ReleaseError, match="sha256 differs") as error:
+        rms.load(str(release_copy), "pairs", verify=True)
+    assert str(pairs_shard) in str(error.value)
+
+
+def test_a_file_added_or_removed_after_writing_is_named(release_copy):
+    (release_copy / "notes.txt").write_text("added by hand")
+    (release_copy / "LICENSE.md").unlink()
+    messages = [str(p) for p in rms.verify_checksums(str(release_copy))]
+    assert any("notes.txt" in m and "not recorded" in m for m in messages), messages
+    assert any("LICENSE.md" in m and "missing, though" in m for m in messages), messages

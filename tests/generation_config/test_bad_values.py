@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from generation.__main__ import main
+
 
 def set_key(path: str, value):
     """A change that sets the dotted key `path` (e.g. "ingest.max_side") to `value`."""
@@ -109,3 +111,32 @@ def test_a_header_value_is_never_echoed_in_an_error(run_cli):
 
     err = assert_refused(run_cli(bad_header), "generator.headers.api-key: Input should be a valid string")
     assert "123456789" not in err
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, capsys):
+    """Plain YAML keeps the last value of a repeated key and silently drops the first."""
+    path = tmp_path / "twice.yaml"
+    path.write_text("seed: 1\nname: twice\nseed: 2\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (f"error: {path}: run config is not valid YAML at line 3, column 1: duplicate key "
+                                       "'seed' (first given at line 1); keep one of them\n")
+
+
+def test_a_base_url_without_its_scheme_is_one_line_saying_what_to_write(run_cli):
+    def no_scheme(data):
+        data["generator"] = {"backend": "openai", "model": "m", "base_url": "127.0.0.1:8000/v1"}
+
+    err = assert_refused(run_cli(no_scheme), "generator.base_url: '127.0.0.1:8000/v1' is not an http:// or https:// URL; "
+                                             "write http://127.0.0.1:8000/v1")
+    assert err.count("\n") == 1 and "pattern" not in err
+
+
+@pytest.mark.parametrize("ingest, expected", [({"max_side": 16, "min_side": 32}, "max_side (16) is below min_side (32)"),
+                                              ({"max_pixels": 900}, "max_pixels (900) is below min_side² (1024)")])
+def test_ingest_limits_that_let_no_photo_through_are_refused(run_cli, ingest, expected):
+    """`max_side: 16, min_side: 32` used to be accepted and released 16x11 images."""
+
+    def contradictory(data):
+        data["ingest"] = ingest
+
+    assert_refused(run_cli(contradictory), f"ingest: {expected}")

@@ -108,3 +108,9 @@ def test_a_manifest_input_cannot_reach_outside_its_folder(tmp_path):
 
 def test_a_misspelt_manifest_name_is_refused(run_cli, photo_dir):
     assert_refused(run_cli(set_key("input.manifest", "MANIFEST.cvs")), "input.manifest: ", "MANIFEST.cvs not found")
+
+
+def test_a_manifest_without_a_license_column_is_refused_like_one_without_a_file_column(run_cli, photo_dir):
+    """Otherwise the run goes on and rejects every image for missing provenance, exiting 0."""
+    (photo_dir / "MANIFEST.csv").write_text("file,source\r\na.jpg,s\r\n")
+    assert_refused(run_cli(), "MANIFEST.csv:1: no 'license' column (columns: file, source)")

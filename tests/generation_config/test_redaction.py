@@ -106,3 +106,23 @@ def test_a_header_echoed_by_the_server_is_scrubbed_from_the_error(echoing_server
         asyncio.run(call())
     assert "401" in str(caught.value) and HEADER_SECRET not in str(caught.value) and REDACTED in str(caught.value)
     assert HEADER_SECRET not in repr(backend)
+
+
+def test_a_secret_a_server_echoes_in_its_model_listing_is_not_recorded(tmp_path, photo_folder_with_manifest, monkeypatch):
+    """`GET /models` says which weights a name serves (`root`); a server that puts the key or a header there
+    must not get it into shard/summary.json (the role's recorded provenance)."""
+    from tests.modelcalls.conftest import ScriptedServer
+
+    monkeypatch.setenv("RMS_TEST_KEY_NAME", "sk-live-0123456789abcdef")
+    server = ScriptedServer()
+    server.models = [{"id": "g", "root": f"/ckpt/step-500?key=sk-live-0123456789abcdef&h={HEADER_SECRET}"}]
+    try:
+        role = {**openai_role("g"), "base_url": server.base_url, "max_retries": 0}
+        config = RunConfig.from_dict({"input": {"kind": "folder", "path": str(photo_folder_with_manifest)},
+                                      "exemplars": None, "generator": role, "verifier": role})
+        run(config, tmp_path / "run", show_progress=False)
+    finally:
+        server.close()
+    summary = (tmp_path / "run" / "shard" / "summary.json").read_text()
+    assert "/ckpt/step-500?key=" in summary  # what the server serves is still recorded
+    assert "sk-live-0123456789abcdef" not in summary and HEADER_SECRET not in summary

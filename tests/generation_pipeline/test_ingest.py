@@ -188,3 +188,48 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_to_the_same_image_to_the_eye()
     assert np.abs(np.asarray(rgb, dtype=float) - np.asarray(reference, dtype=float)).mean() < 1.0
     assert dhash(rgb) == dhash(reference)
     assert Image.open(io.BytesIO(jpeg)).size == rgb.size
+
+
+def _read_in_a_thread(spec: dict, **options) -> list:
+    """read_inputs(spec) in a daemon thread: a read that blocks forever fails the test instead of hanging it."""
+    import threading
+
+    raws: list = []
+    reader = threading.Thread(target=lambda: raws.extend(read_inputs(spec, **options)), daemon=True)
+    reader.start()
+    reader.join(30)
+    assert not reader.is_alive(), "reading the inputs blocked"
+    return raws
+
+
+def test_a_fifo_in_the_manifest_is_rejected_without_being_opened_for_reading(tmp_path):
+    import os
+
+    folder = write_folder(tmp_path / "photos", [("a.jpg", jpeg_bytes(), "a stove")])
+    os.mkfifo(folder / "x.jpg")
+    with open(folder / "MANIFEST.csv", "a") as manifest:
+        manifest.write("x.jpg,test/x,CC0,,a pipe\n")
+    raws = _read_in_a_thread({"kind": "folder", "path": str(folder)})
+    assert [raw.name for raw in raws] == ["a.jpg", "x.jpg"]
+    assert raws[1].data is None and raws[1].error.endswith("but is not a regular file (a FIFO); only image files are read")
+
+
+def test_a_file_over_the_size_limit_is_rejected_unread(tmp_path):
+    folder = write_folder(tmp_path / "photos", [("a.jpg", jpeg_bytes(), "a stove"), ("big.jpg", b"", "huge")])
+    with open(folder / "big.jpg", "wb") as big:
+        big.truncate(3 * 2**20)  # sparse: 3 MB on paper, nothing on disk
+    raws = _read_in_a_thread({"kind": "folder", "path": str(folder)}, max_file_mb=2)
+    assert raws[0].data is not None and raws[1].data is None
+    assert "is 3 MB, over the 2 MB limit for one input (ingest.max_file_mb); not read" in raws[1].error
+
+
+def test_a_listed_symlink_out_of_the_folder_is_one_input_with_one_reject(tmp_path):
+    (tmp_path / "outside.jpg").write_bytes(jpeg_bytes(color=(0, 90, 200)))
+    folder = write_folder(tmp_path / "photos", [("a.jpg", jpeg_bytes(), "a stove")])
+    (folder / "link.jpg").symlink_to(tmp_path / "outside.jpg")
+    (folder / "alias.jpg").symlink_to(folder / "a.jpg")  # another name for a listed file: not a new input
+    with open(folder / "MANIFEST.csv", "a") as manifest:
+        manifest.write("link.jpg,test/link,CC0,,a link out\n")
+    raws = list(read_inputs({"kind": "folder", "path": str(folder)}))
+    assert [raw.name for raw in raws] == ["a.jpg", "link.jpg"]
+    assert raws[1].data is None and "outside the input folder" in raws[1].error

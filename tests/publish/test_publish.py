@@ -27,7 +27,8 @@ from PIL import Image
 
 from generation.__main__ import main as cli
 from generation.publish import PublishError, Version, release_files
-from rms_dataset import CONFIG_NAMES, PAIRS, find_shards
+import rms_dataset
+from rms_dataset import CONFIG_NAMES, PAIRS, PREFERENCE, SOURCE_CONFIGS, find_shards
 from tests.publish.conftest import FAKE_TOKEN, REPO, REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,9 @@ WRITES = ("POST", "PUT", "DELETE")
 
 
 def publish(hub, release: Path, version: str, *extra: str, repo: str = REPO) -> int:
-    return cli(["publish", str(release), "--repo", repo, "--version", version, "--endpoint", hub.url, *extra])
+    """The CLI, gated with automatic approval unless `extra` chooses the access itself."""
+    access = () if {"--gated", "--public"} & set(extra) else ("--gated", "auto")
+    return cli(["publish", str(release), "--repo", repo, "--version", version, "--endpoint", hub.url, *access, *extra])
 
 
 def writes(hub) -> list[str]:
@@ -50,16 +53,17 @@ def image_digest(data: bytes) -> dict:
 
 
 def expected(rows: dict) -> dict:
-    """The built rows as the loader script prints them: every field, images replaced by digests."""
-    return {config: {split: [{**{k: v for k, v in row.items() if k != "image"},
+    """The built rows as the loader script prints them: every field as stored (labels and verdicts as their
+    ClassLabel index), images replaced by digests."""
+    return {config: {split: [{**{k: v for k, v in rms_dataset.FEATURES[config].encode_example(row).items() if k != "image"},
                               "image": image_digest(row["image"]["bytes"])} for row in split_rows]
-                     for split, split_rows in rows[config].items()} for config in CONFIG_NAMES}
+                     for split, split_rows in rows[config].items()} for config in SOURCE_CONFIGS}
 
 
 def rows_on_disk(release: Path) -> dict:
-    """rows[config][split] read straight from a release directory's shards."""
+    """rows[config][split] of the source configs, read straight from a release directory's shards."""
     rows = {}
-    for config in CONFIG_NAMES:
+    for config in SOURCE_CONFIGS:
         rows[config] = {split: [row for path in paths for row in pq.read_table(path).to_pylist()]
                         for split, paths in find_shards(str(release), config).items()}
     return rows
@@ -68,6 +72,7 @@ def rows_on_disk(release: Path) -> dict:
 LOADER = textwrap.dedent("""
     import hashlib, io, json, sys
     import datasets
+    from huggingface_hub import DatasetCard
     from PIL import Image
     import rms_dataset
 
@@ -93,6 +98,14 @@ LOADER = textwrap.dedent("""
     builder.download_and_prepare()
     for split_name, pairs in builder.as_dataset().items():
         out["builder"][split_name] = [{"id": r["id"], "text": r["text"], "image": digest(r["image"])} for r in pairs]
+    # The card as the Hub's clients read it: huggingface_hub's DatasetCard and datasets' builder info.
+    card = DatasetCard.load(repo, repo_type="dataset")
+    out["card"] = {key: card.data.get(key) for key in ("license_link", "annotations_creators", "tags", "extra_gated_prompt")}
+    out["info"] = {}
+    for config in rms_dataset.CONFIG_NAMES:
+        info = datasets.load_dataset_builder(repo, config, revision=revision).info
+        out["info"][config] = {"features": repr(info.features),
+                               "splits": {name: split.num_examples for name, split in (info.splits or {}).items()}}
     print("RESULT" + json.dumps(out))
 """)
 
@@ -115,10 +128,22 @@ def normalise(rows: list[dict]) -> list[dict]:
 
 def assert_loads_as(loaded: dict, rows: dict) -> None:
     want = expected(rows)
-    for config in CONFIG_NAMES:
+    for config in SOURCE_CONFIGS:
         assert sorted(loaded["load_dataset"][config]) == sorted(want[config]), config
         for split in want[config]:
             assert normalise(loaded["load_dataset"][config][split]) == normalise(want[config][split]), (config, split)
+    for split, pairs in want[PAIRS].items():  # one preference row per pair: its query, guidance and unsafe response
+        preference = {row["pair_id"]: row for row in loaded["load_dataset"][PREFERENCE][split]}
+        assert sorted(preference) == sorted(pair["id"] for pair in pairs)
+        for pair in pairs:
+            assert preference[pair["id"]]["prompt"] == [{"role": "user", "content": pair["text"]}]
+            assert preference[pair["id"]]["image"] == json.loads(json.dumps(pair["image"]))
+    card = loaded["card"]
+    assert card["license_link"] == "LICENSE.md" and "not-for-all-audiences" in card["tags"]
+    assert card["annotations_creators"] == ["machine-generated", "expert-generated"] and card["extra_gated_prompt"]
+    for config in CONFIG_NAMES:  # the card's dataset_info, as load_dataset_builder reports it
+        sizes = {split: len(split_rows) for split, split_rows in loaded["load_dataset"][config].items()}
+        assert loaded["info"][config] == {"features": repr(rms_dataset.FEATURES[config]), "splits": sizes}, config
     assert sorted(loaded["builder"]) == sorted(want[PAIRS])
     for split, pairs in want[PAIRS].items():
         assert normalise(loaded["builder"][split]) == normalise(
@@ -200,7 +225,7 @@ def test_a_failed_tag_is_completed_by_running_the_same_command_again(hub, hf_env
     n_writes = len(writes(hub))
 
     assert publish(hub, release_v1[0], "1.0.0") == 0
-    assert "6 unchanged" in capsys.readouterr().out
+    assert f"{len(release_files(release_v1[0]))} unchanged" in capsys.readouterr().out
     assert hub.refs(REPO) == {"branches": {"main": head}, "tags": {"v1.0.0": head}}  # no second commit
     # Nothing was uploaded or committed again: the LFS batch answered "already stored", then only the tag.
     again = writes(hub)[n_writes:]
@@ -217,7 +242,7 @@ def test_a_commit_landing_between_plan_and_push_is_refused(hub, hf_env, release_
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     assert publish(hub, release_v1[0], "1.0.0") == 0
     api = hub_api(hub.url)
-    plan = plan_publish(api, release_v2[0], REPO, Version.parse("1.1.0"))
+    plan = plan_publish(api, release_v2[0], REPO, Version.parse("1.1.0"), gated="auto")
     api.create_commit(REPO, [CommitOperationAdd("NOTES.md", b"someone else's change")], commit_message="other",
                       repo_type="dataset")
     moved = hub.refs(REPO)
@@ -233,7 +258,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(hub, hf_env, release_v1, re
 
     assert publish(hub, v1, "1.0.0", "--dry-run", "--private", "--gated", "auto") == 0
     plan = capsys.readouterr().out
-    assert "Dry run" in plan and "will be CREATED, private" in plan and "gated None -> 'auto'" in plan
+    assert "Dry run" in plan and "will be CREATED, private" in plan and "gated False -> 'auto'" in plan
     assert "tag:     v1.0.0 (latest existing version tag: none)" in plan
     for path, local in release_files(v1).items():
         assert any(line.startswith("  + ") and line.endswith(path) for line in plan.splitlines()), path
@@ -288,7 +313,7 @@ def test_token_never_leaks(hub, hf_env, release_v1, release_v2, tmp_path, monkey
     tracebacks = []
     for release, repo, endpoint in ((foreign, "not-my-org/rms-test", hub.url), (v2, REPO, "http://127.0.0.1:9")):
         with pytest.raises(Exception) as error:
-            publish_api(release, repo, "1.1.0", endpoint=endpoint)
+            publish_api(release, repo, "1.1.0", gated="auto", endpoint=endpoint)
         tracebacks.append("".join(traceback.format_exception(error.value)) + repr(error.value))
     assert "403" in tracebacks[0] and "ConnectError" in tracebacks[1]
 
@@ -311,17 +336,56 @@ def test_gating_and_privacy(hub, hf_env, release_v1, monkeypatch, capsys):
         HfApi(endpoint=hub.url, token=False).dataset_info(REPO)
 
 
-def test_server_without_gating_gets_a_warning_and_the_publish_still_happens(tmp_path, hf_env, release_v1,
-                                                                             monkeypatch, capsys):
+def test_publishing_without_gated_or_public_is_refused_in_one_line(hub, hf_env, release_v1, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    assert cli(["publish", str(release_v1[0]), "--repo", REPO, "--version", "1.0.0", "--endpoint", hub.url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--gated auto|manual" in err and "--public" in err
+    assert hub.requests == []
+    with pytest.raises(PublishError, match="choose who can download"):
+        from generation.publish import publish as publish_api
+
+        publish_api(release_v1[0], REPO, "1.0.0", gated=None, endpoint=hub.url)
+    assert hub.requests == []
+
+
+def test_public_publishes_ungated(hub, hf_env, release_v1, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    assert publish(hub, release_v1[0], "1.0.0", "--public") == 0
+    assert HfApi(endpoint=hub.url, token=FAKE_TOKEN).dataset_info(REPO).gated is False
+
+
+def test_a_hub_refusing_the_gating_setting_gets_no_commit(tmp_path, hf_env, release_v1, monkeypatch, capsys):
     from tests.hub.server import HubServer
     from tests.publish.conftest import ORG, USER
 
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     with HubServer(tmp_path / "hub", tokens={FAKE_TOKEN: USER}, orgs={USER: [ORG]}, supports_gating=False) as hub:
-        assert publish(hub, release_v1[0], "1.0.0", "--gated", "auto") == 0
-        captured = capsys.readouterr()
-        assert "did not accept gated='auto'" in captured.err and "NOT gated" in captured.err
-        assert "v1.0.0" in hub.refs(REPO)["tags"]
+        assert publish(hub, release_v1[0], "1.0.0", "--gated", "auto") == 1
+        err = capsys.readouterr().err
+        assert "did not accept gated='auto'" in err and "nothing was committed" in err
+        assert hub.refs(REPO)["tags"] == {}
+        assert not [request for request in writes(hub) if "/commit/" in request or "/tag/" in request]
+
+
+def test_a_changed_shard_byte_and_image_byte_refuse_the_publish_naming_file_and_row(hub, hf_env, release_v1, tmp_path,
+                                                                                    monkeypatch, capsys):
+    from tests.foundation.tampering import tamper_image, tamper_text
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    release = Path(shutil.copytree(release_v1[0], tmp_path / "release"))
+    pairs_shard = release / "pairs" / "train-00000-of-00001.parquet"
+    preference_shard = release / "preference" / "train-00000-of-00001.parquet"
+    tamper_text(pairs_shard, row=0)
+    tamper_image(preference_shard, row=1)
+
+    assert publish(hub, release, "1.0.0") == 1
+    err = capsys.readouterr().err
+    assert "is not a valid release" in err and "nothing was uploaded" in err
+    for shard in (pairs_shard, preference_shard):
+        assert f"{shard}: sha256 differs from the one recorded in checksums.sha256" in err
+    assert f"{pairs_shard}, row 0, field 'id'" in err and f"{preference_shard}, row 1, field 'image'" in err
+    assert hub.requests == []
 
 
 def test_missing_token_is_a_clear_error(hub, hf_env, release_v1, capsys):

@@ -53,4 +53,4 @@ def trained(tmp_path_factory, tiny_overrides):
     from recipes.train import train
 
     output_dir = tmp_path_factory.mktemp("tiny-run") / "out"
-    return train(TINY_RECIPE, {**tiny_overrides, "output_dir": str(output_dir)})
+    return train(TINY_RECIPE, {**tiny_overrides, "training.output_dir": str(output_dir)})

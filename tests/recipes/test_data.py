@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 
 import pytest
 
 from judging.records import JudgeExample
 from recipes.config import DataConfig, RecipeError, SourceSpec, load_recipe
-from recipes.data import SourceStats, TrainingData, balance, build_training_data, check_training_data, to_sft_row
+from recipes.data import (
+    CappedImages,
+    SourceStats,
+    TrainingData,
+    balance,
+    build_training_data,
+    check_training_data,
+    to_sft_dataset,
+    to_sft_row,
+)
 from recipes.train import prepare
 
 from .conftest import TINY_RECIPE
@@ -27,7 +37,7 @@ def test_balance_downsamples_or_upsamples_to_equal_labels():
 
 
 def _rms(release, **extra) -> DataConfig:
-    return DataConfig(sources=[SourceSpec("rms", options={"release": str(release)})], **extra)
+    return DataConfig(sources=[SourceSpec(name="rms", options={"release": str(release)})], **extra)
 
 
 def test_caps_fraction_and_seed(curated_release):
@@ -47,8 +57,8 @@ def test_caps_fraction_and_seed(curated_release):
 
 def test_sources_mix_and_each_reports_its_counts(curated_release, shared_dir):
     config = DataConfig(task="response", balance="none", sources=[
-        SourceSpec("rms", options={"release": str(curated_release)}),
-        SourceSpec("vlguard", max_samples=5),
+        SourceSpec(name="rms", options={"release": str(curated_release)}),
+        SourceSpec(name="vlguard", max_samples=5),
     ])
     data = build_training_data(config, seed=0)
     by_name = {s.name: s for s in data.sources}
@@ -64,11 +74,10 @@ def test_single_class_data_is_refused_unless_allowed():
     examples = [JudgeExample(image=Image.new("RGB", (8, 8)), text=f"t{i}", label="safe", source="vlguard",
                              source_id=str(i), response="I can't help with that.") for i in range(3)]
     data = TrainingData(examples, [SourceStats("vlguard", "train", {}, {"safe": 3})])
-    config = DataConfig(task="response", sources=[SourceSpec("vlguard")])
+    config = DataConfig(task="response", sources=[SourceSpec(name="vlguard")])
     with pytest.raises(RecipeError, match=r"every training example is labelled \['safe'\] \(vlguard/train\)"):
         check_training_data(data, config)
-    config.allow_single_class = True
-    check_training_data(data, config)
+    check_training_data(data, config.model_copy(update={"allow_single_class": True}))
 
 
 def test_prepare_fails_before_loading_weights_on_bad_data_or_sources():
@@ -80,11 +89,26 @@ def test_prepare_fails_before_loading_weights_on_bad_data_or_sources():
         prepare(load_recipe(TINY_RECIPE, {"data.sources": [{"name": "vlguard", "max_samples": 4}]}))
 
 
-def test_sft_rows_carry_the_judge_prompt_the_answer_and_a_capped_image(curated_release):
+def test_sft_rows_carry_the_judge_prompt_the_answer_and_the_photo_as_stored(curated_release):
     data = build_training_data(_rms(curated_release, max_train_samples=2), seed=0)
-    row = to_sft_row(data.examples[0], with_category=False, max_pixels=4096)
+    row = to_sft_row(data.examples[0], with_category=False)
     assert [m["role"] for m in row["prompt"]] == ["system", "user"]
     assert row["prompt"][1]["content"][0] == {"type": "image"}
     assert row["completion"][0]["content"][0]["text"] == data.examples[0].label
-    width, height = row["images"][0].size
-    assert width * height <= 4096
+    assert row["images"] == [data.examples[0].image]  # the release's own bytes, not a re-encoding
+
+
+def test_the_dataset_keeps_the_original_bytes_and_batches_get_images_capped_as_they_are_built(curated_release):
+    from PIL import Image
+
+    data = build_training_data(_rms(curated_release, max_train_samples=2), seed=0)
+    dataset = to_sft_dataset(data.examples, with_category=False, max_pixels=4096)
+    stored = dataset[0]["images"][0]
+    assert stored["bytes"] == data.examples[0].image["bytes"]  # byte for byte
+    assert Image.open(io.BytesIO(stored["bytes"])).format == "JPEG"
+    seen = []
+    collate = CappedImages(lambda rows: seen.extend(rows) or "batch", max_pixels=4096)
+    assert collate([dataset[0], dataset[1]]) == "batch"
+    for row in seen:
+        (image,) = row["images"]
+        assert isinstance(image, Image.Image) and image.mode == "RGB" and image.width * image.height <= 4096

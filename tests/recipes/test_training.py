@@ -10,7 +10,7 @@ import torch
 from judging.format import prompt_messages, verdict_token_ids
 from local_models import tiny_llava_path
 from recipes.config import RecipeError, load_recipe
-from recipes.data import build_training_data
+from recipes.data import build_training_data, load_image
 from recipes.train import build_trainer, prepare, train
 
 from .conftest import TINY_RECIPE
@@ -43,7 +43,7 @@ def test_metadata_records_provenance(trained, curated_release):
 
 def _verdict_mass(model, processor, example):
     text = processor.apply_chat_template(prompt_messages(example), add_generation_prompt=True)
-    inputs = processor(images=[example.image.convert("RGB")], text=[text], return_tensors="pt")
+    inputs = processor(images=[load_image(example.image, None)], text=[text], return_tensors="pt")
     with torch.no_grad():
         probabilities = model(**inputs).logits[0, -1].softmax(-1)
     tokens = verdict_token_ids(processor.tokenizer)
@@ -87,7 +87,7 @@ def test_resume_continues_from_the_last_checkpoint_and_merge_writes_full_weights
     from transformers import AutoModelForImageTextToText
 
     first = _losses(trained.output_dir, "checkpoint-4")
-    result = train(TINY_RECIPE, {**tiny_overrides, "output_dir": str(trained.output_dir), "training.max_steps": 6},
+    result = train(TINY_RECIPE, {**tiny_overrides, "training.output_dir": str(trained.output_dir), "training.max_steps": 6},
                    resume=True, merge=True)
     assert result.global_step == 6
     resumed = _losses(trained.output_dir, "checkpoint-6")
@@ -99,20 +99,21 @@ def test_resume_continues_from_the_last_checkpoint_and_merge_writes_full_weights
 
 def test_resume_without_checkpoint_and_rerun_over_a_finished_judge_are_refused(tmp_path, trained, tiny_overrides):
     with pytest.raises(RecipeError, match="no checkpoint-"):
-        train(TINY_RECIPE, {**tiny_overrides, "output_dir": str(tmp_path / "fresh")}, resume=True)
+        train(TINY_RECIPE, {**tiny_overrides, "training.output_dir": str(tmp_path / "fresh")}, resume=True)
     with pytest.raises(RecipeError, match="already holds a finished judge"):
-        train(TINY_RECIPE, {**tiny_overrides, "output_dir": str(trained.output_dir)})
+        train(TINY_RECIPE, {**tiny_overrides, "training.output_dir": str(trained.output_dir)})
 
 
 def test_4bit_nf4_loads_on_cpu_and_trains_a_step(curated_release, tmp_path):
-    """bitsandbytes' CPU backend: NF4 + double quantisation load and train. The compute dtype is float32 here
-    only because bf16 matmuls are several times slower on CPUs without bf16 units (bf16 also passes)."""
+    """bitsandbytes' CPU backend: NF4 + double quantisation load and train. The compute dtype is the model's
+    dtype (trl's quantization config), float32 in the tiny recipe: bf16 matmuls are several times slower on
+    CPUs without bf16 units (bf16 also passes)."""
     from bitsandbytes.nn import Linear4bit
 
     recipe = load_recipe(TINY_RECIPE, {
         "data.sources": [{"name": "rms", "options": {"release": str(curated_release)}}],
-        "quantization.load_in_4bit": True, "quantization.compute_dtype": "float32", "data.max_train_samples": 2, "training.per_device_train_batch_size": 1,
-        "training.max_steps": 1, "output_dir": str(tmp_path / "q4")})
+        "model.load_in_4bit": True, "data.max_train_samples": 2, "training.per_device_train_batch_size": 1,
+        "training.max_steps": 1, "training.output_dir": str(tmp_path / "q4")})
     trainer = build_trainer(prepare(recipe))
     quantized = [m for n, m in trainer.model.named_modules() if isinstance(m, Linear4bit)]
     assert quantized and quantized[0].weight.quant_type == "nf4"
@@ -127,7 +128,7 @@ def test_cli_check_validates_without_training(curated_release, capsys):
     code = main([str(TINY_RECIPE), "--check", "--data.sources",
                  f"[{{name: rms, options: {{release: '{curated_release}'}}}}]"])
     assert code == 0 and "ok:" in capsys.readouterr().out
-    assert main([str(TINY_RECIPE), "--check", "--lora.target_modules", "[qkv_proj]"]) == 2
+    assert main([str(TINY_RECIPE), "--check", "--model.lora_target_modules", "[qkv_proj, v_proj]"]) == 2
     assert "'qkv_proj' is not a module of 'tiny-llava'" in capsys.readouterr().err
 
 
@@ -136,7 +137,7 @@ def test_an_example_whose_answer_would_be_truncated_is_refused_before_training(c
 
     recipe = load_recipe(TINY_RECIPE, {
         "data.sources": [{"name": "rms", "options": {"release": str(curated_release)}}],
-        "data.max_train_samples": 2, "training.max_length": 40, "output_dir": str(tmp_path / "short")})
+        "data.max_train_samples": 2, "training.max_length": 40, "training.output_dir": str(tmp_path / "short")})
     prepared = prepare(recipe)
     trainer = build_trainer(prepared)
     with pytest.raises(RecipeError, match=r"example rms/\S+ is longer than training.max_length=40 tokens"):

@@ -76,7 +76,7 @@ def test_chunks_never_attend_across_each_other():
 
 def test_recipes_name_it_and_only_qwen2_5_vl_takes_it(curated_release):
     assert load_recipe(TINY_RECIPE).model.vision_attention == "per_chunk"  # transformers' own by default
-    with pytest.raises(RecipeError, match="model.vision_attention must be one of"):
+    with pytest.raises(RecipeError, match="model.vision_attention: Input should be 'per_chunk' or 'grouped'"):
         load_recipe(TINY_RECIPE, {"model.vision_attention": "flash"})
     recipe = load_recipe(TINY_RECIPE, {"model.vision_attention": "grouped",
                                        "data.sources": [{"name": "rms", "options": {"release": str(curated_release)}}]})

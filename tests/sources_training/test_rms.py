@@ -28,7 +28,7 @@ def test_query_examples_are_pairs_plus_safe_twins(curated_release, split):
     assert by_id[first["id"]].text == first["text"] and by_id[first["id"]].category == first["risk_category"]
     twin = by_id[f"{first['id']}:twin"]
     assert twin.text == first["safe_twin_text"] and twin.label == "safe"
-    assert twin.image.size == by_id[first["id"]].image.size  # same photo as the unsafe query
+    assert twin.image == by_id[first["id"]].image  # the same photo (its stored bytes) as the unsafe query
 
 
 def test_response_examples_take_their_label_from_the_config(curated_release):
