@@ -19,15 +19,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from atomic_files import write_atomic
 from eval.audit import audit_benchmark
 from eval.judges.base import Judge
 from eval.predictions import ScoredItem, score_cached
@@ -272,13 +271,11 @@ def mean_label_mass(items: list[ScoredItem]) -> float | None:
 
 
 def write_result(path: Path | str, result: dict[str, Any]) -> Path:
-    """Atomic write (temp file + rename): a crash never leaves a half-written result that looks finished."""
+    """Whole or not at all (`atomic_files.write_atomic`): a crash never leaves a half-written result that
+    looks finished."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(result, out, indent=2, default=str)
-    os.replace(temp, path)
+    write_atomic(path, json.dumps(result, indent=2, default=str))
     return path
 
 
