@@ -76,7 +76,7 @@ def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), 
         if shard[1] > 1:
             return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage,
                     "calls": outcome.calls.to_json(), "removed": settle_release(release_dir, written=False)}
-        path, report = finalize([read_shard(out)], release_dir, config, base=base)
+        path, report = finalize([read_shard(out)], release_dir, config, base=base, stamps=out / "steps")
         report["removed"] = settle_release(release_dir, written=path is not None)
         report["usage"] = usage
         report["calls"] = outcome.calls.to_json()

@@ -25,6 +25,8 @@ from recipes.architectures import (
     ARCHITECTURES,
     TINY_CLIP_IMAGE_SIZE,
     TINY_IDEFICS3_IMAGE_SIZE,
+    TINY_MLLAMA_TILE,
+    TINY_ONEVISION_IMAGE_SIZE,
     Architecture,
     ArchitectureError,
     architecture,
@@ -57,6 +59,17 @@ def _tiny_processor(arch: Architecture, tokenizer, template: str):
                                                                  max_image_size={"longest_edge": size})
         return transformers.Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer,
                                               image_seq_len=(size // 14) ** 2 // 4, chat_template=template)
+    if arch.model_type == "mllama":
+        image_processor = transformers.MllamaImageProcessorPil(
+            size={"height": TINY_MLLAMA_TILE, "width": TINY_MLLAMA_TILE}, max_image_tiles=4)
+        return transformers.MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
+    if arch.model_type == "llava_onevision":
+        size = TINY_ONEVISION_IMAGE_SIZE
+        image_processor = transformers.LlavaOnevisionImageProcessorPil(
+            size={"height": size, "width": size}, image_grid_pinpoints=[[size, size], [size, 2 * size], [2 * size, size]])
+        return images_only_processor(arch.processor_class)(
+            image_processor=image_processor, tokenizer=tokenizer, num_image_tokens=(size // 14) ** 2,
+            vision_feature_select_strategy="full", chat_template=template)
     raise ArchitectureError(f"{arch.model_type}: --tiny has no processor recipe for it")
 
 

@@ -108,9 +108,13 @@ class RunState:
         self.records: dict[str, ImageRecord] = {}
         self.scenes: dict[str, str] = {}
         self.exemplars = load_exemplars(config.exemplars)
+        self.photos: dict[str, Photo] = {}  # one per image: every step asks for it again
 
     def photo(self, record: ImageRecord) -> Photo:
-        return Photo(record, self.out / "images" / f"{record.image_id}.jpg")
+        photo = self.photos.get(record.image_id)
+        if photo is None:
+            photo = self.photos[record.image_id] = Photo(record, self.out / "images" / f"{record.image_id}.jpg")
+        return photo
 
     def photo_of(self, candidate: Candidate) -> Photo:
         return self.photo(self.records[candidate.image_id])
@@ -243,7 +247,8 @@ class Executor:
                 self.rejects.append(Reject.from_json(entry["reject"]))
             else:
                 record = ImageRecord.from_json(entry["image"])
-                ingestor.remember(record)
+                if normalising is None:  # resumed from the checkpoint (`admit` remembered a new photo itself)
+                    ingestor.remember(record)
                 images.append(record)
 
         with ThreadPoolExecutor(INGEST_WORKERS, thread_name_prefix="ingest") as pool:
