@@ -42,7 +42,7 @@ def step(hub: HubServer, name: str, release: Path, repo: str, version: str) -> d
     commits_before = len(hub.store.repos[("dataset", repo)].commits) if ("dataset", repo) in hub.store.repos else 1
     start = time.perf_counter()
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-        publish(release, repo, version, endpoint=hub.url)
+        publish(release, repo, version, gated="auto", endpoint=hub.url)
     seconds = time.perf_counter() - start
     commits = len(hub.store.repos[("dataset", repo)].commits) - commits_before
     return {"step": name, "seconds": seconds, "uploaded_MB": uploaded_bytes(hub, since) / 2**20, "commits": commits,
@@ -63,29 +63,24 @@ def main() -> int:
             repo_state = hub.store.repos[("dataset", repo)]
             del repo_state.tags[tag]  # as if tagging had failed: the re-run must only add the tag
             rows.append(step(hub, "re-run after failed tag", release, repo, version))
-            # A new version whose test split lost one pair: the 3 test shards, README.md and release.json change;
-            # the 3 train shards do not and are not uploaded again.
+            # A new version whose test split lost one pair: the 4 test shards, README.md, LICENSE.md, release.json
+            # and checksums.sha256 change; the 4 train shards do not and are not uploaded again.
+            import pyarrow.parquet as pq
+
+            import rms_dataset as rms
+            from generation.release import write_release
+
             major, minor, patch = (int(x) for x in version.split("."))
             new_version = f"{major}.{minor + 1}.0"
             changed = tmp / "changed"
-            shutil.copytree(release, changed)
-            from generation.release import rerender_card
-
-            data = json.loads((changed / "release.json").read_text())
-            data["version"] = new_version
-            (changed / "release.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-            import pyarrow.parquet as pq
-
-            shard = sorted((changed / "pairs").glob("test-*.parquet"))[0]
-            table = pq.read_table(shard)
-            pq.write_table(table.slice(0, table.num_rows - 1), shard)
-            for config in ("safe_responses", "unsafe_responses"):  # keep responses pointing at existing pairs
-                kept = set(table.slice(0, table.num_rows - 1).column("id").to_pylist())
-                for path in sorted((changed / config).glob("test-*.parquet")):
-                    responses = pq.read_table(path)
-                    mask = [pid in kept for pid in responses.column("pair_id").to_pylist()]
-                    pq.write_table(responses.filter(mask), path)
-            rerender_card(changed)
+            source = {config: {split: [row for path in paths for row in pq.read_table(path).to_pylist()]
+                               for split, paths in rms.find_shards(str(release), config).items()}
+                      for config in rms.SOURCE_CONFIGS}
+            dropped = source[rms.PAIRS]["test"][-1]["id"]
+            kept = {config: {split: [row for row in split_rows if dropped not in (row["id"], row.get("pair_id"))]
+                             for split, split_rows in by_split.items()} for config, by_split in source.items()}
+            with redirect_stderr(io.StringIO()):
+                write_release(changed, kept, pretty_name=info["pretty_name"], version=new_version, repo_id=repo)
             rows.append(step(hub, f"v{new_version}: one test pair removed", changed, repo, new_version))
     print(f"release: {release} ({size:.1f} MB), local server on 127.0.0.1, python {sys.version.split()[0]}")
     print("| step | seconds | uploaded MB | commits | HTTP requests |")

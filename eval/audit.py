@@ -13,8 +13,8 @@ reports each probe's cross-validated balanced accuracy with a 95% interval:
 * ``text n-grams``: word and character n-grams. They carry content, so this is not a confound; for a
   benchmark whose risk is only in the image-text pair it is reported as **text-alone leakage**.
 
-A cell is **confounded** when a style probe reaches ``THRESHOLD`` (0.60) balanced accuracy and its interval
-excludes chance (docs/eval.md, "Surface audit", says why 0.60). The grid and the leaderboard never count a
+A cell is **confounded** when a style probe reaches ``THRESHOLD`` (0.60) cross-validated balanced accuracy
+(docs/eval.md, "Surface audit", says why 0.60 and why the point value, not the interval, decides). The grid and the leaderboard never count a
 confounded cell in the dataset score. Exit status: 1 when a cell that would enter the score is confounded,
 2 for a suite that cannot be read, else 0.
 """
@@ -52,7 +52,7 @@ class ProbeResult:
 
     @property
     def flags(self) -> bool:
-        return self.style and self.balanced_accuracy >= THRESHOLD and self.ci[0] > 0.5
+        return self.style and self.balanced_accuracy >= THRESHOLD
 
 
 @dataclass
@@ -95,6 +95,7 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 200) -> tuple[np.ndarray, float]:
     """Class-balanced L2 logistic regression by accelerated gradient descent (features standardised)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)  # mixed float32 x float64 products are ~20x slower
     weights = np.where(y == 1, 0.5 / max(y.sum(), 1), 0.5 / max((1 - y).sum(), 1))
     lipschitz = 0.25 * float(np.sum(weights[:, None] * x * x)) + l2 + 0.25
     step = 1.0 / lipschitz
@@ -197,10 +198,6 @@ def audit_examples(key: str, examples: list[JudgeExample], *, text_only: bool = 
         else:
             notes.append("image probes not run: fewer than two images present in a class")
     verdict = CONFOUNDED if any(probe.flags for probe in probes) else CLEAN
-    underpowered = [p.probe for p in probes if p.style and p.balanced_accuracy >= THRESHOLD and not p.flags]
-    if underpowered:
-        notes.append(f"{', '.join(underpowered)} at or above {THRESHOLD} but the interval includes chance "
-                     "(too few items to tell)")
     return CellAudit(key, verdict, len(examples), probes, notes)
 
 
@@ -216,9 +213,9 @@ def audit_benchmark(benchmark) -> dict[str, Any]:
         if benchmark.single_class is not None:
             audit = CellAudit(spec.key, NOT_AUDITED, len(benchmark.examples), notes=["detection-only cell"])
         else:
-            from judging.sources.registry import SOURCES
+            from judging.sources import SOURCES
 
-            complementarity = bool(getattr(SOURCES.get(spec.name), "complementarity", False))
+            complementarity = spec.task == "query" and bool(getattr(SOURCES.get(spec.name), "complementarity", False))
             audit = audit_examples(spec.key, benchmark.examples, text_only=spec.text_only,
                                    complementarity=complementarity)
         _AUDITS[memo] = audit.to_dict()
@@ -228,7 +225,7 @@ def audit_benchmark(benchmark) -> dict[str, Any]:
 def format_audit(key: str, audit: dict[str, Any]) -> list[str]:
     lines = [f"{key}: {audit['verdict'].upper()} (n={audit['n']})"]
     for probe in audit["probes"]:
-        mark = " <- confounded" if probe["style"] and probe["balanced_accuracy"] >= THRESHOLD and probe["ci"][0] > 0.5 else ""
+        mark = " <- confounded" if probe["style"] and probe["balanced_accuracy"] >= THRESHOLD else ""
         rule = f"  [{probe['rule']}]" if probe.get("rule") else ""
         kind = "style" if probe["style"] else "content"
         lines.append(f"    {probe['probe']:<22} {kind:<7} {probe['balanced_accuracy']:.3f} "

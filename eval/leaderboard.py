@@ -68,6 +68,7 @@ class Cell:
     counts: dict[str, int] | None  # tp, fn, tn, fp when both classes are present
     path: str  # the result JSON, relative to the results directory
     audit: str | None = None  # the surface audit's verdict (eval.audit); None: the cell was written before it
+    audit_worst: float | None = None  # the best style probe's cross-validated balanced accuracy
     twin_of: str | None = None  # a text-only cell scored to measure another cell's modality gain
 
     @property
@@ -142,8 +143,13 @@ def make_cell(result: dict, path: str) -> Cell:
         detection_rate_ci=ci.get("recall", ci.get("detection_rate")),
         over_refusal_rate=metrics.get("over_refusal_rate"), over_refusal_rate_ci=ci.get("over_refusal_rate"),
         counts={"tp": counts.tp, "fn": counts.fn, "tn": counts.tn, "fp": counts.fp} if counts else None,
-        path=path, audit=(result.get("audit") or {}).get("verdict"),
+        path=path, audit=(result.get("audit") or {}).get("verdict"), audit_worst=_worst_probe(result.get("audit")),
     )
+
+
+def _worst_probe(audit: dict | None) -> float | None:
+    style = [probe["balanced_accuracy"] for probe in (audit or {}).get("probes", []) if probe.get("style")]
+    return max(style) if style else None
 
 
 TEXT_ONLY = " [text-only]"
@@ -185,6 +191,8 @@ def dataset_row(run_id: str, results: list[tuple[str, dict]], results_dir: Path)
         cell = make_cell(result, path)
         cells[cell.benchmark] = cell
     cells, modality_gain = pair_twins(cells)
+    if reference:
+        modality_gain = None  # sanity and keyword judges never open an image
     metadata = None
     candidates = [results_dir / "judges" / run_id / "judge_metadata.json"]
     if training.get("judge_dir"):
@@ -285,6 +293,20 @@ def section_title(section: Section) -> str:
         ", ".join(section.benchmarks)
 
 
+def audit_line(section: Section) -> str:
+    """What the surface audit (python -m eval.audit) says about each benchmark shown in a section."""
+    seen: dict[str, Cell] = {}
+    for row in section.rows:
+        for key, cell in row.cells.items():
+            if key in section_columns(section) and cell.twin_of is None:
+                seen.setdefault(key, cell)
+    parts = []
+    for key, cell in sorted(seen.items()):
+        probe = "" if cell.audit_worst is None else f", best style probe {cell.audit_worst:.2f}"
+        parts.append(f"{key}: {cell.audit or 'not audited'}{probe}")
+    return "Surface audit (python -m eval.audit; confounded at a style probe >= 0.60): " + "; ".join(parts)
+
+
 def cell_flags(cell: Cell, row: Row) -> list[str]:
     flags = []
     if cell.audit == CONFOUNDED:
@@ -349,7 +371,8 @@ def render_markdown(sections: list[Section], link_prefix: str = "") -> str:
         columns = section_columns(section)
         header = ["Rank", "Training dataset", "Fraction", "Base model", "Score [95% CI]", "n", "Benchmarks",
                   "Modality gain", *columns, "Judge"]
-        out += [f"### {section_title(section)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += [f"### {section_title(section)}", "", audit_line(section), "",
+                "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for rank, row in zip(_ranks(section), section.rows):
             cells = []
             for column in columns:
@@ -396,7 +419,7 @@ def write_csv(sections: list[Section], path: Path) -> None:
 
 def render_json(sections: list[Section]) -> str:
     return json.dumps({"notes": NOTES, "sections": [
-        {"title": section_title(section), "benchmarks": section.benchmarks,
+        {"title": section_title(section), "benchmarks": section.benchmarks, "audit": audit_line(section),
          "rows": [{"rank": rank, **asdict(row)} for rank, row in zip(_ranks(section), section.rows)]}
         for section in sections]}, indent=2)
 
@@ -492,7 +515,7 @@ def render_html(sections: list[Section], png: Path | None = None) -> str:
         head = [("Rank", "text"), ("Training dataset", "text"), ("Fraction", "text"), ("Base model", "text"),
                 ("Score", "number"), ("95% CI", "text"), ("n", "number"), ("Benchmarks", "number"),
                 ("Modality gain", "number"), *[(column, "number") for column in columns]]
-        out += [f"<h2>{html.escape(section_title(section))}</h2>",
+        out += [f"<h2>{html.escape(section_title(section))}</h2>", f'<p class="audit">{html.escape(audit_line(section))}</p>',
                 f'<table class="sortable" id="section-{number}"><thead><tr>']
         out += [f'<th data-type="{kind}" data-key="{html.escape(name)}">{html.escape(name)}</th>' for name, kind in head]
         out.append("</tr></thead><tbody>")

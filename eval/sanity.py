@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from eval.benchmarks import DEFAULT_SUITE, benchmark_label, load_suite, parse_entries
-from eval.judges.sanity import STANDARD, OracleJudge, SanityJudge, make_sanity_judge
+from eval.judges import Judge, make_judge
+from eval.judges.sanity import STANDARD, OracleJudge, is_sanity_kind, make_sanity_judge
 from eval.metrics import compute_metrics
 from eval.metrics.dataset_score import ClassCounts, DatasetScore, dataset_score
 from typed_config import ConfigError, load_yaml
@@ -75,7 +76,7 @@ def load_benchmarks(entries: list[dict[str, Any]]) -> list[SuiteBenchmark]:
     return loaded
 
 
-def score_judge(judge: SanityJudge, benchmarks: list[SuiteBenchmark], *, seed: int = 0) -> DatasetScore:
+def score_judge(judge: Judge, benchmarks: list[SuiteBenchmark], *, seed: int = 0) -> DatasetScore:
     counts = []
     for benchmark in benchmarks:
         if benchmark.single_class is not None:
@@ -101,6 +102,7 @@ def coin_sd(benchmarks: list[SuiteBenchmark]) -> float:
 def property_failures(rows: list[SanityRow], tolerance: float = TOLERANCE) -> list[str]:
     """What is wrong with a task's sanity rows (empty: the score has its floor at chance)."""
     failures = []
+    rows = [row for row in rows if is_sanity_kind(row.judge)]  # callable judges are printed, not checked
     for row in rows:
         value = row.score.value
         if value is None:
@@ -127,8 +129,9 @@ def run(entries: list[dict[str, Any]], judges: list[str], *, seed: int = 0) -> t
     benchmarks = load_benchmarks(entries)
     tasks = sorted({benchmark.task for benchmark in benchmarks})
     by_task = {task: [b for b in benchmarks if b.task == task] for task in tasks}
-    rows = {task: [SanityRow(kind, task, score_judge(make_sanity_judge(kind), by_task[task], seed=seed))
-                   for kind in judges] for task in tasks}
+    built = {kind: make_judge({"kind": kind}) for kind in judges}
+    rows = {task: [SanityRow(kind, task, score_judge(built[kind], by_task[task], seed=seed))
+                   for kind in judges if task in getattr(built[kind], "tasks", (task,))] for task in tasks}
     return rows, by_task
 
 
@@ -145,14 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", type=Path, default=DEFAULT_SUITE,
                         help="suite YAML or grid YAML (default: eval/benchmarks.yaml)")
     parser.add_argument("--judge", action="append", metavar="KIND",
-                        help=f"sanity judge kind (repeatable; default: {' '.join(STANDARD)})")
+                        help=f"sanity judge kind, or a callable judge python:MODULE:FUNCTION that reads no image "
+                             f"(printed, not checked) (repeatable; default: {' '.join(STANDARD)})")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="allowed distance from 0.5 / the accuracy")
     parser.add_argument("--per-benchmark", action="store_true", help="also print each judge's balanced accuracy per benchmark")
     args = parser.parse_args(argv)
     judges = args.judge or list(STANDARD)
     try:
         for kind in judges:
-            make_sanity_judge(kind)
+            make_judge({"kind": kind})
         rows, by_task = run(suite_entries(args.suite), judges)
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

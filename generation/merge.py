@@ -18,8 +18,8 @@ from pathlib import Path
 from atomic_files import DamagedFile
 from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
 from generation.run import exit_code, print_report
-from generation.steps.executor import CallAccount
 from generation.steps.config import RunConfig, check_base_release
+from generation.steps.call_account import CallAccount
 from generation.steps.finalize import finalize, load_base_release, read_shard
 
 

@@ -23,12 +23,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from generation.steps.config import RunConfig, check_run
-from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
 from atomic_files import DamagedFile
 from generation.gallery import write_gallery
 from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
-from generation.steps.executor import CallAccount, Executor, write_shard_outcome
+from generation.steps.config import RunConfig, check_run
+from generation.steps.call_account import CallAccount
+from generation.steps.executor import Executor, write_shard_outcome
+from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
 from typed_config import ConfigError
 
 
@@ -75,7 +76,7 @@ def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), 
         if shard[1] > 1:
             return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage,
                     "calls": outcome.calls.to_json(), "removed": settle_release(release_dir, written=False)}
-        path, report = finalize([read_shard(out)], release_dir, config, base=base)
+        path, report = finalize([read_shard(out)], release_dir, config, base=base, stamps=out / "steps")
         report["removed"] = settle_release(release_dir, written=path is not None)
         report["usage"] = usage
         report["calls"] = outcome.calls.to_json()
@@ -90,11 +91,12 @@ def print_report(report: dict, retry: str = "its `python -m generation run` with
     if "images_in" in report:
         print(f"release: {report['release']}  pairs: {report['pairs']} (new: {report['new_pairs']})  "
               f"images in: {report['images_in']}, with pairs: {report['images_released']}, rejected: {report['images_rejected']}")
-        if report["pairs"] == 0 and not calls.failed:
+        if report["pairs"] == 0:
+            why = ("Model calls failed: see below." if calls.failed else "A small model rarely writes answers that "
+                   "pass the quality gates and its verifier: see docs/generation.md.")
             print(f"NO PAIR KEPT: every candidate was rejected, so no release was written (a release needs at least "
                   f"one row). Every reject and its reason is in {report['rejects_file']}; the funnel above says "
-                  "where they were lost. A small model rarely writes answers that pass the quality gates and its "
-                  "verifier: see docs/generation.md.")
+                  f"where they were lost. {why}")
         for problem in report["problems"]:
             print(f"PROBLEM: {problem}")
     if calls.total:

@@ -9,10 +9,14 @@ timeout) go through the same retry policy as the HTTP backend: each one consumes
 ``max_retries`` are spent, ``chat()`` raises ``BackendError``. Content faults (malformed JSON, truncated
 JSON, refusal, empty answer) are returned as answers for the call's ``parse()`` to judge.
 
-``respond`` may return any of these too, may be ``async``, and sees every ``ChatRequest`` (also kept in
-``.requests``), so a test can force a verdict per prompt::
+``respond`` may return any of these too, may be ``async``, and sees every ``ChatRequest``, so a test can
+force a verdict per prompt::
 
     ScriptedBackend(respond=lambda r: "unsafe" if "knife" in message_text(r.messages[-1]) else "safe")
+
+``.calls`` counts the attempts. A test that reads the requests themselves asks for them with
+``record_requests=True`` (kept in ``.requests``); by default none is kept: a long run's requests, photos
+included, would fill the memory.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class ScriptedBackend:
         max_retries: int = 0,
         retry_base_delay_s: float = 0.0,
         delay_s: float = 0.0,
+        record_requests: bool = False,
     ):
         if (respond is None) == (replies is None):
             raise ValueError("ScriptedBackend needs exactly one of respond=<function> or replies=[...]")
@@ -99,7 +104,9 @@ class ScriptedBackend:
         self.supports_images = supports_images
         self.policy = RetryPolicy(max_retries=max_retries, base_delay_s=retry_base_delay_s)
         self.delay_s = delay_s
-        self.requests: list[ChatRequest] = []  # every attempt, retries included
+        self.record_requests = record_requests
+        self.requests: list[ChatRequest] = []  # every attempt, retries included (with record_requests)
+        self.calls = 0  # attempts, retries included
         self.closed = False
 
     @classmethod
@@ -120,16 +127,14 @@ class ScriptedBackend:
             replies = [r if isinstance(r, str) else json.dumps(r) for r in replies]
         return cls(respond, replies=replies, **options)
 
-    @property
-    def calls(self) -> int:
-        return len(self.requests)
-
     async def _next_reply(self, request: ChatRequest) -> Reply:
-        self.requests.append(request)
+        self.calls += 1
+        if self.record_requests:
+            self.requests.append(request)
         if self._replies is not None:
             if not self._replies:
                 raise BackendError(
-                    f"ScriptedBackend: no canned reply left for call #{len(self.requests)}; add more replies"
+                    f"ScriptedBackend: no canned reply left for call #{self.calls}; add more replies"
                 )
             return self._replies.pop(0)
         reply = self.respond(request)

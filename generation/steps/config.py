@@ -193,6 +193,9 @@ class IngestConfig(StrictModel):
         if self.max_side < self.min_side:
             raise ValueError(f"max_side ({self.max_side}) is below min_side ({self.min_side}): photos would be shrunk "
                              "below the smallest size ingest keeps; raise max_side or lower min_side")
+        if self.max_pixels < self.min_side ** 2:
+            raise ValueError(f"max_pixels ({self.max_pixels}) is below min_side² ({self.min_side ** 2}): every photo "
+                             "large enough to keep would be refused as too many pixels; raise max_pixels or lower min_side")
         return self
 
 

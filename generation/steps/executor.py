@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import sys
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -40,8 +39,8 @@ from typed_config import ConfigError
 
 from . import fingerprint as fp
 from .base import GENERATOR, VERIFIER, Dropped, Kept, ModelStep, Photo, Retry
+from .call_account import CallAccount, cause_of
 from .config import RunConfig, resolve_path
-from .gates import gate_of
 from .ingest import NORMALISE_VERSION, Ingest, Ingestor, RawImage
 from .pipeline import pipeline
 from .records import Candidate, ImageRecord, Reject
@@ -52,62 +51,6 @@ from .store import StepStore, read_jsonl
 
 INGEST_WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 INGEST_WINDOW = 4 * INGEST_WORKERS  # inputs normalised ahead of the one being admitted (bounds memory)
-
-
-FAILED_CALL = "call failed"
-
-
-@dataclass
-class CallAccount:
-    """What became of the answers the model steps used: accepted, rejected (by a gate, or unparseable) or
-    never received (the call failed: a connection refused, an HTTP error such as 401). Counted per answer,
-    checkpointed ones included, so a rerun after an outage still says why its items were lost."""
-
-    accepted: int = 0
-    rejected: Counter = field(default_factory=Counter)  # cause -> answers (gate:<name>, unparseable)
-    failed: Counter = field(default_factory=Counter)  # kind of failure (HTTP 401, connection error, ...) -> calls
-    first_error: str = ""  # the first failed call's error, verbatim (backends redact secrets from it)
-
-    def count(self, value: dict[str, Any]) -> None:
-        if "error" not in value:
-            self.accepted += 1
-            return
-        cause = cause_of(value["error"])
-        if cause != FAILED_CALL:
-            self.rejected[cause] += 1
-            return
-        self.failed[failure_kind(value["error"])] += 1
-        self.first_error = self.first_error or value["error"]
-
-    @property
-    def total(self) -> int:
-        return self.accepted + sum(self.rejected.values()) + sum(self.failed.values())
-
-    @property
-    def mostly_failed(self) -> bool:
-        return 2 * sum(self.failed.values()) > self.total
-
-    def to_json(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "rejected": dict(sorted(self.rejected.items())),
-                "failed": dict(sorted(self.failed.items())), "first_error": self.first_error}
-
-    @classmethod
-    def joined(cls, accounts: list[dict[str, Any]]) -> CallAccount:
-        """The accounts of several shards (their summaries' ``calls``) as one."""
-        total = cls()
-        for account in accounts:
-            total.accepted += account.get("accepted", 0)
-            total.rejected.update(account.get("rejected", {}))
-            total.failed.update(account.get("failed", {}))
-            total.first_error = total.first_error or account.get("first_error", "")
-        return total
-
-
-def failure_kind(error: str) -> str:
-    """A failed call's kind for counting: the HTTP status, a connection error or a timeout, else the
-    exception's name."""
-    found = re.search(r"HTTP \d{3}|connection error|timed out|timeout", error)
-    return found.group(0) if found else error.split(":")[0]
 
 
 @dataclass
@@ -165,9 +108,13 @@ class RunState:
         self.records: dict[str, ImageRecord] = {}
         self.scenes: dict[str, str] = {}
         self.exemplars = load_exemplars(config.exemplars)
+        self.photos: dict[str, Photo] = {}  # one per image: every step asks for it again
 
     def photo(self, record: ImageRecord) -> Photo:
-        return Photo(record, self.out / "images" / f"{record.image_id}.jpg")
+        photo = self.photos.get(record.image_id)
+        if photo is None:
+            photo = self.photos[record.image_id] = Photo(record, self.out / "images" / f"{record.image_id}.jpg")
+        return photo
 
     def photo_of(self, candidate: Candidate) -> Photo:
         return self.photo(self.records[candidate.image_id])
@@ -177,15 +124,6 @@ class RunState:
             return ()
         rng = random.Random(f"{self.config.seed}:exemplars:{candidate.key}")
         return tuple(rng.sample(self.exemplars, min(self.config.num_exemplars, len(self.exemplars))))
-
-
-def cause_of(error: str) -> str:
-    """A short label for a failed call, counted in the funnel: the gate that refused the answer, an
-    unparseable answer, or a failed call."""
-    gate = gate_of(error)
-    if gate:
-        return f"gate:{gate}"
-    return "unparseable" if "ParseError" in error else FAILED_CALL
 
 
 class Executor:
@@ -309,7 +247,8 @@ class Executor:
                 self.rejects.append(Reject.from_json(entry["reject"]))
             else:
                 record = ImageRecord.from_json(entry["image"])
-                ingestor.remember(record)
+                if normalising is None:  # resumed from the checkpoint (`admit` remembered a new photo itself)
+                    ingestor.remember(record)
                 images.append(record)
 
         with ThreadPoolExecutor(INGEST_WORKERS, thread_name_prefix="ingest") as pool:

@@ -9,6 +9,7 @@ reject (images whose candidate pairs were all rejected get one naming the stages
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections import Counter
@@ -23,13 +24,15 @@ from generation.release import write_release
 from generation.validate import validate_release
 from typed_config import ConfigError
 
+from . import fingerprint as fp
 from .chart import taxonomy_chart
 from .config import RunConfig
-from .dedup import find_duplicates
+from .dedup import PhotoIndex, find_duplicates
 from .executor import check_shard_file, read_shard_summary
-from .ingest import dhash, hamming
+from .ingest import dhash
 from .pipeline import funnel_rows
 from .records import CAP, DEDUP, INGEST, ImageRecord, Reject
+from .stamps import Stamp
 from .store import read_jsonl
 from .taxonomy import Taxonomy, normalise_label
 
@@ -44,6 +47,11 @@ class ShardData:
     pairs: list[dict[str, Any]]
     rejects: list[Reject]
     summary: dict[str, Any]
+    digest: str = ""  # of what finalize reads: the outcome files and the summary's provenance (not its call counts)
+
+
+# The parts of a shard's summary.json the release is made from (the call counts and usage are not).
+SUMMARY_READ = ("shard", "funnel", "config", "prompts", "fingerprints", "models", "normalise_version")
 
 
 def read_shard(run_dir: str | Path) -> ShardData:
@@ -54,13 +62,17 @@ def read_shard(run_dir: str | Path) -> ShardData:
                                 " (rerun it: finished steps are resumed from the checkpoints)")
 
     summary = read_shard_summary(shard / "summary.json")
+    digest = hashlib.sha256()
 
     def jsonl(name):
         check_shard_file(shard / name, summary)
+        digest.update((shard / name).read_bytes())
         return read_jsonl(shard / name, "rerun the shard")
 
-    return ShardData(root, [ImageRecord.from_json(r) for r in jsonl("images.jsonl")], jsonl("pairs.jsonl"),
-                     [Reject.from_json(r) for r in jsonl("rejects.jsonl")], summary)
+    images, pairs, rejects = jsonl("images.jsonl"), jsonl("pairs.jsonl"), jsonl("rejects.jsonl")
+    digest.update(fp.digest({key: summary.get(key) for key in SUMMARY_READ}).encode())
+    return ShardData(root, [ImageRecord.from_json(r) for r in images], pairs, [Reject.from_json(r) for r in rejects],
+                     summary, digest.hexdigest())
 
 
 @dataclass
@@ -91,7 +103,7 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
                           + "); give a release directory written by `run` or `merge`, or a Hub dataset id")
     base = BaseRelease()
     seen = set()
-    for config in rms.SOURCE_CONFIGS:
+    for config in rms.SOURCE_CONFIGS:  # the writer derives preference again
         for split, paths in rms.find_shards(str(root), config).items():
             for path in paths:
                 base.rows.setdefault(config, {}).setdefault(split, []).extend(pq.read_table(path).to_pylist())
@@ -102,44 +114,125 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
     return base
 
 
+@dataclass
+class Selection:
+    """What finalize decided: the kept photos (and the folder of each), the pairs released with their
+    category, the taxonomy and every reject."""
+
+    records: dict[str, ImageRecord]
+    image_dir: dict[str, Path]
+    candidates: int  # new pairs that reached dedup (of kept photos)
+    released: list[tuple[dict[str, Any], str]]
+    taxonomy: Taxonomy
+    rejects: list[Reject]
+
+
 def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig, *, base: BaseRelease | None = None,
-             overwrite: bool = True) -> tuple[Path | None, dict[str, Any]]:
+             overwrite: bool = True, stamps: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
     """Write the release; return (path, report) where the report holds the funnel and the problems found.
     With no pair at all no release can be written (a config needs a row): path is None and every reject is
-    written to `<release_dir>-rejects.jsonl` instead (named in the report)."""
+    written to `<release_dir>-rejects.jsonl` instead (named in the report). The shards are taken in the order
+    of their index, whatever order they are given in. With `stamps` (a run's steps/ folder) the step is
+    fingerprinted: when the same shard outcome, config, base release and code already wrote this release
+    and it is untouched, nothing is redone and the recorded report is returned."""
     base = base or BaseRelease()
-    rejects: list[Reject] = [r for shard in shards for r in shard.rejects]
-    image_dir: dict[str, Path] = {}
-    records: dict[str, ImageRecord] = {}
+    shards = sorted(shards, key=_shard_order)
+    if stamps is None:
+        return _finalize(shards, Path(release_dir), config, base, overwrite)
+    stamp = Stamp(stamps, "finalize", fingerprint(shards, release_dir, config, base))
+    report = stamp.result()
+    if report is None:
+        path, report = _finalize(shards, Path(release_dir), config, base, overwrite)
+        stamp.record(report, [path] if path else [Path(report["rejects_file"])])
+    return (Path(report["release"]) if report["release"] else None), report
 
-    # Cross-shard image dedup (within a shard, ingest already did it).
-    kept_hashes = [(h, f"{image_id} in the base release") for image_id, h in base.hashes]
+
+def fingerprint(shards: list[ShardData], release_dir: str | Path, config: RunConfig, base: BaseRelease) -> str:
+    """What the release is made from: the shard outcomes, the config, the base release, where it goes and the
+    code that selects, writes and validates it."""
+    return fp.digest({
+        "shards": [shard.digest for shard in shards], "config": config.to_dict(), "release": str(release_dir),
+        "base": fp.digest([sorted(base.hashes), sorted(row["id"] for row in base.pairs)]),
+        "pipeline_version": rms.PIPELINE_VERSION,
+        "code": fp.modules_digest(__name__, "generation.steps.dedup", "generation.steps.taxonomy",
+                                  "generation.steps.chart", "generation.release", "generation.validate",
+                                  "generation.card", "rms_dataset"),
+    })
+
+
+def _finalize(shards: list[ShardData], release_dir: Path, config: RunConfig, base: BaseRelease,
+              overwrite: bool) -> tuple[Path | None, dict[str, Any]]:
+    selection = select(shards, config, base)
+    rows = release_rows(selection, config, base)
+    report = _report(shards, selection, rows)
+    ordered_rejects = [r.to_json() for r in sorted(selection.rejects, key=_reject_order)]
+    if report["pairs"] == 0:
+        # A release needs at least one row per config: write no release, but keep every reject with its reason.
+        path = rejects_path(Path(release_dir))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects))
+        report["rejects_file"] = str(path)
+        return None, report
+    pair_counts = Counter(report["categories"])
+    path = write_release(release_dir, rows, taxonomy=selection.taxonomy.to_json(dict(pair_counts)),
+                         pipeline_config=_pipeline_config(shards, config, base), rejects=ordered_rejects,
+                         pretty_name=config.pretty_name, version=config.version,
+                         extra_files={"taxonomy.png": taxonomy_chart(dict(pair_counts))}, overwrite=overwrite)
+    report["release"] = str(path)
+    report["problems"] = [str(p) for p in validate_release(str(path))]
+    return path, report
+
+
+def _shard_order(shard: ShardData) -> tuple:
+    return (tuple(shard.summary.get("shard") or ()), str(shard.root))
+
+
+def select(shards: list[ShardData], config: RunConfig, base: BaseRelease) -> Selection:
+    """The phases that decide: cross-shard photo dedup, taxonomy, query dedup and cap, image accounting."""
+    rejects: list[Reject] = [r for shard in shards for r in shard.rejects]
+    records, image_dir, dropped = merge_photos(shards, config, base, rejects)
+    new_pairs = sorted((p for shard in shards for p in shard.pairs if (str(shard.root), p["image_id"]) not in dropped),
+                       key=lambda p: (p["image_id"], p["key"]))
+    # Taxonomy from every label proposed for a kept pair, plus the base release's categories.
+    taxonomy = Taxonomy.build([p["risk"]["category"] for p in new_pairs] + [r["risk_category"] for r in base.pairs])
+    released = choose_pairs(new_pairs, taxonomy, config, base, records, rejects)
+    account_images(records, {pair["image_id"] for pair, _ in released}, rejects)
+    return Selection(records, image_dir, len(new_pairs), released, taxonomy, rejects)
+
+
+def merge_photos(shards: list[ShardData], config: RunConfig, base: BaseRelease,
+                 rejects: list[Reject]) -> tuple[dict[str, ImageRecord], dict[str, Path], set[tuple[str, str]]]:
+    """Cross-shard photo dedup (within a shard, ingest did it): a photo of a later shard (by index; within a
+    shard, by id) that is the same as or within `near_duplicate_distance` bits of a photo kept before, or of
+    the base release, is rejected. Returns the kept records, their image folders and the dropped
+    (shard root, image id) pairs."""
     base_ids = {image_id for image_id, _ in base.hashes}
-    dropped_images = set()
+    kept = PhotoIndex(config.ingest_options().near_duplicate_distance,
+                      ((h, f"{image_id} in the base release") for image_id, h in base.hashes))
+    records: dict[str, ImageRecord] = {}
+    image_dir: dict[str, Path] = {}
+    dropped: set[tuple[str, str]] = set()
     for shard in shards:
         for record in sorted(shard.images, key=lambda r: r.image_id):
             fingerprint = int(record.dhash, 16)
             owner = ("the base release" if record.image_id in base_ids else
-                     records[record.image_id].filename if record.image_id in records else None)
-            if owner is None:
-                limit = config.ingest_options().near_duplicate_distance
-                owner = next((o for h, o in kept_hashes if hamming(h, fingerprint) <= limit and o != record.filename), None)
+                     records[record.image_id].filename if record.image_id in records else
+                     kept.first_within(fingerprint, unless=record.filename))
             if owner is not None:
-                dropped_images.add((str(shard.root), record.image_id))
-                rejects.append(Reject("image", INGEST, f"duplicate of {owner} (found when merging)", record.filename, record.image_id,
-                                      {"cause": "duplicate"}))
+                dropped.add((str(shard.root), record.image_id))
+                rejects.append(Reject("image", INGEST, f"duplicate of {owner} (found when merging)", record.filename,
+                                      record.image_id, {"cause": "duplicate"}))
                 continue
             records[record.image_id] = record
             image_dir[record.image_id] = shard.root / "images"
-            kept_hashes.append((fingerprint, record.filename))
+            kept.add(fingerprint, record.filename)
+    return records, image_dir, dropped
 
-    new_pairs = sorted((p for shard in shards for p in shard.pairs
-                        if (str(shard.root), p["image_id"]) not in dropped_images), key=lambda p: (p["image_id"], p["key"]))
 
-    # Taxonomy from every label proposed for a kept pair, plus the base release's categories.
-    taxonomy = Taxonomy.build([p["risk"]["category"] for p in new_pairs] + [r["risk_category"] for r in base.pairs])
-
-    # Query dedup over the whole release: base rows first, then new pairs in a fixed order.
+def choose_pairs(new_pairs: list[dict], taxonomy: Taxonomy, config: RunConfig, base: BaseRelease,
+                 records: dict[str, ImageRecord], rejects: list[Reject]) -> list[tuple[dict, str]]:
+    """Query dedup over the whole release (base rows first, then new pairs in a fixed order) and the
+    per-category cap: the new pairs released, each with its canonical category."""
     duplicates = find_duplicates([(f"base:{r['id']}", r["text"]) for r in sorted(base.pairs, key=lambda r: r["id"])]
                                  + [(p["key"], p["text"]) for p in new_pairs], config.dedup_threshold)
     category_counts = Counter(taxonomy.canonical(r["risk_category"]) for r in base.pairs)
@@ -153,46 +246,42 @@ def finalize(shards: list[ShardData], release_dir: str | Path, config: RunConfig
         else:
             category_counts[category] += 1
             released.append((pair, category))
+    return released
 
-    # Accounting: an image with no released pair and no image-level reject gets one.
-    released_images = {pair["image_id"] for pair, _ in released}
+
+def account_images(records: dict[str, ImageRecord], released_images: set[str], rejects: list[Reject]) -> None:
+    """Accounting invariant: a kept photo with no released pair and no image-level reject gets one, naming
+    the stages at which its pairs were rejected."""
     rejected_images = {(r.item, r.image_id) for r in rejects if r.kind == "image"}
+    pair_stages: dict[str, set[str]] = {}
+    for reject in rejects:
+        if reject.kind == "pair":
+            pair_stages.setdefault(reject.image_id, set()).add(reject.stage)
     for image_id, record in sorted(records.items()):
         if image_id not in released_images and (record.filename, image_id) not in rejected_images:
-            stages = sorted({r.stage for r in rejects if r.kind == "pair" and r.image_id == image_id})
+            stages = sorted(pair_stages.get(image_id, ()))
             rejects.append(Reject("image", "pairs", f"no pair of this image was kept (pairs rejected at: {', '.join(stages) or 'none proposed'})",
                                   record.filename, image_id, {"cause": "no pair kept"}))
 
-    rows = _rows(released, records, image_dir, config, base)
-    pair_counts = Counter(row["risk_category"] for split_rows in rows[rms.PAIRS].values() for row in split_rows)
-    taxonomy_json = taxonomy.to_json(dict(pair_counts))
+
+def _pipeline_config(shards: list[ShardData], config: RunConfig, base: BaseRelease) -> dict[str, Any]:
     prompts = {name: used for shard in shards for name, used in sorted(shard.summary.get("prompts", {}).items())}
-    pipeline_config = {"run": config.to_dict(), "pipeline_version": rms.PIPELINE_VERSION,
-                       "prompts": prompts,  # the templates the steps really used (version + sha256 of the text)
-                       # per shard: the checkpoints used and what each role's backend served
-                       "shards": [{"shard": shard.summary.get("shard"), "fingerprints": shard.summary.get("fingerprints", {}),
-                                   "models": shard.summary.get("models", {})}
-                                  for shard in shards],
-                       "base_release": bool(base.rows)}
-    funnel = _funnel(shards, len(new_pairs), len(released))
-    report = {"release": None, "pairs": sum(len(v) for v in rows[rms.PAIRS].values()), "new_pairs": len(released),
-              "images_in": funnel["ingest"][0], "images_released": len(released_images),
-              "images_rejected": sum(1 for r in rejects if r.kind == "image"), "funnel": funnel,
-              "causes": reject_causes(rejects), "problems": [], "categories": dict(pair_counts)}
-    ordered_rejects = [r.to_json() for r in sorted(rejects, key=_reject_order)]
-    if report["pairs"] == 0:
-        # A release needs at least one row per config: write no release, but keep every reject with its reason.
-        path = rejects_path(Path(release_dir))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered_rejects))
-        report["rejects_file"] = str(path)
-        return None, report
-    path = write_release(release_dir, rows, taxonomy=taxonomy_json, pipeline_config=pipeline_config,
-                         rejects=ordered_rejects, pretty_name=config.pretty_name, version=config.version,
-                         extra_files={"taxonomy.png": taxonomy_chart(dict(pair_counts))}, overwrite=overwrite)
-    report["release"] = str(path)
-    report["problems"] = [str(p) for p in validate_release(str(path))]
-    return path, report
+    return {"run": config.to_dict(), "pipeline_version": rms.PIPELINE_VERSION,
+            "prompts": prompts,  # the templates the steps really used (version + sha256 of the text)
+            # per shard: the checkpoints used and what each role's backend served
+            "shards": [{"shard": shard.summary.get("shard"), "fingerprints": shard.summary.get("fingerprints", {}),
+                        "models": shard.summary.get("models", {})}
+                       for shard in shards],
+            "base_release": bool(base.rows)}
+
+
+def _report(shards: list[ShardData], selection: Selection, rows) -> dict[str, Any]:
+    pair_counts = Counter(row["risk_category"] for split_rows in rows[rms.PAIRS].values() for row in split_rows)
+    funnel = _funnel(shards, selection.candidates, len(selection.released))
+    return {"release": None, "pairs": sum(len(v) for v in rows[rms.PAIRS].values()), "new_pairs": len(selection.released),
+            "images_in": funnel["ingest"][0], "images_released": len({pair["image_id"] for pair, _ in selection.released}),
+            "images_rejected": sum(1 for r in selection.rejects if r.kind == "image"), "funnel": funnel,
+            "causes": reject_causes(selection.rejects), "problems": [], "categories": dict(pair_counts)}
 
 
 def _reject_order(reject: Reject):
@@ -207,14 +296,18 @@ def _pair_reject(stage: str, pair: dict, records: dict[str, ImageRecord], reason
                    "image_file": record.filename if record else ""})
 
 
-def _rows(released, records, image_dir, config: RunConfig, base: BaseRelease) -> dict[str, dict[str, list[dict]]]:
+def release_rows(selection: Selection, config: RunConfig, base: BaseRelease) -> dict[str, dict[str, list[dict]]]:
+    """The rows the release writer is given, per source config and split: the base release's, then one pair
+    and its two responses per released pair (the writer derives `preference`). A new photo is given by its
+    path: the writer reads its bytes when it writes the row group, so no photo is held here."""
     rows: dict[str, dict[str, list[dict]]] = {c: {s: [] for s in config.splits} for c in rms.SOURCE_CONFIGS}
     for config_name, splits in base.rows.items():
         for split, split_rows in splits.items():
-            rows[config_name].setdefault(split, []).extend(split_rows)
-    for pair, category in released:
-        record = records[pair["image_id"]]
-        image = {"bytes": _photo_bytes(image_dir[pair["image_id"]], record.image_id), "path": f"{record.image_id}.jpg"}
+            if config_name in rows:
+                rows[config_name].setdefault(split, []).extend(split_rows)
+    for pair, category in selection.released:
+        record = selection.records[pair["image_id"]]
+        image = {"bytes": None, "path": str(_checked_photo(selection.image_dir[pair["image_id"]], record.image_id))}
         split = rms.split_for_image(record.image_id, config.splits)
         risk = pair["risk"]
         rows[rms.PAIRS][split].append({
@@ -236,15 +329,15 @@ def _rows(released, records, image_dir, config: RunConfig, base: BaseRelease) ->
     return rows
 
 
-def _photo_bytes(images: Path, image_id: str) -> bytes:
-    """A shard's normalised photo, checked against its id (the hash of its bytes): ingest does not fsync
-    each photo, so a power failure can damage one; it must never reach a release."""
+def _checked_photo(images: Path, image_id: str) -> Path:
+    """A shard's normalised photo, checked against its id (the hash of its bytes) and not kept: ingest does
+    not fsync each photo, so a power failure can damage one; it must never reach a release. (The writer
+    checks again as it writes; this check comes first, to say which run to redo.)"""
     path = images / f"{image_id}.jpg"
-    data = path.read_bytes()
-    if rms.image_id_for(data) != image_id:
+    if rms.image_id_for(path.read_bytes()) != image_id:
         raise ValueError(f"{path}: its bytes do not match its id {image_id} (damaged, e.g. by a power failure); rerun "
                          "that shard's `python -m generation run` (it ingests damaged photos again), then merge")
-    return data
+    return path
 
 
 def _funnel(shards: list[ShardData], before_dedup: int, released: int) -> dict[str, list[int]]:

@@ -92,3 +92,8 @@ def step_payload(step, call, role_spec: dict[str, Any], config, upstream: str) -
         "code": code_digest(step, call),
         "upstream": upstream,
     }
+
+
+def modules_digest(*names: str) -> str:
+    """sha256 of the source of the named modules (imported): the code a whole-output step runs (stamps.py)."""
+    return _source_digest(tuple(sorted(str(Path(sys.modules[name].__file__).resolve()) for name in names)))

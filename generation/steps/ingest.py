@@ -36,6 +36,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rms_dataset import image_id_for
 
+from .dedup import PhotoIndex
 from .records import INGEST, ImageRecord, Reject
 from .store import read_jsonl
 
@@ -177,10 +178,6 @@ def dhash(image: Image.Image, size: int = 8) -> int:
     grey = np.asarray(image.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS), dtype=np.int16)
     bits = (grey[:, 1:] > grey[:, :-1]).flatten()
     return int("".join("1" if b else "0" for b in bits), 2)
-
-
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -403,21 +400,22 @@ class Normalised:
 
 class Ingestor:
     """Normalises inputs (`normalise`: pure, thread-safe) and admits them one at a time in input order
-    (`admit`: exact and near dedup against everything kept before; a resumed run `remember`s what it kept).
+    (`admit`: exact and near dedup against everything kept before, through an index: `dedup.PhotoIndex`;
+    a kept input is remembered; a resumed run `remember`s what its checkpoints kept instead).
     `add` is both. `known_hashes` are (image_id, dhash) of images already released (a base release): exact
     and near duplicates of those are rejected too."""
 
     def __init__(self, options: IngestOptions = IngestOptions(), known_hashes: Iterable[tuple[str, int]] = ()):
         self.options = options
         self.kept_ids: dict[str, str] = {}
-        self.kept_hashes: list[tuple[int, str]] = []
+        self.kept_hashes = PhotoIndex(options.near_duplicate_distance)
         for image_id, fingerprint in known_hashes:
             self.kept_ids[image_id] = f"{image_id} in the base release"
-            self.kept_hashes.append((fingerprint, f"{image_id} in the base release"))
+            self.kept_hashes.add(fingerprint, f"{image_id} in the base release")
 
     def remember(self, record: ImageRecord) -> None:
         self.kept_ids[record.image_id] = record.filename
-        self.kept_hashes.append((int(record.dhash, 16), record.filename))
+        self.kept_hashes.add(int(record.dhash, 16), record.filename)
 
     def add(self, raw: RawImage) -> tuple[ImageRecord, bytes] | Reject:
         return self.admit(raw, self.normalise(raw))
@@ -448,7 +446,7 @@ class Ingestor:
         if image_id in self.kept_ids:
             return Reject("image", INGEST, f"exact duplicate of {self.kept_ids[image_id]}", raw.name, image_id)
         limit = self.options.near_duplicate_distance
-        near = next((owner for h, owner in self.kept_hashes if hamming(h, normalised.dhash) <= limit), None)
+        near = self.kept_hashes.first_within(normalised.dhash)
         if near is not None:
             return Reject("image", INGEST, f"near duplicate of {near} (dHash within {limit} bits)", raw.name, image_id)
         record = ImageRecord(image_id, raw.name, raw.source, raw.license, raw.attribution, raw.description,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # Stages: a reject names the stage that rejected it (the order of the steps is pipeline.py's).
@@ -33,7 +33,8 @@ class ImageRecord:
     notes: tuple[str, ...] = ()  # normalisations applied (e.g. "exif_transpose", "cmyk->rgb")
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "notes": list(self.notes)}
+        # its fields are strings, ints and a tuple of strings: a shallow copy (asdict deep-copies, 10x slower)
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "notes": list(self.notes)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ImageRecord":

@@ -26,7 +26,11 @@ def write_grid(tmp_path, **changes):
 
 def test_the_four_sanity_judges_are_scored_on_every_benchmark_and_shown_as_reference_rows(tmp_path, capsys):
     grid = load_grid(write_grid(tmp_path))
-    assert grid.sanity_judges == ["constant:unsafe", "constant:safe", "random:0", "oracle:0.9:0"]
+    # the default reference rows: the sanity judges and the keyword baselines (each on its own task)
+    assert grid.sanity_judges == ["constant:unsafe", "constant:safe", "random:0", "oracle:0.9:0",
+                                  "python:eval.judges.rules:harmful_keywords", "python:eval.judges.rules:refusal_phrases"]
+    grid = load_grid(write_grid(tmp_path, sanity_judges=["constant:unsafe", "constant:safe", "random:0", "oracle:0.9:0"],
+                                modality_gain=False))
     assert main([str(grid.path), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if "reference__" in line]
     assert listed[:2] == ["todo  reference__constant-unsafe  salad__query", "todo  reference__constant-unsafe  mssbench__query"]
@@ -45,6 +49,15 @@ def test_no_reference_rows_when_the_grid_says_so(tmp_path):
     assert score_references(grid, tmp_path / "out") == []
 
 
+def test_a_keyword_baseline_is_a_reference_row_scored_only_on_its_task(tmp_path):
+    grid = load_grid(write_grid(tmp_path, sanity_judges=["python:eval.judges.rules:harmful_keywords",
+                                                         "python:eval.judges.rules:refusal_phrases"], modality_gain=False))
+    paths = score_references(grid, tmp_path / "out")
+    assert [path.name.split("__")[1] for path in paths] == ["python-eval.judges.rules-harmful_keywords"] * 2
+    [section] = load_sections(tmp_path / "out")
+    assert all(row.reference for row in section.rows) and section.rows[0].score is not None
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"sanity_judges": ["random:x"]}, "sanity_judges: judge kind 'random:x' is not a sanity judge"),
     ({"n_bootstrap": "200"}, "n_bootstrap: Input should be a valid integer"),
@@ -53,8 +66,8 @@ def test_no_reference_rows_when_the_grid_says_so(tmp_path):
     ({"judge": {"mode": "fastest"}}, "judge.mode: Input should be 'fast' or 'generative'"),
     ({"benchmarks": [{"name": "salad", "limit": 0}]}, "benchmarks.0.limit: Input should be greater than 0"),
     ({"suite": "x.yaml"}, "(top level): give either 'benchmarks' (a list of suite entries) or 'suite: <benchmarks.yaml>'"),
-    ({"modles": []}, "modles: unknown key; allowed keys: benchmarks, datasets, judge, models, n_bootstrap, name, "
-                     "sanity_judges, seed, suite"),
+    ({"modles": []}, "modles: unknown key; allowed keys: benchmarks, datasets, judge, modality_gain, models, "
+                     "n_bootstrap, name, sanity_judges, seed, suite"),
 ])
 def test_a_bad_grid_is_one_line_naming_the_key_and_exits_2(tmp_path, capsys, changes, message):
     path = write_grid(tmp_path, **changes)
@@ -70,7 +83,9 @@ def test_a_grid_naming_a_suite_reads_it_typed(tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text("benchmarks:\n  - {name: salad, limit: 4}\n")
     grid = load_grid(_without_benchmarks(write_grid(tmp_path), "suite.yaml"))
-    assert [(spec.name, spec.limit) for spec in grid.benchmarks] == [("salad", 4)]
+    # the entry and its image-withheld twin (modality gain)
+    assert [(spec.name, spec.limit, spec.text_only) for spec in grid.benchmarks] == [("salad", 4, False),
+                                                                                      ("salad", 4, True)]
     suite.write_text("benchmarks:\n  - {name: salad, limit: four}\n")
     with pytest.raises(GridError, match=r"suite.yaml: benchmarks.0.limit:"):
         load_grid(grid.path)

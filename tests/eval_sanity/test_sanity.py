@@ -42,7 +42,7 @@ def test_on_the_real_default_suite_trivial_judges_score_one_half_and_a_90_percen
         assert constant_unsafe["value"] == constant_safe["value"] == 0.5  # exactly: a constant ignores the input
         assert abs(oracle["value"] - 0.9) <= 0.05
         assert oracle["value"] > coin["value"] and oracle["low"] > max(t["high"] for t in (constant_unsafe, coin))
-    assert "(query): 4 benchmarks with both classes" in output and "(response): 1 benchmarks" in output
+    assert "(query): 3 benchmarks with both classes" in output and "(response): 1 benchmarks" in output
     # SIUO (query) and VLSBench have no benign items of their own source and form: detection-only, listed
     assert output.count("not counted (one class, unsafe)") == 2
 

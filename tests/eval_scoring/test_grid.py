@@ -44,8 +44,12 @@ def test_grid_trains_scores_held_out_benchmarks_and_resumes(tmp_path, repo_root,
     paths = run_grid(grid, out)
     key = grid.benchmarks[0].key
     assert key.startswith("eval_fixture__query__annotations=") and key.endswith("__limit=4")
-    assert [path.name for path in paths] == [f"rms-sample__tiny-llava__f1__{key}.json"]
+    # the cell with images and its image-withheld twin (the leaderboard's modality gain)
+    assert [path.name for path in paths] == [f"rms-sample__tiny-llava__f1__{key}.json",
+                                             f"rms-sample__tiny-llava__f1__{key}__text-only.json"]
+    assert json.loads(paths[1].read_text())["text_only"] is True
     result = json.loads(paths[0].read_text())
+    assert result["audit"]["verdict"] in ("clean", "confounded", "not audited (one class)")
     assert result["schema_version"] == RESULT_SCHEMA_VERSION and result["key"] == key
     assert result["training"]["held_out_from"] == ["rms"] and result["training"]["train_fraction"] == 1.0
     assert result["judge"]["metadata"]["global_step"] == 1  # provenance from the recipe's judge_metadata.json

@@ -72,6 +72,7 @@ def results_dir(tmp_path):
         for name in ("salad", "mssbench"):
             result = evaluate(make_judge({"kind": kind}), BenchmarkSpec(name), out / "predictions", n_bootstrap=200,
                               training={"run_id": kind.replace(":", "-"), "reference": True})
+            result["audit"]["verdict"] = "clean"  # as the fixture's judge rows say (the real SaLAD preview is not)
             write_result(out / "cells" / f"{kind.replace(':', '-')}__{name}.json", result)
     (out / "judges" / "beta-f1").mkdir(parents=True)
     (out / "judges" / "beta-f1" / "judge_metadata.json").write_text("{}")
@@ -237,3 +238,35 @@ def test_html_columns_sort_when_their_header_is_clicked(results_dir):
     assert _rendered_order(page, ["salad (query)"]) == ["alpha-f0.5", "alpha-f1", "beta-f1"]  # ascending
     assert _rendered_order(page, ["mssbench (query)", "mssbench (query)"]) == ["beta-f1", "alpha-f1", "alpha-f0.5"]
     assert _rendered_order(page, ["Fraction"]) == ["alpha-f0.5", "beta-f1", "alpha-f1"]  # stable text sort
+
+
+def test_a_confounded_cell_is_shown_but_never_in_the_score(tmp_path):
+    out = tmp_path / "results"
+    write(out, cell("a-f1", "a", 1.0, "salad", *judged(10, 10, 9, 9)))
+    write(out, cell("a-f1", "a", 1.0, "mssbench", *judged(18, 18, 18, 18), audit="confounded"))
+    [row] = load_rows(out)
+    assert row.counted == ["salad (query)"] and row.score == pytest.approx(0.9)
+    markdown = write_leaderboard(out)["md"].read_text()
+    assert "confounded (surface audit): not in score" in markdown
+    assert "mssbench (query): confounded" in markdown and "salad (query): clean" in markdown  # the section's audit line
+
+
+def test_the_modality_gain_is_full_minus_image_withheld_and_the_twin_stays_out_of_the_score(tmp_path):
+    out = tmp_path / "results"
+    write(out, cell("a-f1", "a", 1.0, "mssbench", *judged(18, 18, 18, 18)))  # BA 1.0 with the images
+    write(out, cell("a-f1", "a", 1.0, "mssbench", *judged(18, 18, 9, 9), text_only=True))  # BA 0.5 without
+    [row] = load_rows(out)
+    assert row.modality_gain == pytest.approx(0.5) and row.counted == ["mssbench (query)"] and row.score == 1.0
+    paths = write_leaderboard(out)
+    assert "| Modality gain |" in paths["md"].read_text() and "+0.500" in paths["md"].read_text()
+    assert "image withheld: modality gain only" in paths["html"].read_text()
+
+
+def test_a_keyword_baseline_scored_by_eval_score_is_a_reference_row(tmp_path):
+    out = tmp_path / "results"
+    write(out, cell("a-f1", "a", 1.0, "salad", *judged(10, 10, 9, 9)))
+    judge = make_judge({"kind": "python:eval.judges.rules:harmful_keywords"})
+    write_result(out / "cells" / "kw__salad.json", evaluate(judge, BenchmarkSpec("salad"), out / "predictions",
+                                                           n_bootstrap=0))
+    rows = {row.judge: row for row in load_rows(out)}
+    assert rows["python:eval.judges.rules:harmful_keywords"].reference

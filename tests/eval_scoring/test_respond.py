@@ -60,9 +60,9 @@ def test_answers_are_keyed_by_model_endpoint_parameters_and_content(tmp_path, sa
     path = tmp_path / "responses.jsonl"
 
     def answered(backend, prompts, **kwargs):
-        before = len(backend.requests)
+        before = backend.calls
         answers = cached_answers(backend, prompts, path, **kwargs)
-        return answers, len(backend.requests) - before
+        return answers, backend.calls - before
 
     backend = ScriptedBackend(model="m", respond=lambda r: f"answer to {message_text(r.messages[-1])[:20]}")
     first, calls = answered(backend, prompts, endpoint="http://a/v1", max_tokens=16)
@@ -72,7 +72,7 @@ def test_answers_are_keyed_by_model_endpoint_parameters_and_content(tmp_path, sa
     assert answered(backend, prompts, endpoint="http://a/v1", max_tokens=32)[1] == len(prompts)
     reworded = [replace(prompts[0], text="Another release's text for this pair"), *prompts[1:]]
     assert answered(backend, reworded, endpoint="http://a/v1", max_tokens=16)[1] == 1
-    text_only = ScriptedBackend(model="m", supports_images=False, respond=lambda r: "ok")
+    text_only = ScriptedBackend(model="m", supports_images=False, respond=lambda r: "ok", record_requests=True)
     assert answered(text_only, prompts, endpoint="http://a/v1", max_tokens=16)[1] == len(prompts)  # no image sent
     assert all(isinstance(part, dict) and part["type"] == "text"
                for request in text_only.requests for part in request.messages[0]["content"])

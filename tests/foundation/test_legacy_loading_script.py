@@ -23,7 +23,7 @@ print(type(loaded["train"][0]["image"]).__module__)
 
 
 @pytest.mark.skipif(not LEGACY_PYTHON, reason="set RMS_LEGACY_PYTHON to a Python with datasets<4 (CI does)")
-@pytest.mark.parametrize("config", ["pairs", "unsafe_responses"])
+@pytest.mark.parametrize("config", ["pairs", "unsafe_responses", "preference"])
 def test_the_loading_script_reads_the_release_on_datasets_3(small_release, repo_root, tmp_path, config):
     result = subprocess.run(
         [LEGACY_PYTHON, "-c", SCRIPT, str(repo_root / "rms_dataset.py"), config, str(small_release), str(tmp_path)],

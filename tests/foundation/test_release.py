@@ -1,13 +1,15 @@
 """A release loads with plain `load_dataset` (parquet + README configs) and with the builder class."""
 
 import io
+import os
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 import rms_dataset as rms
-from generation.release import is_declared, write_release
+from generation.release import ROW_GROUP_ROWS, is_declared, plan_shards, write_release
 
 
 @pytest.mark.parametrize("config", rms.CONFIG_NAMES)
@@ -107,3 +109,74 @@ def test_a_release_with_the_default_name_validates_and_its_card_yaml_keeps_the_n
     front_matter = (target / "README.md").read_text(encoding="utf-8").split("---")[1]
     assert yaml.safe_load(front_matter)["pretty_name"] == ReleaseInfo.__dataclass_fields__["pretty_name"].default
     assert validate_release(str(target)) == []
+
+
+def test_shards_are_cut_by_size_and_balanced():
+    assert [len(r) for r in plan_shards([10] * 10, target_bytes=1000)] == [10]
+    shards = plan_shards([10] * 10, target_bytes=30)  # 100 bytes at most ~30 each: 4 shards of 2-3 rows
+    assert [len(r) for r in shards] == [2, 3, 2, 3] and [r.start for r in shards] == [0, 2, 5, 7]
+    assert [len(r) for r in plan_shards([50, 1, 1, 1, 50, 1], target_bytes=60)] == [3, 3]  # 52 bytes each
+
+
+def test_photos_given_by_path_are_read_when_written_into_size_balanced_shards(small_release, tmp_path):
+    """The streaming interface of the release writer: rows whose photo is a path; shards of about
+    `shard_bytes`, row groups of ROW_GROUP_ROWS rows."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rows = {}
+    for config in rms.SOURCE_CONFIGS:
+        rows[config] = {}
+        for split, dataset in datasets.load_dataset(str(small_release), config).cast_column(
+                "image", datasets.Image(decode=False)).items():
+            rows[config][split] = []
+            for row in dataset:
+                path = photos / f"{row['image_id']}.jpg"
+                path.write_bytes(row["image"]["bytes"])
+                rows[config][split].append({**row, "image": {"path": str(path), "bytes": None}})
+    photo_bytes = sum(path.stat().st_size for path in photos.iterdir())
+    target = write_release(tmp_path / "r", {c: {s: iter(r) for s, r in by_split.items()} for c, by_split in rows.items()},
+                           shard_bytes=photo_bytes // 2)
+    shards = rms.find_shards(str(target), rms.PAIRS)["train"]
+    assert len(shards) > 1
+    sizes = [os.path.getsize(path) for path in shards]
+    largest_photo = max(path.stat().st_size for path in photos.iterdir())
+    assert max(sizes) - min(sizes) < 1.1 * largest_photo  # balanced to within a row, not full shards and a remainder
+    assert all(pq.ParquetFile(path).metadata.row_group(0).num_rows <= ROW_GROUP_ROWS for path in shards)
+    loaded = datasets.load_dataset(str(target), rms.PAIRS, split="train").cast_column("image", datasets.Image(decode=False))
+    assert all(row["image"]["bytes"] == (photos / row["image"]["path"]).read_bytes() for row in loaded)
+
+
+def test_a_photo_changed_on_disk_since_ingest_is_refused_naming_it(small_release, tmp_path):
+    rows = {config: {split: list(ds) for split, ds in datasets.load_dataset(str(small_release), config).cast_column(
+        "image", datasets.Image(decode=False)).items()} for config in rms.SOURCE_CONFIGS}
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(rows[rms.PAIRS]["train"][0]["image"]["bytes"] + b"\0")
+    rows[rms.PAIRS]["train"][0] = {**rows[rms.PAIRS]["train"][0], "image": {"path": str(photo), "bytes": None}}
+    with pytest.raises(ValueError, match=rf"\({photo}\) hash to .* not its image_id"):
+        write_release(tmp_path / "r", rows)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_writer_refuses_rows_for_the_derived_preference_config(small_release, tmp_path):
+    with pytest.raises(ValueError, match="`preference` is derived"):
+        write_release(tmp_path / "r", {rms.PREFERENCE: {"train": []}})
+
+
+def test_the_release_commands_log_their_notes_and_quiet_keeps_only_problems(tmp_path, shared_dir, repo_root):
+    import subprocess
+    import sys
+
+    from tests.foundation.conftest import write_curated_sample
+
+    sample = write_curated_sample(tmp_path / "sample", shared_dir)
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+
+    def build(*flags):
+        out = tmp_path / f"release{len(flags)}"
+        return subprocess.run([sys.executable, "-m", "generation", "build-sample", "--out", str(out), "--sample-dir",
+                               str(sample), *flags], capture_output=True, text=True, env=env, cwd=repo_root)
+
+    normal, quiet = build(), build("--quiet")
+    assert normal.returncode == quiet.returncode == 0
+    assert "INFO: wrote" in normal.stderr  # write_release's note, through logging
+    assert quiet.stderr == "" and "it validates" in quiet.stdout

@@ -131,8 +131,12 @@ def test_a_base_url_without_its_scheme_is_one_line_saying_what_to_write(run_cli)
     assert err.count("\n") == 1 and "pattern" not in err
 
 
-def test_a_max_side_below_min_side_is_refused(run_cli):
-    def contradictory(data):
-        data["ingest"] = {"max_side": 16, "min_side": 32}
+@pytest.mark.parametrize("ingest, expected", [({"max_side": 16, "min_side": 32}, "max_side (16) is below min_side (32)"),
+                                              ({"max_pixels": 900}, "max_pixels (900) is below min_side² (1024)")])
+def test_ingest_limits_that_let_no_photo_through_are_refused(run_cli, ingest, expected):
+    """`max_side: 16, min_side: 32` used to be accepted and released 16x11 images."""
 
-    assert_refused(run_cli(contradictory), "ingest: max_side (16) is below min_side (32)")
+    def contradictory(data):
+        data["ingest"] = ingest
+
+    assert_refused(run_cli(contradictory), f"ingest: {expected}")

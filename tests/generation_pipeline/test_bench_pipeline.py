@@ -44,3 +44,23 @@ def test_the_pipeline_benchmark_times_a_baseline_checkout_side_by_side(shared_ph
 
     refused = run_pipeline_bench("--baseline", "/nonexistent", timeout=60)
     assert refused.returncode == 2 and "not a checkout of this repository" in refused.stderr
+
+
+def test_the_scale_benchmark_prints_a_row_per_size_and_checkout_with_a_free_rerun(shared_photos, tmp_path):
+    completed = subprocess.run([sys.executable, str(REPO / "bench" / "generation_scale.py"), "12", "20", "--work",
+                                str(tmp_path), "--baseline", str(REPO)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = [line.split(" | ") for line in completed.stdout.splitlines() if line.startswith(("| this checkout", "| baseline"))]
+    assert [(row[0], row[1]) for row in rows] == [("| this checkout", "12"), ("| baseline", "12"),
+                                                   ("| this checkout", "20"), ("| baseline", "20")]
+    assert all(int(row[3].replace(",", "")) > 0 and row[-1].strip(" |") == "0" for row in rows)  # calls; none on rerun
+    assert rows[0][2:4] == rows[1][2:4]  # the same code on the same photos: the same pairs and calls
+    assert len(list((tmp_path / "photos").glob("*.jpg"))) == 20 and not any((tmp_path / "runs").iterdir())
+
+
+def test_the_dedup_benchmark_finds_what_the_scans_find(tmp_path):
+    completed = subprocess.run([sys.executable, str(REPO / "bench" / "indexed_dedup.py"), "--items", "300"],
+                               capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = [line.split(" | ") for line in completed.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 3 and all(row[3] == "1.0000" and row[4] == "1.0000" for row in rows)

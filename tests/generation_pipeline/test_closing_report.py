@@ -34,6 +34,7 @@ def test_a_run_whose_calls_fail_says_so_names_the_error_and_the_retry_command(ph
     assert "MOST MODEL CALLS FAILED: their items were rejected as 'call failed', not for their answers. First error: " \
            "BackendError: HTTP 401 (scripted)" in report
     assert f"then redo only the failed calls: {retry}\n" in report
+    assert "Model calls failed: see below." in report
     assert "A small model rarely writes answers" not in report  # the answers were never written
 
     monkeypatch.setitem(KEY_ACCEPTED, "now", True)

@@ -92,10 +92,10 @@ def test_switching_back_reuses_the_old_checkpoints_without_asking_the_cache(fold
     base = make_config(folder)
     other = make_config(folder, verifier={**base.verifier.model_dump(exclude_none=True), "model": "fake-verifier-2"})
     run(other, tmp_path / "run", show_progress=False)
-    files = sorted(p.name for p in (tmp_path / "run" / "steps").iterdir())
+    files = sorted(p.name for p in (tmp_path / "run" / "steps").glob("*.jsonl"))  # checkpoints (not the release's stamps)
     back = run(base, tmp_path / "run", show_progress=False)
     assert back["usage"]["model_calls"] == 0 and back["usage"]["cached_calls"] == 0  # every step from its checkpoint
-    assert sorted(p.name for p in (tmp_path / "run" / "steps").iterdir()) == files
+    assert sorted(p.name for p in (tmp_path / "run" / "steps").glob("*.jsonl")) == files
     rows = release_content(tmp_path / "run" / "release")[("pairs", "train")] + release_content(
         tmp_path / "run" / "release").get(("pairs", "test"), [])
     assert {row["verification"]["verifier"] for row in rows} == {"fake-verifier"}

@@ -83,7 +83,7 @@ def test_no_junk_is_released_and_every_junk_answer_is_rejected_with_its_gate(jun
     assert len(released[rms.PAIRS]) == 2  # the two clean photos
     texts = [(r[f], what) for r in released[rms.PAIRS] for f, what in (("text", "query"), ("safe_twin_text", "safe_twin"),
                                                                             ("scene", "scene"))]
-    texts += [(r["response"], f"{r['label']}_response") for config in rms.RESPONSE_CONFIGS for r in released[config]]
+    texts += [(r["response"], f"{label}_response") for config, label in rms.RESPONSE_CONFIGS.items() for r in released[config]]
     for text, what in texts:
         assert not any(j[:30] in text for j in JUNK_TEXTS) and not any(k in text for k in JUNK), text
         assert gates.check(text, what, gates.Context(), GateConfig()) == text

@@ -123,8 +123,8 @@ def test_rows_in_margin_mode_store_the_measured_scores_and_the_margin(photo_fold
         assert verification["mode"] == "log_odds_margin" and verification["margin"] == 0.25
         assert {c: verification["scores"][c] for c in SCORES} == pytest.approx(SCORES)
         assert verification["scores"]["pair"] == pytest.approx(0.5 + len(row["scene"].split(". ")[0].removeprefix("Scene of ")) / 100)
-        assert (verification["text_alone"], verification["image_alone"], verification["pair"],
-                verification["safe_twin"]) == ("safe", "safe", "unsafe", "safe")
+        verdicts = [rms.VERDICT.int2str(verification[check]) for check in ("text_alone", "image_alone", "pair", "safe_twin")]
+        assert verdicts == ["safe", "safe", "unsafe", "safe"]  # stored as ClassLabel ints
     assert rows[0]["verification"]["scores"]["pair"] != rows[1]["verification"]["scores"]["pair"]  # measured, not a constant
     claimed = {**rows[0]["verification"], "safe_twin": "safe", "scores": {**rows[0]["verification"]["scores"], "safe_twin": 0.9}}
     [problem] = _check_verification("pairs.parquet", 0, claimed)

@@ -32,7 +32,7 @@ def write_run_config(folder: Path, directory: Path, delay_s: float = 0.0) -> Pat
 
 
 def test_a_second_writer_of_one_out_is_refused_with_the_first_ones_pid_and_command(photo_folder, tmp_path, capsys):
-    config = write_run_config(photo_folder(["a cliff edge", "a stove"]), tmp_path, delay_s=0.5)
+    config = write_run_config(photo_folder(["a cliff edge", "a stove"]), tmp_path, delay_s=2.0)  # killed long before it ends
     out = tmp_path / "run"
     command = [sys.executable, "-m", "generation", "run", str(config), "--out", str(out), "--no-progress"]
     first = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},

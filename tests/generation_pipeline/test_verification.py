@@ -45,7 +45,7 @@ def test_rewrite_prompt_carries_the_verifier_feedback(photo_folder, make_config,
     from modelcalls.scripted_backend import ScriptedBackend
     from tests.generation_pipeline.fake_model import respond
 
-    backend = ScriptedBackend(respond=respond, supports_images=False)
+    backend = ScriptedBackend(respond=respond, supports_images=False, record_requests=True)
     run(make_config(photo_folder(["a kitchen stove LEAKY"])), tmp_path / "run", show_progress=False,
         backends={"generator": backend, "verifier": backend})
     query_prompts = [message_text(r.messages[-1]) for r in backend.requests if r.name == "query"]

@@ -67,7 +67,7 @@ def test_failures_are_recorded_per_item_with_reasons_and_the_run_goes_on():
 
 
 def test_parse_retries_use_a_new_seed_and_a_sampling_temperature_then_succeed():
-    backend = ScriptedBackend(replies=["not json", "still not json", '{"verdict": "safe"}'])
+    backend = ScriptedBackend(replies=["not json", "still not json", '{"verdict": "safe"}'], record_requests=True)
     [result] = run_calls_sync(VerdictCall(), ["a cup"], backend, cache=None, concurrency=1)
     assert result.output == "safe" and result.attempts == 3
     seeds = [r.seed for r in backend.requests]
