@@ -213,9 +213,9 @@ def audit_benchmark(benchmark) -> dict[str, Any]:
         if benchmark.single_class is not None:
             audit = CellAudit(spec.key, NOT_AUDITED, len(benchmark.examples), notes=["detection-only cell"])
         else:
-            from judging.sources.registry import SOURCES
+            from judging.sources import SOURCES
 
-            complementarity = bool(getattr(SOURCES.get(spec.name), "complementarity", False))
+            complementarity = spec.task == "query" and bool(getattr(SOURCES.get(spec.name), "complementarity", False))
             audit = audit_examples(spec.key, benchmark.examples, text_only=spec.text_only,
                                    complementarity=complementarity)
         _AUDITS[memo] = audit.to_dict()

@@ -19,15 +19,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from atomic_files import write_atomic
 from eval.audit import audit_benchmark
 from eval.judges.base import Judge
 from eval.predictions import ScoredItem, score_cached
@@ -272,13 +271,11 @@ def mean_label_mass(items: list[ScoredItem]) -> float | None:
 
 
 def write_result(path: Path | str, result: dict[str, Any]) -> Path:
-    """Atomic write (temp file + rename): a crash never leaves a half-written result that looks finished."""
+    """Whole or not at all (`atomic_files.write_atomic`): a crash never leaves a half-written result that
+    looks finished."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(result, out, indent=2, default=str)
-    os.replace(temp, path)
+    write_atomic(path, json.dumps(result, indent=2, default=str))
     return path
 
 
@@ -347,7 +344,13 @@ def judge_spec_from_args(args: argparse.Namespace, prefix: str = "") -> dict[str
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.score", description=__doc__.splitlines()[0],
                                      epilog="See docs/eval.md.")
-    parser.add_argument("--benchmark", required=True, help="registered source name, e.g. siuo, vlsbench, mssbench")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--benchmark", help="registered source name, e.g. siuo, vlsbench, mssbench")
+    which.add_argument("--benchmarks", metavar="A,B,...|list",
+                       help="several benchmarks with one model load: their entries in --suite (default "
+                            "eval/benchmarks.yaml; a name not in it is scored with default options); --out is then "
+                            "a folder. 'list' prints every registered benchmark and exits")
+    which.add_argument("--suite", help="score every entry of this suite (or grid) YAML with one model load; --out is a folder")
     parser.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
                         help="benchmark source option (annotations=..., image_root=..., paraphrases=false); the "
                              "value is read as YAML, as in a grid file; repeatable")
@@ -356,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default="query", choices=("query", "response"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, help="score only the first N items")
-    parser.add_argument("--out", required=True, help="result JSON to write")
+    parser.add_argument("--out", help="result JSON to write (--benchmarks/--suite: a folder, cells/<key>.json)")
     parser.add_argument("--cache-dir", help="prediction cache (default: <out dir>/predictions)")
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     add_judge_arguments(parser)
@@ -376,30 +379,77 @@ def format_cell_line(result: dict[str, Any], out: Path | str) -> str:
             f"-> {out}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from eval.judges import make_judge
+def requested_specs(args: argparse.Namespace) -> list[BenchmarkSpec]:
+    """The benchmarks a command line asks for: one ``--benchmark``, the ``--benchmarks`` names (their suite
+    entries, else default options), or every ``--suite`` entry. Raises ConfigError / ValueError."""
+    if args.benchmark:
+        return [BenchmarkSpec(args.benchmark, dict(args.option), args.split, args.task, args.limit, args.text_only)]
+    from eval.benchmarks import DEFAULT_SUITE, parse_entries
+    from eval.sanity import suite_entries
 
-    spec = BenchmarkSpec(args.benchmark, dict(args.option), args.split, args.task, args.limit, args.text_only)
+    entries = suite_entries(args.suite or DEFAULT_SUITE)
+    if args.benchmarks:
+        names = [name.strip() for name in args.benchmarks.split(",") if name.strip()]
+        chosen = [entry for entry in entries if entry["name"] in names]
+        chosen += parse_entries([{"name": name, "task": args.task} for name in names
+                                 if name not in {entry["name"] for entry in chosen}], source="--benchmarks")
+        entries = chosen
+    return [BenchmarkSpec(**{**entry, "limit": args.limit or entry["limit"],
+                             "text_only": args.text_only or entry["text_only"]}) for entry in entries]
+
+
+def list_benchmarks() -> list[str]:
+    """One line per registered benchmark: tasks, items and classes with default options, images present."""
+    from judging.sources import SOURCES
+
+    lines = ["| benchmark | tasks | items (test, first task) | unsafe / safe | images present |", "|---|---|---|---|---|"]
+    for name, source in sorted(SOURCES.items()):
+        try:
+            loaded = load_benchmark(BenchmarkSpec(name, task=source.tasks[0]))
+        except Exception as error:  # a benchmark with no local annotations: say why, list the rest
+            lines.append(f"| {name} | {', '.join(source.tasks)} | not available here: {str(error).splitlines()[0]} | | |")
+            continue
+        counts = loaded.provenance["n_by_label"]
+        with_image = sum(example.image is not None for example in loaded.examples)
+        lines.append(f"| {name} | {', '.join(source.tasks)} | {len(loaded.examples)} | {counts[UNSAFE]} / {counts[SAFE]} "
+                     f"| {with_image} of {len(loaded.examples)} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.benchmarks == "list":
+        print("\n".join(list_benchmarks()))
+        return 0
+    if not args.out:
+        parser.error("--out is required")
+    from eval.judges import make_judge
+    from typed_config import ConfigError
+
     try:
+        specs = requested_specs(args)
+        benchmarks = [load_benchmark(spec) for spec in specs]
         judge = make_judge(judge_spec_from_args(args))
-    except ValueError as error:
+        if getattr(judge, "reads_images", True):  # before any scoring: every missing image at once
+            for benchmark in benchmarks:
+                check_images(benchmark)
+    except (ConfigError, ValueError, KeyError) as error:  # MissingImagesError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 2
+    single = args.benchmark is not None
     out = Path(args.out)
-    cache_dir = Path(args.cache_dir) if args.cache_dir else out.parent / "predictions"
-    try:
+    cache_dir = Path(args.cache_dir) if args.cache_dir else (out.parent if single else out) / "predictions"
+    for spec in specs:
         result = evaluate(judge, spec, cache_dir, n_bootstrap=args.n_bootstrap,
                           judge_metadata=getattr(getattr(judge, "loaded", None), "adapter_metadata", None))
-    except MissingImagesError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    write_result(out, result)
-    print(format_cell_line(result, out))
-    if result["format_mismatch"]:
-        print(f"warning: {spec.key}: format mismatch: the judge does not answer with a verdict first (label mass "
-              f"{result['label_mass']}, {result['unparseable']} unparseable); its verdicts here are not its "
-              "answers. Score it with --mode generative, or train it on the judge format.", file=sys.stderr)
+        path = out if single else out / "cells" / f"{spec.key}.json"
+        write_result(path, result)
+        print(format_cell_line(result, path))
+        if result["format_mismatch"]:
+            print(f"warning: {spec.key}: format mismatch: the judge does not answer with a verdict first (label mass "
+                  f"{result['label_mass']}, {result['unparseable']} unparseable); its verdicts here are not its "
+                  "answers. Score it with --mode generative, or train it on the judge format.", file=sys.stderr)
     return 0
 
 

@@ -133,9 +133,7 @@ def image_style(image: Any) -> list[float] | None:
     ink = gray < 0.5
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     extent = [rows[0] / height, rows[-1] / height, cols[0] / width, cols[-1] / width] if rows.size else [1, 0, 1, 0]
-    from PIL import Image as PILImage
-
-    thumb = np.asarray(PILImage.fromarray((gray * 255).astype(np.uint8)).resize((THUMBNAIL, THUMBNAIL)),
+    thumb = np.asarray(Image.fromarray((gray * 255).astype(np.uint8)).resize((THUMBNAIL, THUMBNAIL)),
                        dtype=np.float32) / 255.0
     features = [width, height, width / height, np.log(width * height), float(file_format == "PNG"),
                 float(file_format == "JPEG"), float(file_format not in ("PNG", "JPEG")), n_bytes / (width * height),

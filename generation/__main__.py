@@ -60,10 +60,10 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     if quiet:
         import datasets
-        import huggingface_hub
+        from huggingface_hub.utils import disable_progress_bars
 
         datasets.disable_progress_bars()
-        huggingface_hub.disable_progress_bars()
+        disable_progress_bars()
 
 
 def main(argv: list[str] | None = None) -> int:

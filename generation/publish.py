@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import logging
 import re
 import sys
 from dataclasses import dataclass, field
@@ -35,8 +34,6 @@ from pathlib import Path
 import rms_dataset as rms
 from generation.card import RELEASE_INFO
 from generation.release import TOP_LEVEL_FILES, is_declared
-
-logger = logging.getLogger(__name__)
 
 GATING = ("auto", "manual")
 HUB_MANAGED_FILES = {".gitattributes"}  # created by the Hub with every repo; not part of a release
@@ -443,9 +440,15 @@ def main(args: argparse.Namespace) -> int:
         print("error: choose who can download: --gated auto|manual (access requests with the card's terms; "
               "recommended, the data holds harmful text) or --public", file=sys.stderr)
         return 2
+    from generation.outputs import DirectoryBusy, locked
+
     try:
-        publish(args.release, args.repo, args.version, private=args.private, gated=args.gated or False,
-                dry_run=args.dry_run, endpoint=args.endpoint, message=args.message, stamp=args.stamp)
+        with locked(args.release, option="RELEASE"):  # no writer replaces the release while it is checked and sent
+            publish(args.release, args.repo, args.version, private=args.private, gated=args.gated or False,
+                    dry_run=args.dry_run, endpoint=args.endpoint, message=args.message, stamp=args.stamp)
+    except DirectoryBusy as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except PublishError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -264,6 +264,11 @@ def encode(loaded: LoadedModel, texts: list[str], images: list[Any]):
     """One left-padded batch; ``images`` has one entry (PIL image or None) per prompt."""
     present = [image for image in images if image is not None]
     if loaded.is_multimodal:
+        from recipes.architectures import ARCHITECTURES
+
+        entry = ARCHITECTURES.get(loaded.model.config.model_type)
+        if present and entry is not None and entry.images_per_prompt:  # e.g. Mllama: one list of images per prompt
+            present = [[image] if image is not None else [] for image in images]
         batch = loaded.processor(text=texts, images=present or None, padding=True, return_tensors="pt",
                                  add_special_tokens=False)
     else:

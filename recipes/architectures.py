@@ -46,6 +46,7 @@ class Architecture:
     template: str | None  # file in recipes/templates/: the real checkpoint's chat template (None: not shipped)
     tiny_config: Callable[[dict[str, int]], Any] | None  # token ids (+ vocab, bos, eos, pad) -> a small config
     has_video_processor: bool = False  # its processor also holds a video processor (which needs torchvision)
+    images_per_prompt: bool = False  # its processor takes one list of images per prompt, not one flat list
     lora_targets: tuple[str, ...] = LANGUAGE_MODEL_LINEAR
 
     def chat_template(self) -> str:
@@ -102,6 +103,41 @@ def _tiny_idefics3(ids: dict[str, int]):
     )
 
 
+TINY_MLLAMA_TILE = 56  # Llama 3.2 Vision tiles: 560 px; tiny: 56 px, up to 4 tiles
+TINY_ONEVISION_IMAGE_SIZE = 56  # LLaVA-OneVision SigLIP: 384 px; tiny: 56 px, 16 patches
+
+
+def mllama_aspect_ratios(max_tiles: int) -> list[list[int]]:
+    """The tile layouts Mllama's image processor produces for ``max_tiles`` (its config must list the same)."""
+    return [[width, height] for width in range(1, max_tiles + 1) for height in range(1, max_tiles + 1)
+            if width * height <= max_tiles]
+
+
+def _tiny_mllama(ids: dict[str, int]):
+    from transformers import MllamaConfig
+
+    return MllamaConfig(
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_global_layers=1, attention_heads=2,
+                           intermediate_size=64, vision_output_dim=64, image_size=TINY_MLLAMA_TILE, patch_size=14,
+                           max_num_tiles=4, intermediate_layers_indices=[0], supported_aspect_ratios=mllama_aspect_ratios(4)),
+        text_config=dict(cross_attention_layers=[1], **_tiny_text(ids)),
+        image_token_index=ids["<|image|>"],
+    )
+
+
+def _tiny_llava_onevision(ids: dict[str, int]):
+    from transformers import LlavaOnevisionConfig
+
+    size = TINY_ONEVISION_IMAGE_SIZE
+    return LlavaOnevisionConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=size, patch_size=14),
+        text_config=dict(model_type="qwen2", **_tiny_text(ids)),
+        image_token_index=ids["<image>"], video_token_index=ids["<video>"], vision_feature_select_strategy="full",
+        vision_feature_layer=-1, image_grid_pinpoints=[[size, size], [size, 2 * size], [2 * size, size]],
+    )
+
+
 _QWEN_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 _IDEFICS3_TOKENS = ("<|begin_of_text|>", "<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>",
                     *(f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7)))
@@ -123,6 +159,17 @@ ARCHITECTURES: dict[str, Architecture] = {
         "idefics3", "Idefics3Processor", image_token="<image>", special_tokens=_IDEFICS3_TOKENS,
         turn_end="<end_of_utterance>", answer_prefix=" ", vision_modules=r".*(vision_model|connector).*",
         template="idefics3.jinja", tiny_config=_tiny_idefics3),
+    # The guard models the eval ships formats for (eval/judges/llama_guard.py, eval/judges/llavaguard.py).
+    "mllama": Architecture(
+        "mllama", "MllamaProcessor", image_token="<|image|>",
+        special_tokens=("<|image|>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        turn_end="<|eot_id|>", answer_prefix="", vision_modules=r".*(vision_model|multi_modal_projector).*",
+        template="llama_guard_3_vision.jinja", tiny_config=_tiny_mllama, images_per_prompt=True),
+    "llava_onevision": Architecture(
+        "llava_onevision", "LlavaOnevisionProcessor", image_token="<image>",
+        special_tokens=("<|im_start|>", "<|im_end|>", "<image>", "<video>"), turn_end="<|im_end|>", answer_prefix="",
+        vision_modules=r".*(vision_tower|multi_modal_projector).*", template="llava_onevision.jinja",
+        tiny_config=_tiny_llava_onevision, has_video_processor=True),
 }
 
 

@@ -9,6 +9,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from atomic_files import write_atomic
 from judging.format import FORMAT_VERSION
 from recipes.config import Recipe
 from recipes.data import TrainingData
@@ -71,9 +72,8 @@ def build_metadata(recipe: Recipe, data: TrainingData, *, final_loss: float | No
 
 
 def write_metadata(path: Path, metadata: dict[str, Any]) -> Path:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=False, default=str), encoding="utf-8")
-    tmp.replace(path)
+    """Written whole or not at all (`atomic_files.write_atomic`)."""
+    write_atomic(path, json.dumps(metadata, indent=2, sort_keys=False, default=str))
     return path
 
 

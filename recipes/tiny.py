@@ -20,11 +20,13 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from local_models import _build_once, cache_root, smollm2_path
+from local_models import build_once, cache_root, smollm2_path
 from recipes.architectures import (
     ARCHITECTURES,
     TINY_CLIP_IMAGE_SIZE,
     TINY_IDEFICS3_IMAGE_SIZE,
+    TINY_MLLAMA_TILE,
+    TINY_ONEVISION_IMAGE_SIZE,
     Architecture,
     ArchitectureError,
     architecture,
@@ -57,6 +59,17 @@ def _tiny_processor(arch: Architecture, tokenizer, template: str):
                                                                  max_image_size={"longest_edge": size})
         return transformers.Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer,
                                               image_seq_len=(size // 14) ** 2 // 4, chat_template=template)
+    if arch.model_type == "mllama":
+        image_processor = transformers.MllamaImageProcessorPil(
+            size={"height": TINY_MLLAMA_TILE, "width": TINY_MLLAMA_TILE}, max_image_tiles=4)
+        return transformers.MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
+    if arch.model_type == "llava_onevision":
+        size = TINY_ONEVISION_IMAGE_SIZE
+        image_processor = transformers.LlavaOnevisionImageProcessorPil(
+            size={"height": size, "width": size}, image_grid_pinpoints=[[size, size], [size, 2 * size], [2 * size, size]])
+        return images_only_processor(arch.processor_class)(
+            image_processor=image_processor, tokenizer=tokenizer, num_image_tokens=(size // 14) ** 2,
+            vision_feature_select_strategy="full", chat_template=template)
     raise ArchitectureError(f"{arch.model_type}: --tiny has no processor recipe for it")
 
 
@@ -92,7 +105,7 @@ def tiny_model_path(model_type: str) -> Path:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
 
-    return _build_once(cache_root() / "models" / f"tiny-{model_type}-{_fingerprint(arch)}", build)
+    return build_once(cache_root() / "models" / f"tiny-{model_type}-{_fingerprint(arch)}", build)
 
 
 def tiny_overrides(recipe: Recipe) -> dict[str, Any]:

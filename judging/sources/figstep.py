@@ -46,6 +46,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+from atomic_files import replacing
 from judging.records import QUERY, JudgeExample, Task
 from judging.sources.benchmark_files import AnnotationError, BenchmarkSource, read_csv, require
 from judging.sources.counterparts import NONE, check_choice, interleave
@@ -107,9 +108,8 @@ def render_typographic(statement: str, path: Path, font: Path) -> Path:
     ImageDraw.Draw(image).text((20, 10), figstep_text(statement), "#000000",
                                font=ImageFont.truetype(str(font), 80), spacing=11)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    image.save(temp, format="PNG")
-    os.replace(temp, path)
+    with replacing(path, durable=False) as temporary:  # a cache: a lost render is rendered again
+        image.save(temporary, format="PNG")
     return path
 
 

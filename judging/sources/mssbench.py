@@ -30,6 +30,7 @@ SETTINGS = ("chat", "embodied")
 @register_source
 class MSSBench(BenchmarkSource):
     name = "mssbench"
+    complementarity = True  # the risk is in the image-text pair (eval.audit: text-alone leakage)
     tasks = (QUERY,)
     single_class = None
     shared_annotations = ("MSSBench", "combined_sample.json")

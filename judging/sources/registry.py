@@ -22,6 +22,7 @@ class Source:
     name: ClassVar[str]
     tasks: ClassVar[tuple[Task, ...]]
     single_class: ClassVar[str | None] = None
+    complementarity: ClassVar[bool] = False  # True: the risk is only in the image-text pair, not in either alone
     splits: ClassVar[tuple[str, ...]] = ("test",)
 
     def examples(self, split: str = "test", task: Task = "query") -> Iterator[JudgeExample]:

@@ -38,6 +38,7 @@ class ReleaseError(ValueError):
 @register_source
 class RMSSource(Source):
     name = "rms"
+    complementarity = True  # the risk is in the image-text pair (eval.audit: text-alone leakage)
     tasks = (QUERY, RESPONSE)
     single_class = None
     splits = ("train", "test")

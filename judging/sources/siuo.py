@@ -38,6 +38,7 @@ MCQA_FILE = "siuo_mcqa.json"
 @register_source
 class SIUO(BenchmarkSource):
     name = "siuo"
+    complementarity = True  # the risk is in the image-text pair (eval.audit: text-alone leakage)
     tasks = (QUERY, RESPONSE)
     single_class = UNSAFE
     shared_annotations = ("SIUO", "siuo_gen.json")

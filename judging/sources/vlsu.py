@@ -54,6 +54,7 @@ def image_candidates(uuid: str, web_path: str) -> list[str]:
 @register_source
 class VLSU(BenchmarkSource):
     name = "vlsu"
+    complementarity = True  # the risk is in the image-text pair (eval.audit: text-alone leakage)
     tasks = (QUERY,)
     single_class = None
     shared_annotations = ("VLSU", "VLSU_sample21.csv")

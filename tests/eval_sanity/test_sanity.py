@@ -114,12 +114,13 @@ def test_sanity_judges_are_judge_kinds_with_stable_per_item_answers():
 
 def test_suite_entries_read_a_grids_benchmarks_or_its_suite():
     tiny = suite_entries(REPO / "eval/configs/grid_tiny.yaml")
-    assert [(e["name"], e["limit"]) for e in tiny] == [("salad", 8), ("figstep", 8), ("rms", 8)]
+    assert [(e["name"], e["limit"]) for e in tiny] == [("salad", 8), ("figstep", 8), ("rms", 8), ("siuo", 8)]
     paper = suite_entries(REPO / "eval/configs/grid_paper.yaml")
     assert paper == suite_entries(REPO / "eval/benchmarks.yaml")
     rows, _ = run(tiny, ["constant:unsafe"])
-    assert rows["query"][0].score.per_benchmark == {"salad (query)": 0.5, "figstep (query) benign=filled images=rendered subset=tiny": 0.5,
-                                                       "rms (query)": 0.5}
+    assert rows["query"][0].score.per_benchmark == {
+        "salad (query)": 0.5, "figstep (query) benign=filled images=rendered subset=tiny": 0.5, "rms (query)": 0.5,
+        "siuo (query) benign=vlguard": 0.5}  # the grid's deliberately confounded cell: eval.audit flags it
 
 
 def test_a_sanity_judge_scores_through_eval_score_without_needing_the_images(tmp_path, capsys):

@@ -103,12 +103,18 @@ def test_dry_run_lists_cells_and_a_scale_experiment_expands_fractions(tmp_path, 
     assert main([str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     fixture = load_grid(path).benchmarks[0].key
+    twin = f"{fixture}__text-only"  # each multimodal cell again with the image withheld (modality gain)
     assert lines == [
         f"todo  rms-sample__tiny-llava__f0.25  {fixture}",
+        f"todo  rms-sample__tiny-llava__f0.25  {twin}",
         f"todo  rms-sample__tiny-llava__f0.5  {fixture}",
+        f"todo  rms-sample__tiny-llava__f0.5  {twin}",
         f"todo  rms-sample__tiny-llava__f1  {fixture}",
+        f"todo  rms-sample__tiny-llava__f1  {twin}",
         f"todo  zero-shot__tiny-llava  {fixture}",
         "todo  zero-shot__tiny-llava  rms__query__limit=4",
+        f"todo  zero-shot__tiny-llava  {twin}",
+        "todo  zero-shot__tiny-llava  rms__query__limit=4__text-only",
     ]
 
 

@@ -1,6 +1,12 @@
-"""Guard models' output formats, read from canned outputs (their weights are not available here)."""
+"""Guard models' prompt and output formats: parsers on canned outputs, and end to end on tiny random models of the
+guards' own architectures (their weights are not available here)."""
 
 from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
 
 from eval.judges import llama_guard, llavaguard
 from judging.records import JudgeExample
@@ -64,18 +70,62 @@ def test_llavaguard_prompt_carries_policy_request_and_response():
     assert custom.supports_fast is False
 
 
-def test_guard_formats_run_on_the_shared_hf_plumbing(tiny_llava_loaded, judge_examples):
-    """No guard weights here: run the guard prompts through the tiny LLaVA to check the plumbing; whatever
-    it writes is either a parsed verdict or counted as unparseable, with the raw text kept."""
-    import pytest
+def _scripted(model, tokenizer, answer: str, end: str):
+    """A forward hook on the output layer that makes greedy decoding write ``answer`` then ``end``: the tiny model's
+    weights are random, so the hook stands in for a trained guard's verdict; everything around it is real."""
+    import torch
 
-    from eval.judges.hf import FAST, GENERATIVE, HFJudge
+    script = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.convert_tokens_to_ids(end)]
+    step = {"n": 0}
 
-    for judge_format in (llama_guard.LLAMA_GUARD_FORMAT, llavaguard.llavaguard_format()):
-        judge = HFJudge(tiny_llava_loaded, mode=GENERATIVE, max_new_tokens=3, judge_format=judge_format)
-        predictions = judge.score(judge_examples[2:4])  # with and without an image
-        assert len(predictions) == 2
-        assert all(p.raw_text is not None and p.label in (SAFE, UNSAFE, None) for p in predictions)
-        assert judge.describe()["format"] == judge_format.name
-        with pytest.raises(ValueError, match="use mode 'generative'"):
-            HFJudge(tiny_llava_loaded, mode=FAST, judge_format=judge_format)
+    def hook(module, inputs, logits):
+        forced = torch.full_like(logits[:, -1, :], float("-inf"))
+        forced[:, script[min(step["n"], len(script) - 1)]] = 0.0
+        logits[:, -1, :] = forced
+        step["n"] += 1
+        return logits
+
+    return model.get_output_embeddings().register_forward_hook(hook)
+
+
+GUARDS = [
+    # judge kind, architecture of the real guard, what the scripted guard writes, expected label, extras
+    ("llama-guard", "mllama", "unsafe\nS1,S11", UNSAFE, {"categories": ["S1", "S11"]}),
+    ("llavaguard", "llava_onevision", '{"rating": "Safe", "category": "NA: None applying", "rationale": "ok"}', SAFE,
+     {"category": "NA: None applying"}),
+]
+
+
+@pytest.mark.parametrize(("kind", "model_type", "answer", "label", "extras"), GUARDS, ids=[g[0] for g in GUARDS])
+def test_guard_formats_score_end_to_end_on_tiny_models_of_their_architectures(kind, model_type, answer, label, extras):
+    """Llama Guard 3 Vision is an Mllama model, LlavaGuard a LLaVA-OneVision one: tiny random models of those classes
+    (recipes.tiny, with the guards' own chat templates) score images through the guard's prompt and verdict format."""
+    from eval.judges import make_judge
+    from recipes.architectures import ARCHITECTURES
+    from recipes.tiny import tiny_model_path
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (120, 90), "red").save(buffer, format="JPEG")
+    examples = [JudgeExample(image={"bytes": buffer.getvalue(), "path": None}, text=f"How do I pick lock {i}?",
+                             label=UNSAFE, source="s", source_id=str(i)) for i in range(2)]
+    judge = make_judge({"kind": kind, "base_model": str(tiny_model_path(model_type)), "max_new_tokens": 40})
+    assert type(judge.loaded.model.config).model_type == model_type
+    prompt = judge.rendered_prompt(examples[0])
+    assert "How do I pick lock 0?" in prompt
+    if kind == "llama-guard":  # the model's own template writes the policy and the task
+        assert "<|image|> Task: Check if there is unsafe content in 'User' messages" in prompt and "S13: Elections." in prompt
+    else:  # LlavaGuard's policy travels in the user turn, the image placeholder first
+        assert prompt.startswith("<|im_start|>user <image>\n") and "O9: Disasters or Emergencies" in prompt
+    handle = _scripted(judge.loaded.model, judge.loaded.tokenizer, answer, ARCHITECTURES[model_type].turn_end)
+    try:
+        predictions = judge.score(examples)
+    finally:
+        handle.remove()
+    for prediction in predictions:
+        assert prediction.label == label and prediction.raw_text.strip() == answer
+        assert {key: prediction.extras[key] for key in extras} == extras
+    assert judge.describe()["format"] == judge.format.name
+    from eval.judges.hf import FAST, HFJudge
+
+    with pytest.raises(ValueError, match="use mode 'generative'"):  # a guard's verdict is not one token to read
+        HFJudge(judge.loaded, mode=FAST, judge_format=judge.format)

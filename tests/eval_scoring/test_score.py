@@ -275,3 +275,36 @@ def test_a_callable_judge_is_a_kind_of_eval_score(tmp_path, binary_benchmark, ca
     assert result["judge"]["callable"] and result["judge"]["reference"] and result["n"] > 0
     assert main([*argv[:4], "--kind", "python:eval.judges.rules:no_such_rule", "--out", str(out)]) == 2
     assert "eval.judges.rules has no function 'no_such_rule'" in capsys.readouterr().err
+
+
+def test_one_command_scores_several_benchmarks_with_one_judge(tmp_path, capsys, monkeypatch):
+    import eval.judges as judges
+    from eval.score import main
+
+    built = []
+    real = judges.make_judge
+    monkeypatch.setattr(judges, "make_judge", lambda spec: built.append(spec) or real(spec))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("benchmarks:\n  - {name: mssbench, task: query}\n  - {name: vlsu, task: query, options: "
+                     "{borderline: safe, not_sure: exclude}}\n  - {name: siuo, task: response}\n")
+    argv = ["--suite", str(suite), "--kind", "random:0", "--out", str(tmp_path / "run"), "--n-bootstrap", "0"]
+    assert main(argv) == 0 and len(built) == 1  # one judge (one model load) for every benchmark
+    cells = sorted(path.name for path in (tmp_path / "run" / "cells").glob("*.json"))
+    assert cells == ["mssbench__query.json", "siuo__response.json", "vlsu__query__borderline=safe__not_sure=exclude.json"]
+    with pytest.raises(SystemExit) as usage:  # --benchmark, --benchmarks and --suite exclude each other
+        main(["--benchmark", "vlsu", "--suite", str(suite), "--kind", "constant:safe", "--out", str(tmp_path / "x")])
+    assert usage.value.code == 2
+    capsys.readouterr()
+    assert main(["--benchmarks", "vlsu,salad", "--kind", "constant:safe", "--out", str(tmp_path / "two"),
+                 "--n-bootstrap", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "vlsu__query__borderline=safe__not_sure=exclude: balanced_accuracy" in printed and "salad__query:" in printed
+
+
+def test_benchmarks_list_prints_the_registry_with_sizes_classes_and_images(capsys):
+    from eval.score import main
+
+    assert main(["--benchmarks", "list"]) == 0
+    table = capsys.readouterr().out
+    assert "| siuo | query, response | 167 | 167 / 0 | 0 of 167 |" in table
+    assert "| mm_safetybench | query | not available here:" in table

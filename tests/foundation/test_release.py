@@ -160,3 +160,23 @@ def test_a_photo_changed_on_disk_since_ingest_is_refused_naming_it(small_release
 def test_the_writer_refuses_rows_for_the_derived_preference_config(small_release, tmp_path):
     with pytest.raises(ValueError, match="`preference` is derived"):
         write_release(tmp_path / "r", {rms.PREFERENCE: {"train": []}})
+
+
+def test_the_release_commands_log_their_notes_and_quiet_keeps_only_problems(tmp_path, shared_dir, repo_root):
+    import subprocess
+    import sys
+
+    from tests.foundation.conftest import write_curated_sample
+
+    sample = write_curated_sample(tmp_path / "sample", shared_dir)
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+
+    def build(*flags):
+        out = tmp_path / f"release{len(flags)}"
+        return subprocess.run([sys.executable, "-m", "generation", "build-sample", "--out", str(out), "--sample-dir",
+                               str(sample), *flags], capture_output=True, text=True, env=env, cwd=repo_root)
+
+    normal, quiet = build(), build("--quiet")
+    assert normal.returncode == quiet.returncode == 0
+    assert "INFO: wrote" in normal.stderr  # write_release's note, through logging
+    assert quiet.stderr == "" and "it validates" in quiet.stdout

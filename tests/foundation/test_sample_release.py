@@ -3,6 +3,7 @@
 import hashlib
 
 import datasets
+import pytest
 from PIL import Image
 
 import rms_dataset as rms
@@ -54,3 +55,30 @@ def test_the_committed_release_is_exactly_what_sample_renders(sample_release, tm
         }
 
     assert digest(rebuilt) == digest(sample_release), "re-run `python -m generation build-sample` and commit"
+
+
+@pytest.mark.parametrize("config", rms.CONFIG_NAMES)
+def test_the_sample_loads_in_every_config_by_load_dataset_and_by_the_builder(sample_release, tmp_path, config):
+    loaded = datasets.load_dataset(str(sample_release), config)
+    builder = rms.RMS(config_name=config, release=str(sample_release), cache_dir=str(tmp_path / "cache"))
+    builder.download_and_prepare()
+    built = builder.as_dataset()
+    assert sorted(built) == sorted(loaded) == ["test", "train"]
+    for split in loaded:
+        assert sorted(built[split]["id"]) == sorted(loaded[split]["id"]) and len(loaded[split]) > 0
+        assert built[split].features == loaded[split].features == rms.FEATURES[config]
+
+
+def test_the_sample_card_is_a_hub_card_with_dataset_info_for_every_config(sample_release):
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(sample_release / "README.md")
+    infos = DatasetInfosDict.from_dataset_card_data(card.data)
+    assert sorted(infos) == sorted(rms.CONFIG_NAMES)
+    for config, info in infos.items():
+        assert info.features == rms.FEATURES[config]
+        assert {name: split.num_examples for name, split in info.splits.items()} == {
+            split: len(ds) for split, ds in datasets.load_dataset(str(sample_release), config).items()}
+    assert card.data.license_link == "LICENSE.md" and "not-for-all-audiences" in card.data.tags
+    assert "## Personal and sensitive information" in card.text and "https://arxiv.org/abs/2509.04403" in card.text

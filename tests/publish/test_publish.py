@@ -460,3 +460,13 @@ def test_only_declared_files_are_uploaded(hub, hf_env, release_v1, tmp_path, mon
     assert publish(hub, release, "1.0.0") == 0
     uploaded = set(hub.snapshot(REPO, "v1.0.0")) - {".gitattributes"}
     assert uploaded == set(release_files(release)) and not any(path.startswith(".cache") for path in uploaded)
+
+
+def test_a_release_another_process_is_writing_is_not_published(hub, hf_env, release_v1, monkeypatch, capsys):
+    from generation.outputs import locked
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    with locked(release_v1[0]):  # as `merge --out` or `build-sample --out` would hold it
+        assert publish(hub, release_v1[0], "1.0.0") == 2
+    assert "another process is writing it" in capsys.readouterr().err
+    assert hub.requests == []
