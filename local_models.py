@@ -7,6 +7,9 @@
   randomly initialised SigLIP. It exercises every vision-language code path (processor, image tokens,
   LoRA on a VLM, 4-bit loading) on a CPU; it says nothing about quality.
 
+Small random models of every registered vision-language architecture (``python -m recipes.train RECIPE --tiny``)
+are built by ``recipes/tiny.py`` with `build_once` into the same cache, on the SmolLM2 tokenizer.
+
 Model names accepted anywhere a model id is expected: ``smollm2`` / ``local:smollm2`` and
 ``tiny-llava`` / ``local:tiny-llava`` resolve to these directories (see ``resolve_model``).
 """
@@ -43,7 +46,7 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _build_once(target: Path, build) -> Path:
+def build_once(target: Path, build) -> Path:
     """Build `target` with `build(tmpdir)` exactly once, safely across processes; atomic rename."""
     if (target / "config.json").exists():
         return target
@@ -94,7 +97,7 @@ def smollm2_path() -> Path:
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
 
-    return _build_once(cache_root() / "models" / "SmolLM2-135M-Instruct", build)
+    return build_once(cache_root() / "models" / "SmolLM2-135M-Instruct", build)
 
 
 def tiny_llava_path() -> Path:
@@ -150,7 +153,7 @@ def tiny_llava_path() -> Path:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
 
-    return _build_once(cache_root() / "models" / "tiny-llava-smollm2", build)
+    return build_once(cache_root() / "models" / "tiny-llava-smollm2", build)
 
 
 # ChatML (SmolLM2's format) with an <image> placeholder for image content parts.

@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import logging
 import os
 import re
 from dataclasses import dataclass
 
 import datasets
-
-logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1.0"
 PIPELINE_VERSION = "0.1.0"

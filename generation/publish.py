@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import logging
 import re
 import sys
 from dataclasses import dataclass, field
@@ -35,8 +34,6 @@ from pathlib import Path
 import rms_dataset as rms
 from generation.card import RELEASE_INFO
 from generation.release import TOP_LEVEL_FILES, is_declared
-
-logger = logging.getLogger(__name__)
 
 GATING = ("auto", "manual")
 HUB_MANAGED_FILES = {".gitattributes"}  # created by the Hub with every repo; not part of a release

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -27,8 +26,6 @@ from PIL import Image
 
 import rms_dataset as rms
 from rms_dataset import Problem
-
-logger = logging.getLogger(__name__)
 
 
 def _digest(data: bytes | str) -> bytes:

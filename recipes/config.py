@@ -28,10 +28,10 @@ import yaml
 from pydantic import Field, PositiveInt, TypeAdapter, ValidationError
 from trl import ModelConfig, SFTConfig
 
+from recipes.vision_attention import PER_CHUNK
 from typed_config import ConfigError, StrictModel, load_yaml, parse_config
 
 SECTIONS = ("model", "training", "data")
-PER_CHUNK, GROUPED = "per_chunk", "grouped"  # vision attention modes (recipes/vision_attention.py)
 
 
 class RecipeError(ConfigError):

@@ -8,7 +8,8 @@ from typing import Any
 
 from local_models import resolve_model
 from recipes.architectures import Architecture, load_processor
-from recipes.config import GROUPED, RecipeModelConfig
+from recipes.config import RecipeModelConfig
+from recipes.vision_attention import GROUPED, install_grouped_attention
 
 
 def lora_targets(model: RecipeModelConfig, arch: Architecture) -> list[str] | str:
@@ -45,8 +46,6 @@ def load_model_and_processor(model_config: RecipeModelConfig, arch: Architecture
     import torch
     from transformers import AutoModelForImageTextToText
     from trl import get_quantization_config
-
-    from recipes.vision_attention import install_grouped_attention
 
     path = resolve_model(model_config.model_name_or_path)
     quantization = get_quantization_config(model_config)

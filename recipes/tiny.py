@@ -20,7 +20,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from local_models import _build_once, cache_root, smollm2_path
+from local_models import build_once, cache_root, smollm2_path
 from recipes.architectures import (
     ARCHITECTURES,
     TINY_CLIP_IMAGE_SIZE,
@@ -105,7 +105,7 @@ def tiny_model_path(model_type: str) -> Path:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
 
-    return _build_once(cache_root() / "models" / f"tiny-{model_type}-{_fingerprint(arch)}", build)
+    return build_once(cache_root() / "models" / f"tiny-{model_type}-{_fingerprint(arch)}", build)
 
 
 def tiny_overrides(recipe: Recipe) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from recipes.architectures import Architecture, ArchitectureError, architecture, lora_modules, model_config, module_names
-from recipes.config import GROUPED, Recipe, RecipeError, load_recipe, parse_override_args
+from recipes.config import Recipe, RecipeError, load_recipe, parse_override_args
 from recipes.data import CappedImages, TrainingData, build_training_data, check_training_data, to_sft_dataset
 from recipes.metadata import METADATA_FILE, build_metadata, write_metadata
+from recipes.vision_attention import GROUPED, SUPPORTED_MODEL_TYPES
 
 ADAPTER_SUBDIR = "adapter"
 MERGED_SUBDIR = "merged"
@@ -71,9 +72,9 @@ def prepare(recipe: Recipe) -> Prepared:
     try:
         config = model_config(model.model_name_or_path, model.model_revision)
         arch = architecture(config.model_type, model.model_name_or_path)
-        if model.vision_attention == GROUPED and arch.model_type != "qwen2_5_vl":
+        if model.vision_attention == GROUPED and arch.model_type not in SUPPORTED_MODEL_TYPES:
             raise ArchitectureError(f"{model.model_name_or_path!r} is a {arch.model_type!r} model; grouped vision "
-                                    "attention supports qwen2_5_vl; use per_chunk")
+                                    f"attention supports {', '.join(SUPPORTED_MODEL_TYPES)}; use per_chunk")
         wrapped = lora_modules(lora_targets(model, arch), arch.vision_modules, module_names(config),
                                model.model_name_or_path)
     except ArchitectureError as error:

@@ -18,7 +18,6 @@ from typing import Any
 
 PER_CHUNK = "per_chunk"  # transformers' own implementation
 GROUPED = "grouped"
-VISION_ATTENTION_MODES = (PER_CHUNK, GROUPED)
 SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
 _ATTENTION_CLASS = "Qwen2_5_VLVisionAttention"
 
