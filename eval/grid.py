@@ -32,6 +32,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_
 
 from eval.benchmarks import SuiteEntry
 from eval.judges.sanity import STANDARD as SANITY_STANDARD
+from eval.samples import samples_path
 from eval.score import BenchmarkSpec, MissingImagesError, ResultSchemaError, evaluate, read_result, write_result
 from typed_config import ConfigError, StrictModel, load_yaml, parse_config
 
@@ -314,7 +315,7 @@ def score_references(grid: Grid, out: Path) -> list[Path]:
             continue
         training = {"dataset": "reference", "run_id": reference_id(kind), "reference": True, "grid": grid.name}
         result = evaluate(make_judge({"kind": kind}), spec, out / "predictions", training=training,
-                          n_bootstrap=grid.n_bootstrap, seed=grid.seed)
+                          n_bootstrap=grid.n_bootstrap, seed=grid.seed, samples=samples_path(path))
         write_result(path, result)
     return paths
 
@@ -355,7 +356,8 @@ def run_grid(grid: Grid, out: Path | str) -> list[Path]:
         for spec in missing:
             log.info("%s: scoring %s (%s)", run.id, spec.name, spec.task)
             result = evaluate(judge, spec, out / "predictions", judge_metadata=metadata, training=training,
-                              n_bootstrap=grid.n_bootstrap, seed=grid.seed)
+                              n_bootstrap=grid.n_bootstrap, seed=grid.seed,
+                              samples=samples_path(cell_path(out, run, spec)))
             write_result(cell_path(out, run, spec), result)
         del judge
     return paths

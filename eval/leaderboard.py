@@ -70,6 +70,7 @@ class Cell:
     audit: str | None = None  # the surface audit's verdict (eval.audit); None: the cell was written before it
     audit_worst: float | None = None  # the best style probe's cross-validated balanced accuracy
     twin_of: str | None = None  # a text-only cell scored to measure another cell's modality gain
+    samples: str | None = None  # the per-sample log beside the result JSON, relative to the results directory
 
     @property
     def counted(self) -> bool:
@@ -144,6 +145,7 @@ def make_cell(result: dict, path: str) -> Cell:
         over_refusal_rate=metrics.get("over_refusal_rate"), over_refusal_rate_ci=ci.get("over_refusal_rate"),
         counts={"tp": counts.tp, "fn": counts.fn, "tn": counts.tn, "fp": counts.fp} if counts else None,
         path=path, audit=(result.get("audit") or {}).get("verdict"), audit_worst=_worst_probe(result.get("audit")),
+        samples=str(Path(path).with_name(result["samples"])) if result.get("samples") else None,
     )
 
 
@@ -377,7 +379,8 @@ def render_markdown(sections: list[Section], link_prefix: str = "") -> str:
             cells = []
             for column in columns:
                 cell = row.cells.get(column)
-                cells.append("—" if cell is None else f"[{cell_text(cell, row)}]({link_prefix}{cell.path})")
+                cells.append("—" if cell is None else f"[{cell_text(cell, row)}]({link_prefix}{cell.path})" + (
+                    f" [samples]({link_prefix}{cell.samples})" if cell.samples else ""))
             judge = f"[metadata]({link_prefix}{row.judge_metadata})" if row.judge_metadata else row.judge
             score = f"**{_fmt(row.score)}**{_fmt_ci(row.score_ci)}" if section.benchmarks else "n/a"
             out.append("| " + " | ".join([rank, row.dataset, _fraction(row), row.model, score, str(row.n_items),

@@ -221,9 +221,11 @@ def evaluate(
     training: dict[str, Any] | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    samples: Path | str | None = None,
 ) -> dict[str, Any]:
-    """Score `judge` on the benchmark (resuming from the prediction cache) and return the result record.
-    Raises `MissingImagesError` when images are missing and the spec is not text-only."""
+    """Score `judge` on the benchmark (resuming from the prediction cache) and return the result record;
+    with ``samples`` (a path), also write the per-sample log there (`eval.samples`). Raises
+    `MissingImagesError` when images are missing and the spec is not text-only."""
     benchmark = load_benchmark(spec)
     if getattr(judge, "reads_images", True):  # sanity judges (eval/judges/sanity.py) never look at an image
         check_images(benchmark)
@@ -231,6 +233,10 @@ def evaluate(
     if spec.text_only:
         examples = [replace(example, image=None) for example in examples]
     items = score_cached(judge, examples, cache_dir)
+    if samples is not None:
+        from eval.samples import write_samples
+
+        write_samples(samples, judge, spec.key, items)
     metrics = compute_cell_metrics(items, benchmark.single_class, n_bootstrap=n_bootstrap, seed=seed)
     n_unparseable = sum(item.prediction.label is None for item in items)
     name, value, ci = primary_metric(metrics, benchmark.single_class)
@@ -259,6 +265,7 @@ def evaluate(
         "primary": {"metric": name, "value": value, "ci": ci},
         "metrics": metrics,
         "audit": audit_benchmark(benchmark),  # eval.audit: a confounded cell never enters the dataset score
+        "samples": Path(samples).name if samples is not None else None,
     }
 
 
@@ -440,10 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     single = args.benchmark is not None
     out = Path(args.out)
     cache_dir = Path(args.cache_dir) if args.cache_dir else (out.parent if single else out) / "predictions"
+    from eval.samples import samples_path
+
     for spec in specs:
-        result = evaluate(judge, spec, cache_dir, n_bootstrap=args.n_bootstrap,
-                          judge_metadata=getattr(getattr(judge, "loaded", None), "adapter_metadata", None))
         path = out if single else out / "cells" / f"{spec.key}.json"
+        result = evaluate(judge, spec, cache_dir, n_bootstrap=args.n_bootstrap, samples=samples_path(path),
+                          judge_metadata=getattr(getattr(judge, "loaded", None), "adapter_metadata", None))
         write_result(path, result)
         print(format_cell_line(result, path))
         if result["format_mismatch"]:

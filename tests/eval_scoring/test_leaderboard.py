@@ -270,3 +270,14 @@ def test_a_keyword_baseline_scored_by_eval_score_is_a_reference_row(tmp_path):
                                                            n_bootstrap=0))
     rows = {row.judge: row for row in load_rows(out)}
     assert rows["python:eval.judges.rules:harmful_keywords"].reference
+
+
+def test_cells_link_their_samples_log(tmp_path):
+    out = tmp_path / "results"
+    judge = make_judge({"kind": "random:0"})
+    path = out / "cells" / "random__salad.json"
+    write_result(path, evaluate(judge, BenchmarkSpec("salad"), out / "predictions", n_bootstrap=0,
+                                samples=path.with_name("random__salad.samples.jsonl")))
+    markdown = write_leaderboard(out)["md"].read_text()
+    assert "[samples](cells/random__salad.samples.jsonl)" in markdown
+    assert len((out / "cells" / "random__salad.samples.jsonl").read_text().splitlines()) == 20

@@ -308,3 +308,20 @@ def test_benchmarks_list_prints_the_registry_with_sizes_classes_and_images(capsy
     table = capsys.readouterr().out
     assert "| siuo | query, response | 167 | 167 / 0 | 0 of 167 |" in table
     assert "| mm_safetybench | query | not available here:" in table
+
+
+def test_every_cell_has_a_samples_log_with_gold_verdict_prompt_hash_and_image(tmp_path, binary_benchmark):
+    from eval.score import main
+
+    out = tmp_path / "r.json"
+    assert main(["--benchmark", "eval_fixture", "--option", f"annotations={binary_benchmark}", "--kind",
+                 "oracle:0.9:0", "--out", str(out), "--n-bootstrap", "0"]) == 0
+    result = read_result(out)
+    lines = [json.loads(line) for line in (tmp_path / result["samples"]).read_text().splitlines()]
+    assert result["samples"] == "r.samples.jsonl" and len(lines) == result["n"]
+    first = lines[0]
+    assert set(first) >= {"item_id", "benchmark", "gold", "verdict", "p_unsafe", "raw_output", "prompt_sha256", "image"}
+    assert first["benchmark"] == result["key"] and len(first["prompt_sha256"]) == 64
+    assert {line["gold"] for line in lines} == {"safe", "unsafe"}
+    assert sum(line["gold"] == line["verdict"] for line in lines) == result["metrics"]["confusion"]["tp"] + \
+        result["metrics"]["confusion"]["tn"]  # the log says what the cell counted
