@@ -1,10 +1,12 @@
 """Steps 8-9: join shard outputs (and an optional base release) into one release.
 
-Cross-shard image dedup (exact id / dHash), taxonomy built from every proposed label, canonical categories,
-query dedup across the whole release (base release rows win), per-category cap, split by image, then
-`write_release` (shards, card, taxonomy.json + taxonomy.png, pipeline_config.yaml, rejects.jsonl) and
-`validate_release`. Accounting invariant: every input image is either in the release or has an image-level
-reject (images whose candidate pairs were all rejected get one naming the stages).
+Phases, each a function: `merge_photos` (cross-shard image dedup by exact id / dHash, indexed; shards in the
+order of their index), the taxonomy built from every proposed label, `choose_pairs` (query dedup across the
+whole release, base release rows first, indexed; per-category cap), `account_images`, `release_rows` (split
+by image; photos given by path, never held), then `write_release` (shards, card, taxonomy.json +
+taxonomy.png, pipeline_config.yaml, rejects.jsonl) and `validate_release`. Accounting invariant: every input
+image is either in the release or has an image-level reject (images whose candidate pairs were all rejected
+get one naming the stages). In a run, the whole step is stamped (`stamps.Stamp`): unchanged, it is skipped.
 """
 
 from __future__ import annotations
