@@ -33,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from generation.engine.config import RunConfig  # noqa: E402
 from generation.run import run  # noqa: E402
-from generation.steps.config import RunConfig  # noqa: E402
 
 SHARED = Path(os.environ.get("RMS_SHARED", REPO / ".." / "shared")) / "images"
 RISK_WORDS = ("cliff", "stove", "pool")

@@ -111,8 +111,8 @@ def config(listing: Path) -> dict:
 # One run of the checkout at sys.path[0] (its own pipeline code); prints the report's counts as JSON.
 RUN = """
 import cProfile, json, pstats, sys, time
+from generation.engine.config import RunConfig
 from generation.run import run
-from generation.steps.config import RunConfig
 config = RunConfig.from_dict(json.loads(sys.argv[1]))
 profile = cProfile.Profile(time.process_time) if sys.argv[3] else None
 if profile: profile.enable()

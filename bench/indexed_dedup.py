@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from generation.steps.dedup import find_duplicates  # noqa: E402
+from generation.release.dedup import find_duplicates  # noqa: E402
+from generation.release.taxonomy import Taxonomy  # noqa: E402
 from generation.steps.ingest import IngestOptions  # noqa: E402
-from generation.steps.taxonomy import Taxonomy  # noqa: E402
 from tests.generation_pipeline.scale_items import (all_pairs_duplicates, all_pairs_first_within,  # noqa: E402
                                                     all_pairs_taxonomy, indexed_first_within, labels, photo_hashes,
                                                     queries)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from generation.publish import publish  # noqa: E402
+from generation.release.publish import publish  # noqa: E402
 from tests.hub.server import HubServer  # noqa: E402
 
 TOKEN = "hf_bench_local"
@@ -67,7 +67,7 @@ def main() -> int:
             import pyarrow.parquet as pq
 
             import rms_dataset as rms
-            from generation.release import write_release
+            from generation.release.write import write_release
 
             major, minor, patch = (int(x) for x in version.split("."))
             new_version = f"{major}.{minor + 1}.0"

@@ -1,7 +1,7 @@
 """Release writing and validation at scale: CPU seconds and peak memory, photos given by path vs in memory.
 
 Builds N pairs over the shared photos (each photo reused with other texts), writes them as a release with
-`generation.release.write_release` in a child process per mode, then validates it, and prints one table row
+`generation.release.write.write_release` in a child process per mode, then validates it, and prints one table row
 per mode: rows written, output MB, shards, CPU seconds to write and to validate, and the child's peak RSS.
 "path" rows carry `{"path": ..., "bytes": None}` (what finalize passes: the writer reads each photo when its
 row group is written); "bytes" rows carry every photo's bytes, as a caller holding them all would.
@@ -28,8 +28,8 @@ import json, os, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 import rms_dataset as rms
 from bench.release_write import source_rows
-from generation.release import write_release
-from generation.validate import validate_release
+from generation.release.validate import validate_release
+from generation.release.write import write_release
 
 n_pairs, shard_mb, mode, out = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 rows = source_rows(n_pairs, in_memory=mode == "bytes")

@@ -13,10 +13,10 @@ import sys
 
 COMMANDS = {
     "run": "generation.run",
-    "merge": "generation.merge",
-    "validate": "generation.validate",
+    "merge": "generation.release.merge",
+    "validate": "generation.release.validate",
     "build-sample": "generation.sample",
-    "publish": "generation.publish",
+    "publish": "generation.release.publish",
     "gallery": "generation.gallery",
 }
 RELEASE_COMMANDS = ("merge", "validate", "build-sample", "publish")  # these take --quiet / --verbose

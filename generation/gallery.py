@@ -33,10 +33,10 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 import rms_dataset as rms
-from generation.outputs import locked
-from generation.steps import fingerprint as fp
+from generation.engine import fingerprint as fp
+from generation.engine.outputs import locked
+from generation.engine.stamps import Stamp, listing
 from generation.steps.ingest import THUMBNAIL_SIDE, thumbnail_jpeg
-from generation.steps.stamps import Stamp, listing
 from typed_config import ConfigError
 
 PAGE_SIZE = 100

@@ -24,12 +24,12 @@ import sys
 from pathlib import Path
 
 from atomic_files import DamagedFile
+from generation.engine.call_account import CallAccount
+from generation.engine.config import RunConfig, check_run
+from generation.engine.executor import Executor, write_shard_outcome
+from generation.engine.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
 from generation.gallery import write_gallery
-from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
-from generation.steps.config import RunConfig, check_run
-from generation.steps.call_account import CallAccount
-from generation.steps.executor import Executor, write_shard_outcome
-from generation.steps.finalize import finalize, format_funnel, load_base_release, read_shard
+from generation.release.finalize import finalize, format_funnel, load_base_release, read_shard
 from typed_config import ConfigError
 
 

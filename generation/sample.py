@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import rms_dataset as rms
-from generation.outputs import check_replaceable_release, locked
-from generation.release import write_release
-from generation.validate import validate_release
+from generation.engine.outputs import check_replaceable_release, locked
+from generation.release.validate import validate_release
+from generation.release.write import write_release
 from typed_config import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,3 @@
-"""The generation pipeline: `pipeline.py` lists the steps (one small module each: ingest, screen, scene,
-risks, verify, query, twin, rewrite, respond, check), `executor.py` runs them with fingerprinted
-checkpoints (`fingerprint.py`, `store.py`) and quality gates (`gates.py`); `finalize.py` joins shards into a
-release (dedup, taxonomy, split)."""
+"""The pipeline's steps: `pipeline.py` lists them (one small module each: ingest, screen, scene, risks, verify,
+query, twin, rewrite, respond, check), built on `base.py` (model steps and their calls), with the quality gates
+(`gates.py`) and the coverage sampler that picks risks (`sampler.py`). `generation.engine` runs them."""

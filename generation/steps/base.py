@@ -4,7 +4,7 @@ the step contract the executor runs.
 A model step says which items it takes from each subject (an image or a candidate pair), which call it makes
 (and for which role: generator or verifier), and how the answers are accepted: ``Kept`` (the subjects that go
 on), ``Dropped`` (a reject with its reason) or ``Retry`` (inside ``Rewrite``: write the query again with this
-feedback). Steps never run calls, read checkpoints or count the funnel: the executor does (executor.py).
+feedback). Steps never run calls, read checkpoints or count the funnel: the executor does (engine/executor.py).
 
 Text-only backends get the manifest description as a caption wherever vision backends see the pixels.
 """
@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from generation.engine.records import ImageRecord
+from generation.prompts import Prompt, load_prompt
 from modelcalls.base import ChatRequest, ChatResponse, image_part
 from modelcalls.call import ModelCall, ParseError
 from modelcalls.json_parse import parse_json
-from generation.prompts import Prompt, load_prompt
 from rms_dataset import SAFE, UNSAFE
 
 from . import gates
-from .records import ImageRecord
 
 GENERATOR = "generator"
 VERIFIER = "verifier"
@@ -63,7 +63,7 @@ class TemplateCall(ModelCall):
 
     ``template_version`` (part of the call-cache key) is the prompt's version, a hash of its text (an edit
     never reuses answers to the old text) and ``answer_digest``: a hash of what else determines the answer
-    beyond the model id (the role's revision, dtype, ...; see fingerprint.py)."""
+    beyond the model id (the role's revision, dtype, ...; see engine/fingerprint.py)."""
 
     prompt_name = ""
 

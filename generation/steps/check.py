@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from generation.engine.records import RESPOND, Candidate
 from modelcalls.base import ChatResponse
 from rms_dataset import SAFE, UNSAFE
 
 from .base import VERIFIER, Dropped, Kept, ModelStep, Photo, TemplateCall, Verdict, parse_verdict_answer, tokens
-from .records import RESPOND, Candidate
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,10 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from generation.engine.records import INGEST, ImageRecord, Reject
+from generation.engine.store import read_jsonl
+from generation.release.dedup import PhotoIndex
 from rms_dataset import image_id_for
-
-from .dedup import PhotoIndex
-from .records import INGEST, ImageRecord, Reject
-from .store import read_jsonl
 
 # Bump when `normalise_image` can produce other bytes for the same input: it enters ingest's fingerprint,
 # so no checkpoint of photos normalised the old way is reused (2: large JPEGs decoded at reduced scale).

@@ -1,5 +1,5 @@
 """The pipeline, as data: the steps in order, the one place that order is written. The executor
-(executor.py) runs it and the report lists the funnel in it (`funnel_rows`); adding a step is one class in
+(engine/executor.py) runs it and the report lists the funnel in it (`funnel_rows`); adding a step is one class in
 its own module and one entry here."""
 
 from __future__ import annotations

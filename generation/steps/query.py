@@ -7,11 +7,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from generation.engine.config import resolve_path
+from generation.engine.records import QUERY, Candidate, Risk
 from modelcalls.base import ChatResponse
 
-from .config import resolve_path
 from .base import Kept, ModelStep, Photo, TemplateCall, parse_sentence, tokens
-from .records import QUERY, Candidate, Risk
 
 QUERY_KEYS = ("text", "query", "user_query", "question")
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from generation.engine.records import RESPOND, Candidate
 from modelcalls.base import ChatResponse
 
 from .base import Kept, ModelStep, Photo, TemplateCall, non_empty
-from .records import RESPOND, Candidate
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ checkpoints are keyed by the fingerprint of the whole loop (a later attempt depe
 
 from __future__ import annotations
 
-from .records import VERIFY
+from generation.engine.records import VERIFY
 
 
 class Rewrite:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from generation.engine.records import RISKS, Candidate, ImageRecord, Risk
 from modelcalls.base import ChatResponse
 from modelcalls.call import ParseError
 from modelcalls.json_parse import parse_json
 
 from .base import Dropped, Kept, ModelStep, Photo, TemplateCall, tokens
 from .gates import GateError
-from .records import RISKS, Candidate, ImageRecord, Risk
 from .sampler import CoverageSampler
 
 

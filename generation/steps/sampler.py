@@ -12,9 +12,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-
-from .records import Risk
-from .taxonomy import Taxonomy
+from generation.engine.records import Risk
+from generation.release.taxonomy import Taxonomy
 
 SEED_CATEGORIES = ("falls", "fire_and_burns", "drowning", "electrical", "traffic", "sharp_objects",
                    "poisoning", "food_safety", "wildlife", "weather_exposure")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from generation.engine.records import SCENE, ImageRecord
 from modelcalls.base import ChatResponse
 
 from .base import Kept, ModelStep, Photo, TemplateCall, json_or_text, tokens
-from .records import SCENE, ImageRecord
 
 
 class SceneCall(TemplateCall):

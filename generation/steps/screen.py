@@ -3,11 +3,11 @@ rejected (stage ``screen``)."""
 
 from __future__ import annotations
 
+from generation.engine.records import SCREEN, ImageRecord
 from modelcalls.base import ChatResponse
 from rms_dataset import SAFE
 
 from .base import Dropped, Kept, ModelStep, Photo, TemplateCall, Verdict, parse_verdict_answer, tokens
-from .records import SCREEN, ImageRecord
 
 
 class ScreenCall(TemplateCall):

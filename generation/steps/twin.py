@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from generation.engine.records import QUERY, Candidate, Risk
 from modelcalls.base import ChatResponse
 
 from .base import Kept, ModelStep, Photo, TemplateCall, parse_sentence, tokens
 from .query import QUERY_KEYS, exemplar_params
-from .records import QUERY, Candidate, Risk
 
 TWIN_KEYS = ("safe_twin_text", "safe_twin", "twin", "safe_query")
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from generation.engine.records import VERIFY, Candidate
 from modelcalls.base import ChatRequest, ChatResponse
 from modelcalls.call import ParseError
 from modelcalls.json_parse import parse_json
 from rms_dataset import CHECKS, SAFE, UNSAFE, VERIFICATION_GENERATED, VERIFICATION_MARGIN
 
 from .base import VERIFIER, Dropped, Kept, ModelStep, Photo, Retry, TemplateCall, Verdict, parse_verdict_answer, tokens
-from .records import VERIFY, Candidate
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import rms_dataset as rms
-from generation.release import ROW_GROUP_ROWS, is_declared, plan_shards, write_release
+from generation.release.write import ROW_GROUP_ROWS, is_declared, plan_shards, write_release
 
 
 @pytest.mark.parametrize("config", rms.CONFIG_NAMES)
@@ -100,8 +100,8 @@ def test_a_release_with_the_default_name_validates_and_its_card_yaml_keeps_the_n
     """The default pretty name holds a colon ("RMS: Real-world ..."): the card must quote it in its YAML."""
     import yaml
 
-    from generation.card import ReleaseInfo
-    from generation.validate import validate_release
+    from generation.release.card import ReleaseInfo
+    from generation.release.validate import validate_release
 
     rows = {config: {split: list(ds) for split, ds in datasets.load_dataset(str(small_release), config).cast_column(
         "image", datasets.Image(decode=False)).items()} for config in rms.SOURCE_CONFIGS}

@@ -16,8 +16,8 @@ import datasets
 import pytest
 
 import rms_dataset as rms
-from generation.release import recover_release, write_release
-from generation.validate import validate_release
+from generation.release.validate import validate_release
+from generation.release.write import recover_release, write_release
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ WRITER = textwrap.dedent("""
     import os, signal, sys
     import datasets
     import rms_dataset as rms
-    import generation.release as release
+    import generation.release.write as release
 
     source, target, mode = sys.argv[1:4]
     rows = {c: {s: list(d) for s, d in datasets.load_dataset(source, c).cast_column("image", datasets.Image(decode=False)).items()}

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 import rms_dataset as rms
+from generation.release.validate import validate_release
 from generation.sample import build_sample
-from generation.validate import validate_release
 
 
 def test_the_sample_release_validates(sample_release):

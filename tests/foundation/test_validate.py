@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import rms_dataset as rms
-from generation.validate import validate_release
+from generation.release.validate import validate_release
 from tests.foundation.tampering import tamper_image, tamper_text
 
 

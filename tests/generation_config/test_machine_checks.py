@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from generation.steps.config import RunConfig, check_run
+from generation.engine.config import RunConfig, check_run
 
 from .conftest import valid_config
 from .test_bad_values import assert_refused, set_key

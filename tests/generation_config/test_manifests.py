@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
+from generation.engine.records import Reject
 from generation.steps.ingest import Ingestor, read_inputs, read_manifest
-from generation.steps.records import Reject
 from tests.generation_pipeline.conftest import shared_photos
 
 from .test_bad_values import assert_refused, set_key

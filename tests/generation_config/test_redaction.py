@@ -10,8 +10,8 @@ import threading
 import pytest
 import yaml
 
+from generation.engine.config import RunConfig
 from generation.run import run
-from generation.steps.config import RunConfig
 from modelcalls import BackendError, ChatRequest, make_backend
 from modelcalls.redact import REDACTED, is_secret_name, redact
 from modelcalls.scripted_backend import ScriptedBackend

@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from generation.steps.config import REPO_ROOT, OpenAIRole, RunConfig, ScriptedRole, TransformersRole
+from generation.engine.config import REPO_ROOT, OpenAIRole, RunConfig, ScriptedRole, TransformersRole
 from modelcalls import make_backend
 from typed_config import ConfigError
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from generation.steps.config import RunConfig
+from generation.engine.config import RunConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("RMS_SHARED", REPO / ".." / "shared"))

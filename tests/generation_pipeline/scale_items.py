@@ -10,8 +10,8 @@ import difflib
 import functools
 import random
 
-from generation.steps.dedup import PhotoIndex, jaccard, normalise_query, shingles
-from generation.steps.taxonomy import match_key, normalise_label
+from generation.release.dedup import PhotoIndex, jaccard, normalise_query, shingles
+from generation.release.taxonomy import match_key, normalise_label
 
 OPENINGS = ("How do I", "Can I", "Is it fine to", "What is the best way to", "Any tips to", "Should I", "Where can I",
             "Would it be ok to", "Help me", "Tell me how to")

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from modelcalls.base import ChatResponse
-from modelcalls.call import ParseError
+from generation.engine.records import Risk
+from generation.prompts import load_prompt
 from generation.steps.base import parse_verdict_answer
 from generation.steps.query import QueryCall, QueryItem
 from generation.steps.risks import RiskCall, RiskItem
 from generation.steps.twin import TwinCall, TwinItem
-from generation.steps.records import Risk
-from generation.prompts import load_prompt
+from modelcalls.base import ChatResponse
+from modelcalls.call import ParseError
 
 
 def test_query_and_twin_parsers_accept_plain_labelled_json_and_truncated_json_answers():
@@ -71,10 +71,10 @@ def test_every_prompt_template_has_a_version_and_renders():
 
 
 def test_vision_backends_get_the_pixels_and_text_only_backends_the_caption():
-    from modelcalls.base import decode_data_url, image_url_of
+    from generation.engine.records import ImageRecord
     from generation.steps.base import Photo
     from generation.steps.screen import ScreenCall
-    from generation.steps.records import ImageRecord
+    from modelcalls.base import decode_data_url, image_url_of
 
     photo = Photo(ImageRecord("id", "f.jpg", "src", "CC0", "", "a kitchen with a gas stove", "0" * 16, 8, 8), b"\xff\xd8jpeg")
     vision = ScreenCall(vision=True).request(photo).messages[-1]["content"]

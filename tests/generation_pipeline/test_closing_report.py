@@ -46,7 +46,7 @@ def test_a_run_whose_calls_fail_says_so_names_the_error_and_the_retry_command(ph
 
 
 def test_the_funnel_is_listed_in_the_order_the_pipeline_defines():
-    from generation.steps.finalize import FINAL_ROW, format_funnel
+    from generation.release.finalize import FINAL_ROW, format_funnel
     from generation.steps.pipeline import funnel_rows
 
     rows = [*funnel_rows(), FINAL_ROW]

@@ -124,7 +124,7 @@ def test_new_weights_under_the_same_model_name_rerun_that_roles_steps(folder, fi
 
 
 def test_the_parsing_code_is_part_of_every_model_steps_fingerprint():
-    from generation.steps import fingerprint
+    from generation.engine import fingerprint
     from generation.steps.pipeline import pipeline
 
     scene = next(step for step in pipeline() if type(step).__name__ == "Scene")
@@ -136,7 +136,7 @@ def test_edited_parsing_code_reparses_every_step_from_the_call_cache(folder, fir
                                                                      monkeypatch):
     """A checkpoint holds parsed records: code that parses or gates differently must not reuse it. The
     answers that were accepted come back from the call cache, so only answers never cached are asked again."""
-    from generation.steps import fingerprint
+    from generation.engine import fingerprint
 
     before = {path.name for path in (tmp_path / "run" / "steps").iterdir()}
     monkeypatch.setattr(fingerprint, "code_digest", lambda *objects: "an edited parser")

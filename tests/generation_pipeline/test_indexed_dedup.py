@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from generation.steps.dedup import PhotoIndex, find_duplicates
-from generation.steps.taxonomy import Taxonomy, normalise_label
+from generation.release.dedup import PhotoIndex, find_duplicates
+from generation.release.taxonomy import Taxonomy, normalise_label
 from tests.generation_pipeline.scale_items import (all_pairs_duplicates, all_pairs_first_within, all_pairs_taxonomy,
                                                     indexed_first_within, labels, photo_hashes, queries, similar)
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from generation.engine.records import Reject
 from generation.steps.ingest import Ingestor, IngestOptions, RawImage, dhash, normalise_image, read_inputs
-from generation.steps.records import Reject
 from tests.generation_pipeline.conftest import jpeg_bytes, shared_photos, write_folder
 
 
@@ -151,7 +151,7 @@ def test_dataset_input_reads_an_image_column(tmp_path):
 def test_parallel_normalisation_admits_inputs_in_input_order(tmp_path, monkeypatch):
     """The executor normalises several inputs at once in threads but dedups them one at a time in input
     order: the outcome is the one `Ingestor.add` gives input by input, whatever the threads do."""
-    from generation.steps import executor
+    from generation.engine import executor
     from generation.steps.ingest import Ingest
     from tests.generation_pipeline.conftest import config_for
 

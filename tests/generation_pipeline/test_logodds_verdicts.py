@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from generation.engine.config import RunConfig
+from generation.steps.verify import VerifyCall, VerifyItem, verification_failures
 from modelcalls import BackendError, ChatRequest, ChatResponse, make_backend
 from modelcalls.cache import cache_key
 from modelcalls.call import ParseError
-from generation.steps.config import RunConfig
-from generation.steps.verify import VerifyCall, VerifyItem, verification_failures
 
 
 def scored(safe: float, unsafe: float) -> ChatResponse:
@@ -107,8 +107,8 @@ def test_rows_in_margin_mode_store_the_measured_scores_and_the_margin(photo_fold
     import pyarrow.parquet as pq
 
     import rms_dataset as rms
+    from generation.release.validate import _check_verification, validate_release
     from generation.run import run
-    from generation.validate import _check_verification, validate_release
 
     role = {"backend": "scripted", "respond": "tests.generation_pipeline.test_logodds_verdicts:scoring_verifier",
             "supports_images": False}

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
+from generation.engine.config import REPO_ROOT, RunConfig
 from generation.run import run
 from generation.steps import gates
-from generation.steps.config import REPO_ROOT, RunConfig
 from modelcalls.transformers_backend import shared_model
 
 pytestmark = pytest.mark.slow

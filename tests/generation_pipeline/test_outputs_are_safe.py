@@ -1,5 +1,5 @@
 """Nothing a user owns is lost or silently stale: one writer per directory, no directory replaced that a
-command did not write, no stale release or rejects file left behind (generation/outputs.py)."""
+command did not write, no stale release or rejects file left behind (generation/engine/outputs.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import yaml
 
 from generation.__main__ import main
-from generation.merge import merge
-from generation.outputs import lock_path
+from generation.engine.outputs import lock_path
+from generation.release.merge import merge
+from generation.release.validate import validate_release
 from generation.run import run
-from generation.validate import validate_release
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,13 +9,13 @@ from collections import Counter
 import pyarrow.parquet as pq
 
 import rms_dataset as rms
+from generation.engine.records import Risk
+from generation.engine.sharding import shard_of
+from generation.engine.store import StepStore
+from generation.release.dedup import find_duplicates, normalise_query
+from generation.release.taxonomy import Taxonomy
 from generation.run import run
-from generation.steps.dedup import find_duplicates, normalise_query
-from generation.steps.records import Risk
 from generation.steps.sampler import CoverageSampler
-from generation.steps.split import shard_of
-from generation.steps.store import StepStore
-from generation.steps.taxonomy import Taxonomy
 from tests.generation_pipeline.test_resume_and_shards import DESCRIPTIONS
 
 

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 import rms_dataset as rms
-from generation.merge import merge
+from generation.release.merge import merge
+from generation.release.validate import validate_release
 from generation.run import run
-from generation.validate import validate_release
 from tests.generation_pipeline.conftest import config_for, shared_photos, write_folder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def test_new_version_keeps_base_release_rows_and_skips_known_images(photo_folder
 
 KILL_IN_COMMIT = """
 import os, signal, sys
-from generation.steps import store
+from generation.engine import store
 
 target, fraction, original = sys.argv[1], float(sys.argv[2]), store.StepStore._write
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from generation.merge import merge
+from generation.engine.sharding import shard_of
+from generation.engine.stamps import listing
+from generation.release.merge import merge
 from generation.run import run
 from generation.steps import ingest
-from generation.steps.split import shard_of
-from generation.steps.stamps import listing
 from modelcalls.base import ChatRequest
 from modelcalls.scripted_backend import ScriptedBackend
 from tests.generation_pipeline.conftest import shared_photos, write_folder

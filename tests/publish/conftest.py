@@ -12,8 +12,8 @@ from huggingface_hub import constants as hf_constants
 from PIL import Image
 
 import rms_dataset
+from generation.release.write import write_release
 from rms_dataset import PAIRS, SAFE_RESPONSES, UNSAFE_RESPONSES
-from generation.release import write_release
 from tests.hub.server import HubServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

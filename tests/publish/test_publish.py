@@ -25,9 +25,9 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 from PIL import Image
 
-from generation.__main__ import main as cli
-from generation.publish import PublishError, Version, release_files
 import rms_dataset
+from generation.__main__ import main as cli
+from generation.release.publish import PublishError, Version, release_files
 from rms_dataset import CONFIG_NAMES, PAIRS, PREFERENCE, SOURCE_CONFIGS, find_shards
 from tests.publish.conftest import FAKE_TOKEN, REPO, REPO_ROOT
 
@@ -237,7 +237,7 @@ def test_a_commit_landing_between_plan_and_push_is_refused(hub, hf_env, release_
     from huggingface_hub import CommitOperationAdd
     from huggingface_hub.errors import HfHubHTTPError
 
-    from generation.publish import execute, hub_api, plan_publish
+    from generation.release.publish import execute, hub_api, plan_publish
 
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     assert publish(hub, release_v1[0], "1.0.0") == 0
@@ -302,9 +302,9 @@ def test_token_never_leaks(hub, hf_env, release_v1, release_v2, tmp_path, monkey
     assert publish(hub, v2, "1.1.0", "--endpoint", "http://127.0.0.1:9") == 1  # unreachable server
 
     # The Python API raises; the formatted exception chains must not carry the token either.
-    from generation.publish import publish as publish_api
+    from generation.release.publish import publish as publish_api
 
-    from generation.release import rerender_card
+    from generation.release.write import rerender_card
 
     foreign = Path(shutil.copytree(v2, tmp_path / "foreign"))  # a release for a namespace the user may not write
     info = json.loads((foreign / "release.json").read_text())
@@ -343,7 +343,7 @@ def test_publishing_without_gated_or_public_is_refused_in_one_line(hub, hf_env, 
     assert err.count("\n") == 1 and "--gated auto|manual" in err and "--public" in err
     assert hub.requests == []
     with pytest.raises(PublishError, match="choose who can download"):
-        from generation.publish import publish as publish_api
+        from generation.release.publish import publish as publish_api
 
         publish_api(release_v1[0], REPO, "1.0.0", gated=None, endpoint=hub.url)
     assert hub.requests == []
@@ -419,7 +419,7 @@ def test_the_committed_sample_release_publishes_and_loads_back(tmp_path, hf_env,
 
 def test_stamp_writes_version_and_repo_into_the_card_then_publishes(hub, hf_env, release_v1, tmp_path, monkeypatch,
                                                                    capsys):
-    from generation.validate import validate_release
+    from generation.release.validate import validate_release
 
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     release = Path(shutil.copytree(release_v1[0], tmp_path / "release"))
@@ -463,7 +463,7 @@ def test_only_declared_files_are_uploaded(hub, hf_env, release_v1, tmp_path, mon
 
 
 def test_a_release_another_process_is_writing_is_not_published(hub, hf_env, release_v1, monkeypatch, capsys):
-    from generation.outputs import locked
+    from generation.engine.outputs import locked
 
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     with locked(release_v1[0]):  # as `merge --out` or `build-sample --out` would hold it

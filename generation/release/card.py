@@ -25,7 +25,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 import rms_dataset as rms
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "dataset_card.md"
+TEMPLATE = Path(__file__).resolve().parents[2] / "dataset_card.md"
 RELEASE_INFO = "release.json"
 LICENSE_FILE = "LICENSE.md"
 TEXT_LICENSE = "CC BY 4.0"

@@ -25,11 +25,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (Discriminator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Tag,
                       field_validator, model_validator)
 
+from generation.steps.gates import GateConfig
+from generation.steps.ingest import MAX_FILE_MB, IngestOptions, read_manifest
 from modelcalls.redact import redact
 from typed_config import ConfigError, StrictModel, load_yaml, parse_config
-
-from .gates import GateConfig
-from .ingest import MAX_FILE_MB, IngestOptions, read_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMPT_DIR = REPO_ROOT / "generation" / "prompts"

@@ -7,9 +7,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from generation.steps.gates import gate_of
 from typing import Any
-
-from .gates import gate_of
 
 FAILED_CALL = "call failed"
 

@@ -226,7 +226,7 @@ def validate_release(root: str) -> list[Problem]:
 
 
 def _check_rendered(root: str) -> list[Problem]:
-    from generation.card import LICENSE_FILE, render_card, render_license
+    from generation.release.card import LICENSE_FILE, render_card, render_license
 
     problems = []
     for name, render in ((rms.CARD_FILE, render_card), (LICENSE_FILE, render_license)):
@@ -237,12 +237,13 @@ def _check_rendered(root: str) -> list[Problem]:
             problems.append(Problem(path, f"cannot render it from the shards: {error}"))
             continue
         if not os.path.exists(path):
-            problems.append(Problem(path, "missing; re-render it with generation.release.rerender_card(release_dir)"))
+            problems.append(Problem(path, "missing; re-render it with "
+                                          "generation.release.write.rerender_card(release_dir)"))
             continue
         with open(path, encoding="utf-8") as handle:
             if handle.read() != expected:
                 problems.append(Problem(path, "does not match the shards' statistics (hand-edited or stale); "
-                                              "re-render it with generation.release.rerender_card(release_dir)"))
+                                              "re-render it with generation.release.write.rerender_card(release_dir)"))
     return problems
 
 

@@ -21,21 +21,21 @@ from typing import Any
 
 import rms_dataset as rms
 from atomic_files import write_atomic
-from generation.outputs import rejects_path
-from generation.release import write_release
-from generation.validate import validate_release
+from generation.engine import fingerprint as fp
+from generation.engine.config import RunConfig
+from generation.engine.executor import check_shard_file, read_shard_summary
+from generation.engine.outputs import rejects_path
+from generation.engine.records import CAP, DEDUP, INGEST, ImageRecord, Reject
+from generation.engine.stamps import Stamp
+from generation.engine.store import read_jsonl
+from generation.release.validate import validate_release
+from generation.release.write import write_release
+from generation.steps.ingest import dhash
+from generation.steps.pipeline import funnel_rows
 from typed_config import ConfigError
 
-from . import fingerprint as fp
 from .chart import taxonomy_chart
-from .config import RunConfig
 from .dedup import PhotoIndex, find_duplicates
-from .executor import check_shard_file, read_shard_summary
-from .ingest import dhash
-from .pipeline import funnel_rows
-from .records import CAP, DEDUP, INGEST, ImageRecord, Reject
-from .stamps import Stamp
-from .store import read_jsonl
 from .taxonomy import Taxonomy, normalise_label
 
 
@@ -156,9 +156,9 @@ def fingerprint(shards: list[ShardData], release_dir: str | Path, config: RunCon
         "shards": [shard.digest for shard in shards], "config": config.to_dict(), "release": str(release_dir),
         "base": fp.digest([sorted(base.hashes), sorted(row["id"] for row in base.pairs)]),
         "pipeline_version": rms.PIPELINE_VERSION,
-        "code": fp.modules_digest(__name__, "generation.steps.dedup", "generation.steps.taxonomy",
-                                  "generation.steps.chart", "generation.release", "generation.validate",
-                                  "generation.card", "rms_dataset"),
+        "code": fp.modules_digest(__name__, "generation.release.dedup", "generation.release.taxonomy",
+                                  "generation.release.chart", "generation.release.write", "generation.release.validate",
+                                  "generation.release.card", "rms_dataset"),
     })
 
 

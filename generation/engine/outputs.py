@@ -29,7 +29,7 @@ from itertools import islice
 from pathlib import Path
 
 import rms_dataset as rms
-from generation.release import is_declared
+from generation.release.write import is_declared
 from typed_config import ConfigError
 
 log = logging.getLogger(__name__)

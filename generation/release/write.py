@@ -43,7 +43,7 @@ import yaml
 from datasets.utils.tqdm import tqdm
 
 import rms_dataset as rms
-from generation.card import LICENSE_FILE, RELEASE_INFO, ReleaseInfo, render_card, render_license
+from generation.release.card import LICENSE_FILE, RELEASE_INFO, ReleaseInfo, render_card, render_license
 
 logger = logging.getLogger(__name__)
 

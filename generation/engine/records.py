@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-# Stages: a reject names the stage that rejected it (the order of the steps is pipeline.py's).
+# Stages: a reject names the stage that rejected it (the order of the steps is steps/pipeline.py's).
 INGEST = "ingest"
 SCREEN = "screen"
 SCENE = "scene"

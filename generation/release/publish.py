@@ -10,7 +10,7 @@ of the release as ONE commit on main that also deletes the remote files the rele
 then equals the release; the Hub's own .gitattributes is kept); tag that commit vX.Y.Z. Nothing is uploaded
 when a check fails, and nothing is committed when the Hub refuses the gating setting.
 
-Only the files the release layout declares are uploaded (`generation.release.is_declared`: the card,
+Only the files the release layout declares are uploaded (`generation.release.write.is_declared`: the card,
 release.json, taxonomy.json/.png, pipeline_config.yaml, rejects.jsonl, <config>/<split>-*.parquet). Any
 other file in the release directory (a stray ``.env``, notes, a gallery) refuses the publish, naming it.
 
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import rms_dataset as rms
-from generation.card import RELEASE_INFO
-from generation.release import TOP_LEVEL_FILES, is_declared
+from generation.release.card import RELEASE_INFO
+from generation.release.write import TOP_LEVEL_FILES, is_declared
 
 GATING = ("auto", "manual")
 HUB_MANAGED_FILES = {".gitattributes"}  # created by the Hub with every repo; not part of a release
@@ -173,7 +173,7 @@ def release_files(release: Path) -> dict[str, LocalFile]:
 def validate(release: Path) -> None:
     """Refuse an invalid release, listing every problem (file, row, field), a file or row whose bytes differ
     from what the release recorded included."""
-    from generation.validate import validate_release
+    from generation.release.validate import validate_release
 
     problems = validate_release(str(release))
     if problems:
@@ -362,8 +362,8 @@ def hub_api(endpoint: str | None):
 
 def stamp_release(release: Path, repo_id: str, version: Version) -> None:
     """Write `version` and `repo_id` into release.json and re-render the card (no other file changes)."""
-    from generation.card import ReleaseInfo
-    from generation.release import rerender_card
+    from generation.release.card import ReleaseInfo
+    from generation.release.write import rerender_card
 
     info = ReleaseInfo.read(release)
     ReleaseInfo(**{**info.__dict__, "version": str(version), "repo_id": repo_id}).write(release)
@@ -440,7 +440,7 @@ def main(args: argparse.Namespace) -> int:
         print("error: choose who can download: --gated auto|manual (access requests with the card's terms; "
               "recommended, the data holds harmful text) or --public", file=sys.stderr)
         return 2
-    from generation.outputs import DirectoryBusy, locked
+    from generation.engine.outputs import DirectoryBusy, locked
 
     try:
         with locked(args.release, option="RELEASE"):  # no writer replaces the release while it is checked and sent

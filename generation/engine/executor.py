@@ -1,4 +1,4 @@
-"""The executor: runs the pipeline (pipeline.py) on one shard of the input. It owns everything the steps do
+"""The executor: runs the pipeline (steps/pipeline.py) on one shard of the input. It owns everything the steps do
 not know about: the pending filter, ``modelcalls.run_calls``, fingerprinted checkpoints with group commit,
 turning failed calls into rejects, the funnel and the shard outcome.
 
@@ -30,6 +30,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from atomic_files import DamagedFile, write_atomic
+from generation.steps.base import GENERATOR, VERIFIER, Dropped, Kept, ModelStep, Photo, Retry
+from generation.steps.ingest import NORMALISE_VERSION, Ingest, Ingestor, RawImage
+from generation.steps.pipeline import pipeline
+from generation.steps.rewrite import Rewrite
 from modelcalls import event_loop
 from modelcalls.base import Backend, Usage, make_backend
 from modelcalls.cache import CallCache
@@ -38,14 +42,10 @@ from rms_dataset import SAFE, UNSAFE, image_id_for, pair_id_for
 from typed_config import ConfigError
 
 from . import fingerprint as fp
-from .base import GENERATOR, VERIFIER, Dropped, Kept, ModelStep, Photo, Retry
 from .call_account import CallAccount, cause_of
 from .config import RunConfig, resolve_path
-from .ingest import NORMALISE_VERSION, Ingest, Ingestor, RawImage
-from .pipeline import pipeline
 from .records import Candidate, ImageRecord, Reject
-from .rewrite import Rewrite
-from .split import shard_of
+from .sharding import shard_of
 from .store import StepStore, read_jsonl
 
 

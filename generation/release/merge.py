@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 from atomic_files import DamagedFile
-from generation.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
+from generation.engine.call_account import CallAccount
+from generation.engine.config import RunConfig, check_base_release
+from generation.engine.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
+from generation.release.finalize import finalize, load_base_release, read_shard
 from generation.run import exit_code, print_report
-from generation.steps.config import RunConfig, check_base_release
-from generation.steps.call_account import CallAccount
-from generation.steps.finalize import finalize, load_base_release, read_shard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
