@@ -29,7 +29,10 @@ from generation.engine.config import RunConfig, check_run
 from generation.engine.executor import Executor, write_shard_outcome
 from generation.engine.outputs import check_replaceable_release, locked, remove_retired_leftovers, settle_release
 from generation.gallery import write_gallery
-from generation.release.finalize import finalize, format_funnel, load_base_release, read_shard
+from generation.engine import fingerprint as fp
+from generation.engine.run_stamp import RunStamp
+from generation.release.finalize import BaseRelease, finalize, format_funnel, load_base_release, read_shard
+from generation.steps.pipeline import pipeline
 from typed_config import ConfigError
 
 
@@ -65,23 +68,45 @@ def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), 
     with locked(out), locked(release_dir, option="release directory"):
         check_replaceable_release(release_dir, option="release directory")
         remove_retired_leftovers(release_dir)
-        base = load_base_release(base_release)
-        executor = Executor(config, out, shard, known_hashes=base.hashes, backends=backends,
-                            show_progress=show_progress, retry_errors=retry_errors)
-        outcome = executor.run()
-        write_shard_outcome(out, outcome, shard, config)
-        usage = {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens,
-                 "model_calls": outcome.model_calls, "cached_calls": outcome.cached_calls,
-                 "model_calls_by_step": outcome.model_calls_by_step}
-        if shard[1] > 1:
-            return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage,
-                    "calls": outcome.calls.to_json(), "removed": settle_release(release_dir, written=False)}
-        path, report = finalize([read_shard(out)], release_dir, config, base=base, stamps=out / "steps")
-        report["removed"] = settle_release(release_dir, written=path is not None)
-        report["usage"] = usage
-        report["calls"] = outcome.calls.to_json()
-        report["gallery"] = str(write_gallery(out))
+        steps = pipeline()
+        stamp = RunStamp.for_run(config, out, shard, base_release, retry_errors, fp.code_digest(*steps))
+        base, recorded, served = BaseRelease(), None, {}
+
+        def done(models: dict) -> bool:  # asked once the backends said what they serve
+            nonlocal recorded, base
+            served.update(models)
+            recorded = stamp.result(models) if stamp else None
+            if recorded is None:
+                base = load_base_release(base_release)
+            return recorded is not None
+
+        executor = Executor(config, out, shard, known_hashes=lambda: base.hashes, backends=backends,
+                            show_progress=show_progress, retry_errors=retry_errors, steps=steps)
+        outcome = executor.run(done)
+        if outcome is None:  # nothing changed since the stamped run: its outputs are on disk as it wrote them
+            idle = {"prompt_tokens": 0, "completion_tokens": 0, "model_calls": 0, "cached_calls": 0, "model_calls_by_step": {}}
+            return {**recorded, "usage": idle, "removed": [], "unchanged": True}
+        report = _finish(outcome, out, release_dir, shard, config, base)
+        if stamp:
+            stamp.record(served, report)
         return report
+
+
+def _finish(outcome, out: Path, release_dir: Path, shard: tuple[int, int], config: RunConfig, base: BaseRelease) -> dict:
+    """Write the shard outcome and, for an unsharded run, the release (validated) and the gallery; the report."""
+    write_shard_outcome(out, outcome, shard, config)
+    usage = {"prompt_tokens": outcome.usage.prompt_tokens, "completion_tokens": outcome.usage.completion_tokens,
+             "model_calls": outcome.model_calls, "cached_calls": outcome.cached_calls,
+             "model_calls_by_step": outcome.model_calls_by_step}
+    if shard[1] > 1:
+        return {"shard": list(shard), "funnel": outcome.funnel, "pairs": len(outcome.pairs), "usage": usage,
+                "calls": outcome.calls.to_json(), "removed": settle_release(release_dir, written=False)}
+    path, report = finalize([read_shard(out)], release_dir, config, base=base, stamps=out / "steps")
+    report["removed"] = settle_release(release_dir, written=path is not None)
+    report["usage"] = usage
+    report["calls"] = outcome.calls.to_json()
+    report["gallery"] = str(write_gallery(out))
+    return report
 
 
 def print_report(report: dict, retry: str = "its `python -m generation run` with --retry-errors") -> None:
@@ -113,6 +138,8 @@ def print_report(report: dict, retry: str = "its `python -m generation run` with
         u = report["usage"]
         print(f"tokens: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion; "
               f"{u['model_calls']} model calls, {u['cached_calls']} answers from the cache")
+    if report.get("unchanged"):
+        print("note: nothing changed since the last run (inputs, config, code, models' weights, outputs): nothing redone")
     for line in report.get("removed", []):
         print(f"note: {line}")
     if report.get("gallery"):

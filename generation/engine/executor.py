@@ -27,7 +27,7 @@ from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from atomic_files import DamagedFile, write_atomic
 from generation.steps.base import GENERATOR, VERIFIER, Dropped, Kept, ModelStep, Photo, Retry
@@ -128,10 +128,10 @@ class RunState:
 
 class Executor:
     def __init__(self, config: RunConfig, out: Path, shard: tuple[int, int] = (0, 1),
-                 known_hashes: list[tuple[str, int]] = (), backends: dict[str, Backend] | None = None,
+                 known_hashes: Callable[[], list[tuple[str, int]]] = list, backends: dict[str, Backend] | None = None,
                  show_progress: bool | None = None, retry_errors: bool = False, steps: list | None = None):
         self.config, self.out, self.shard = config, Path(out), shard
-        self.known_hashes = list(known_hashes)
+        self.read_known_hashes = known_hashes  # (image_id, dhash) of a base release: read only when the run is not done
         self.given_backends = backends
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
         self.retry_errors = retry_errors
@@ -150,10 +150,13 @@ class Executor:
 
     # ---------------------------------------------------------------------------------------------- run
 
-    def run(self) -> ShardOutcome:
-        return event_loop.run(self._run())
+    def run(self, done: Callable[[dict[str, dict[str, Any]]], bool] | None = None) -> ShardOutcome | None:
+        """Run the shard and return its outcome. `done`, given what each role's backend serves (as
+        `ShardOutcome.models` records it), may say the run is already done (`run_stamp.RunStamp`): then nothing
+        else is done (no input read, no checkpoint replayed) and None is returned."""
+        return event_loop.run(self._run(done))
 
-    async def _run(self) -> ShardOutcome:
+    async def _run(self, done) -> ShardOutcome | None:
         source, *steps = self.steps
         if not isinstance(source, Ingest):
             raise TypeError(f"the pipeline must start with Ingest, got {type(source).__name__}")
@@ -161,6 +164,9 @@ class Executor:
         self.backends = self._backends()
         try:
             self.identities = {role: await self._identify(role) for role in (GENERATOR, VERIFIER)}
+            if done is not None and done(self.models()):
+                return None
+            self.known_hashes = list(self.read_known_hashes())
             subjects, upstream = self._ingest(source)
             images = list(subjects)
             for step in steps:
@@ -178,7 +184,11 @@ class Executor:
         pairs = [self._pair(candidate) for candidate in subjects]
         return ShardOutcome(images, pairs, self.rejects, self.funnel, self.usage, self.cached_calls, self.model_calls,
                             dict(self.calls_by_step), self.fingerprints, self.prompts,
-                            {role: model_identity(self._role_spec(role)) for role in (GENERATOR, VERIFIER)}, self.calls)
+                            self.models(), self.calls)
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        """role -> what its backend serves (`model_identity`)."""
+        return {role: model_identity(self._role_spec(role)) for role in (GENERATOR, VERIFIER)}
 
     def _backends(self) -> dict[str, Backend]:
         given = self.given_backends or {}

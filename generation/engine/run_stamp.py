@@ -1,0 +1,147 @@
+"""The stamp of a whole run, so that a rerun that changes nothing skips the executor too (not only finalize
+and the gallery, `stamps.py`): without it an unchanged rerun still reads and hashes every input, re-hashes
+every kept photo and replays every checkpoint (~0.75 ms a photo).
+
+The stamp is ``steps/run-<fingerprint>.json``. The fingerprint hashes, without reading a photo:
+
+* the inputs: every file under the input folder (``kind: folder``) or the manifest's folder (``kind:
+  manifest``; a manifest may only list files inside it) with its size, mtime_ns, ctime_ns and inode, and
+  where a link points (a file rewritten in place changes its ctime even when its mtime is set back);
+* the config (``RunConfig.to_dict``), the shard, the run directory, the exemplars file's listing;
+* the code: every file of ``generation/`` and ``modelcalls/`` and the top-level modules of the repository,
+  and the steps' parsing code (``fingerprint.code_digest``);
+* the base release: the listing of its directory;
+* what each role's backend serves (``identify()``, as summary.json records it): asked on every run, so new
+  weights under the same model name rerun.
+
+It holds the run's report and the listing of what the run wrote (shard outcome, photos, thumbnails,
+release or rejects file, gallery) plus the sha256 of the release's ``checksums.sha256``. The run is
+skipped only when the stamp exists and every one of those files is still as written; anything else (a
+changed input, config, code, weights, or an output deleted or edited) takes the normal path, which resumes
+from the checkpoints as before.
+
+No stamp is used (the normal path always runs) for an input of ``kind: dataset``, a base release that is a
+Hub id (no cheap listing of either), or ``--retry-errors`` (it asks again for what failed).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from atomic_files import write_atomic
+
+from . import fingerprint as fp
+from .config import RunConfig, resolve_path
+from .stamps import listing
+
+CODE_FOLDERS = ("generation", "modelcalls")
+
+
+def tree_listing(root: Path) -> list[list]:
+    """[relative path, size, mtime_ns, ctime_ns, inode, link target] of every file under `root` (a file:
+    itself), following links to files as the ingest does; sorted."""
+    root = Path(root)
+    if not root.exists():
+        return []
+    paths = [root] if not root.is_dir() else [Path(folder) / name for folder, _, names in os.walk(root) for name in names]
+    rows = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:  # a dangling link: the ingest rejects it; its presence is what matters
+            stat = None
+        target = os.readlink(path) if path.is_symlink() else ""
+        name = path.name if path == root else str(path.relative_to(root))
+        rows.append([name, *([stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino] if stat else [None] * 4), target])
+    return sorted(rows, key=lambda row: row[0])
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """sha256 of every file under ``CODE_FOLDERS`` (prompt templates included) and of the repository's
+    top-level modules: any edit to the code a run executes."""
+    digest = hashlib.sha256()
+    root = fp.PACKAGE_ROOT
+    files = [p for folder in CODE_FOLDERS for p in (root / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    for path in sorted(files + list(root.glob("*.py"))):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def input_root(config: RunConfig) -> Path | None:
+    """The folder every input file lies in, or None when the input cannot be listed cheaply (a dataset)."""
+    spec = config.resolved_input()
+    if spec["kind"] == "folder":
+        return Path(spec["path"])
+    if spec["kind"] == "manifest":
+        return Path(spec["path"]).parent
+    return None
+
+
+class RunStamp:
+    """The stamp of one run of `config` into `out` (see the module docstring); `None` from `for_run` where
+    no stamp is used."""
+
+    def __init__(self, out: Path, payload: dict[str, Any]):
+        self.out, self.payload = Path(out), payload
+
+    @classmethod
+    def for_run(cls, config: RunConfig, out: str | Path, shard: tuple[int, int], base_release: str | None,
+                retry_errors: bool, parsing_code: str) -> RunStamp | None:
+        root = input_root(config)
+        if root is None or retry_errors or (base_release and not Path(base_release).is_dir()):
+            return None
+        out = Path(out)
+        exemplars = resolve_path(config.exemplars) if config.exemplars else None
+        return cls(out, {
+            "inputs": tree_listing(root), "input_root": str(root.resolve()), "config": config.to_dict(),
+            "shard": list(shard), "out": str(out.resolve()), "code": [code_version(), parsing_code],
+            "exemplars": tree_listing(exemplars) if exemplars else None,
+            "base": [str(Path(base_release).resolve()), tree_listing(Path(base_release))] if base_release else None,
+        })
+
+    def _path(self, models: dict[str, Any]) -> Path:
+        return self.out / "steps" / f"run-{fp.digest({**self.payload, 'models': models})[:16]}.json"
+
+    def outputs(self, report: dict[str, Any]) -> list[Path]:
+        """What the run wrote: the shard outcome, photos and thumbnails, the release (or rejects file), the gallery."""
+        written = [self.out / "shard", self.out / "images", self.out / "thumbnails"]
+        for key in ("release", "rejects_file", "gallery"):
+            if report.get(key):
+                written.append(Path(report[key]))
+        if report.get("gallery"):
+            written.append(Path(report["gallery"]).with_suffix(""))
+        return written
+
+    def result(self, models: dict[str, Any]) -> dict[str, Any] | None:
+        """The recorded report if a run with these inputs, config, code and `models` (what each role's
+        backend serves) finished and left every output as it wrote it; else None."""
+        try:
+            stamp = json.loads(self._path(models).read_text(encoding="utf-8"))
+            outputs = [Path(output) for output in stamp["outputs"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if stamp.get("listing") != listing(outputs) or stamp.get("checksums") != _checksums(stamp.get("result", {})):
+            return None
+        return stamp.get("result")
+
+    def record(self, models: dict[str, Any], report: dict[str, Any]) -> None:
+        outputs = self.outputs(report)
+        stamp = {"result": report, "outputs": [str(p) for p in outputs], "listing": listing(outputs),
+                 "checksums": _checksums(report)}
+        write_atomic(self._path(models), json.dumps(stamp, sort_keys=True).encode())
+
+
+def _checksums(report: dict[str, Any]) -> str | None:
+    """sha256 of the release's checksums.sha256 (None without a release; "missing" when it is gone)."""
+    if not report.get("release"):
+        return None
+    try:
+        return hashlib.sha256((Path(report["release"]) / "checksums.sha256").read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
