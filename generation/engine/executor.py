@@ -132,6 +132,7 @@ class Executor:
                  show_progress: bool | None = None, retry_errors: bool = False, steps: list | None = None):
         self.config, self.out, self.shard = config, Path(out), shard
         self.read_known_hashes = known_hashes  # (image_id, dhash) of a base release: read only when the run is not done
+        self.known_hashes: list[tuple[str, int]] = []
         self.given_backends = backends
         self.show_progress = sys.stderr.isatty() if show_progress is None else show_progress
         self.retry_errors = retry_errors
