@@ -13,6 +13,7 @@ import sys
 
 COMMANDS = {
     "run": "generation.run",
+    "plan": "generation.plan",
     "merge": "generation.release.merge",
     "validate": "generation.release.validate",
     "build-sample": "generation.sample",

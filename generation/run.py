@@ -32,6 +32,7 @@ from generation.gallery import write_gallery
 from generation.engine import fingerprint as fp
 from generation.engine.run_stamp import RunStamp
 from generation.release.finalize import BaseRelease, finalize, format_funnel, load_base_release, read_shard
+from generation.plan import Plan
 from generation.steps.pipeline import pipeline
 from typed_config import ConfigError
 
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N", help="process slice I of N (default 0/1)")
     parser.add_argument("--base-release", default=None, metavar="DIR_OR_REPO",
                         help="previous release: its rows are kept; new images and queries are deduplicated against it")
+    parser.add_argument("--plan", default=None, metavar="PLAN",
+                        help="a plan from `python -m generation plan` (with --shard): skip, before any model call, the "
+                             "photos merge would drop as duplicates of another shard's")
     parser.add_argument("--max-images", type=int, default=None, help="override the config's max_images")
     parser.add_argument("--retry-errors", action="store_true",
                         help="on resume, redo the items whose model call failed (they are checkpointed as failures)")
@@ -59,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), base_release: str | None = None,
-        backends=None, show_progress: bool | None = None, retry_errors: bool = False) -> dict:
+        backends=None, show_progress: bool | None = None, retry_errors: bool = False, plan: Plan | None = None) -> dict:
     """Process `shard` of the input into `out`; for an unsharded run also write and validate `out/release`.
     Returns the report (funnel, counts, problems). Holds the lock of `out` and of `out/release` throughout
     (`DirectoryBusy` if another process writes them)."""
@@ -69,7 +73,8 @@ def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), 
         check_replaceable_release(release_dir, option="release directory")
         remove_retired_leftovers(release_dir)
         steps = pipeline()
-        stamp = RunStamp.for_run(config, out, shard, base_release, retry_errors, fp.code_digest(*steps))
+        stamp = RunStamp.for_run(config, out, shard, base_release, retry_errors,
+                                 [fp.code_digest(*steps), plan.to_json() if plan else None])
         base, recorded, served = BaseRelease(), None, {}
 
         def done(models: dict) -> bool:  # asked once the backends said what they serve
@@ -81,7 +86,7 @@ def run(config: RunConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), 
             return recorded is not None
 
         executor = Executor(config, out, shard, known_hashes=lambda: base.hashes, backends=backends,
-                            show_progress=show_progress, retry_errors=retry_errors, steps=steps)
+                            show_progress=show_progress, retry_errors=retry_errors, steps=steps, plan=plan)
         outcome = executor.run(done)
         if outcome is None:  # nothing changed since the stamped run: its outputs are on disk as it wrote them
             idle = {"prompt_tokens": 0, "completion_tokens": 0, "model_calls": 0, "cached_calls": 0, "model_calls_by_step": {}}
@@ -157,12 +162,13 @@ def main(args: argparse.Namespace) -> int:
         if args.max_images is not None:
             config = config.with_overrides("--max-images", max_images=args.max_images)
         check_run(config, args.out, base_release=args.base_release, source=args.config)
+        plan = Plan.read(args.plan) if args.plan else None
     except ConfigError as error:  # every bad value or path, before any model is loaded
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         report = run(config, args.out, shard=args.shard, base_release=args.base_release,
-                     show_progress=False if args.no_progress else None, retry_errors=args.retry_errors)
+                     show_progress=False if args.no_progress else None, retry_errors=args.retry_errors, plan=plan)
     except ConfigError as error:  # found as the run starts (replicas that disagree, --out in use, a bad base release)
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -170,7 +176,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     shard = [] if args.shard == (0, 1) else ["--shard", f"{args.shard[0]}/{args.shard[1]}"]
-    base = ["--base-release", args.base_release] if args.base_release else []
+    base = (["--base-release", args.base_release] if args.base_release else []) + (["--plan", args.plan] if args.plan else [])
     print_report(report, retry=shlex.join(["python", "-m", "generation", "run", args.config, "--out", args.out, *shard,
                                            *base, "--retry-errors"]))
     return exit_code(report)

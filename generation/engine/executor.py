@@ -27,7 +27,7 @@ from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from atomic_files import DamagedFile, write_atomic
 from generation.steps.base import GENERATOR, VERIFIER, Dropped, Kept, ModelStep, Photo, Retry
@@ -44,10 +44,13 @@ from typed_config import ConfigError
 from . import fingerprint as fp
 from .call_account import CallAccount, cause_of
 from .config import RunConfig, resolve_path
-from .records import Candidate, ImageRecord, Reject
+from .records import INGEST, Candidate, ImageRecord, Reject
 from .sharding import shard_of
 from .store import StepStore, read_jsonl
 
+
+if TYPE_CHECKING:
+    from generation.plan import Plan
 
 INGEST_WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 INGEST_WINDOW = 4 * INGEST_WORKERS  # inputs normalised ahead of the one being admitted (bounds memory)
@@ -129,8 +132,10 @@ class RunState:
 class Executor:
     def __init__(self, config: RunConfig, out: Path, shard: tuple[int, int] = (0, 1),
                  known_hashes: Callable[[], list[tuple[str, int]]] = list, backends: dict[str, Backend] | None = None,
-                 show_progress: bool | None = None, retry_errors: bool = False, steps: list | None = None):
+                 show_progress: bool | None = None, retry_errors: bool = False, steps: list | None = None,
+                 plan: Plan | None = None):
         self.config, self.out, self.shard = config, Path(out), shard
+        self.plan = plan  # photos to drop at ingest as duplicates of another shard's (generation/plan.py)
         self.read_known_hashes = known_hashes  # (image_id, dhash) of a base release: read only when the run is not done
         self.known_hashes: list[tuple[str, int]] = []
         self.given_backends = backends
@@ -236,7 +241,9 @@ class Executor:
         (atomically, not fsynced) before its checkpoint line, and the lines are committed in batches with
         one fsync. A checkpointed photo whose file is missing or does not hash to its id (lost in a power
         failure, or deleted) is ingested again."""
-        fingerprint = fp.digest({"ingest": source.params(self.config, self.known_hashes), "shard": list(self.shard)})
+        planned = self.plan.for_shard(self.config, self.known_hashes, self.shard) if self.plan else {}
+        fingerprint = fp.digest({"ingest": source.params(self.config, self.known_hashes), "shard": list(self.shard),
+                                 **({"plan": planned} if planned else {})})
         store = self._store(source.name, fingerprint, _an_ingest_outcome)
         ingestor = Ingestor(self.config.ingest_options(), self.known_hashes)
         images, seen, window, chain = [], 0, deque(), hashlib.sha256(fingerprint.encode())
@@ -244,6 +251,10 @@ class Executor:
         def admit(key: str, raw, normalising) -> None:
             if normalising is not None:
                 outcome = ingestor.admit(raw, normalising.result())
+                if not isinstance(outcome, Reject) and outcome[0].image_id in planned:  # still counts for this shard's dedup
+                    record = outcome[0]
+                    outcome = Reject("image", INGEST, f"duplicate of {planned[record.image_id]} in another shard (found "
+                                     "by the plan)", raw.name, record.image_id, {"cause": "duplicate", "planned": record.to_json()})
                 if isinstance(outcome, Reject):
                     value = {"reject": outcome.to_json()}
                 else:
@@ -255,7 +266,10 @@ class Executor:
                 store.replace(key, value)  # `add`, unless this is a re-ingest after a lost file
             entry = store.get(key)
             if "reject" in entry:
-                self.rejects.append(Reject.from_json(entry["reject"]))
+                reject = Reject.from_json(entry["reject"])
+                if normalising is None and "planned" in reject.details:  # resumed: it still counts for dedup
+                    ingestor.remember(ImageRecord.from_json(reject.details["planned"]))
+                self.rejects.append(reject)
             else:
                 record = ImageRecord.from_json(entry["image"])
                 if normalising is None:  # resumed from the checkpoint (`admit` remembered a new photo itself)

@@ -9,7 +9,7 @@ The stamp is ``steps/run-<fingerprint>.json``. The fingerprint hashes, without r
   where a link points (a file rewritten in place changes its ctime even when its mtime is set back);
 * the config (``RunConfig.to_dict``), the shard, the run directory, the exemplars file's listing;
 * the code: every file of ``generation/`` and ``modelcalls/`` and the top-level modules of the repository,
-  and the steps' parsing code (``fingerprint.code_digest``);
+  and the steps' parsing code (``fingerprint.code_digest``); the plan given (``--plan``);
 * the base release: the listing of its directory;
 * what each role's backend serves (``identify()``, as summary.json records it): asked on every run, so new
   weights under the same model name rerun.
@@ -92,7 +92,7 @@ class RunStamp:
 
     @classmethod
     def for_run(cls, config: RunConfig, out: str | Path, shard: tuple[int, int], base_release: str | None,
-                retry_errors: bool, parsing_code: str) -> RunStamp | None:
+                retry_errors: bool, determined_by: list) -> RunStamp | None:
         root = input_root(config)
         if root is None or retry_errors or (base_release and not Path(base_release).is_dir()):
             return None
@@ -100,7 +100,7 @@ class RunStamp:
         exemplars = resolve_path(config.exemplars) if config.exemplars else None
         return cls(out, {
             "inputs": tree_listing(root), "input_root": str(root.resolve()), "config": config.to_dict(),
-            "shard": list(shard), "out": str(out.resolve()), "code": [code_version(), parsing_code],
+            "shard": list(shard), "out": str(out.resolve()), "code": [code_version(), *determined_by],
             "exemplars": tree_listing(exemplars) if exemplars else None,
             "base": [str(Path(base_release).resolve()), tree_listing(Path(base_release))] if base_release else None,
         })

@@ -204,22 +204,16 @@ def select(shards: list[ShardData], config: RunConfig, base: BaseRelease) -> Sel
 
 def merge_photos(shards: list[ShardData], config: RunConfig, base: BaseRelease,
                  rejects: list[Reject]) -> tuple[dict[str, ImageRecord], dict[str, Path], set[tuple[str, str]]]:
-    """Cross-shard photo dedup (within a shard, ingest did it): a photo of a later shard (by index; within a
-    shard, by id) that is the same as or within `near_duplicate_distance` bits of a photo kept before, or of
-    the base release, is rejected. Returns the kept records, their image folders and the dropped
-    (shard root, image id) pairs."""
-    base_ids = {image_id for image_id, _ in base.hashes}
-    kept = PhotoIndex(config.ingest_options().near_duplicate_distance,
-                      ((h, f"{image_id} in the base release") for image_id, h in base.hashes))
+    """Cross-shard photo dedup (`cross_shard_duplicates`). Returns the kept records, their image folders and
+    the dropped (shard root, image id) pairs."""
+    owners = cross_shard_duplicates([shard.images for shard in shards], config.ingest_options().near_duplicate_distance,
+                                    base.hashes)
     records: dict[str, ImageRecord] = {}
     image_dir: dict[str, Path] = {}
     dropped: set[tuple[str, str]] = set()
-    for shard in shards:
+    for position, shard in enumerate(shards):
         for record in sorted(shard.images, key=lambda r: r.image_id):
-            fingerprint = int(record.dhash, 16)
-            owner = ("the base release" if record.image_id in base_ids else
-                     records[record.image_id].filename if record.image_id in records else
-                     kept.first_within(fingerprint, unless=record.filename))
+            owner = owners.get((position, record.image_id))
             if owner is not None:
                 dropped.add((str(shard.root), record.image_id))
                 rejects.append(Reject("image", INGEST, f"duplicate of {owner} (found when merging)", record.filename,
@@ -227,8 +221,31 @@ def merge_photos(shards: list[ShardData], config: RunConfig, base: BaseRelease,
                 continue
             records[record.image_id] = record
             image_dir[record.image_id] = shard.root / "images"
-            kept.add(fingerprint, record.filename)
     return records, image_dir, dropped
+
+
+def cross_shard_duplicates(shards: list[list[ImageRecord]], distance: int,
+                           known: list[tuple[str, int]] = ()) -> dict[tuple[int, str], str]:
+    """The one cross-shard photo decision (merge's, and the plan's before any model call): taking the shards
+    in order and each shard's kept photos by id, a photo that is the same as or within `distance` bits of a
+    photo kept before, or of `known` (a base release's (image_id, dhash)), is dropped. Returns (shard
+    position, image id) -> what it duplicates, for every dropped photo."""
+    known_ids = {image_id for image_id, _ in known}
+    kept = PhotoIndex(distance, ((h, f"{image_id} in the base release") for image_id, h in known))
+    kept_ids: dict[str, str] = {}
+    owners: dict[tuple[int, str], str] = {}
+    for position, images in enumerate(shards):
+        for record in sorted(images, key=lambda r: r.image_id):
+            fingerprint = int(record.dhash, 16)
+            owner = ("the base release" if record.image_id in known_ids else
+                     kept_ids[record.image_id] if record.image_id in kept_ids else
+                     kept.first_within(fingerprint, unless=record.filename))
+            if owner is not None:
+                owners[(position, record.image_id)] = owner
+                continue
+            kept_ids[record.image_id] = record.filename
+            kept.add(fingerprint, record.filename)
+    return owners
 
 
 def choose_pairs(new_pairs: list[dict], taxonomy: Taxonomy, config: RunConfig, base: BaseRelease,
