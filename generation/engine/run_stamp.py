@@ -4,9 +4,9 @@ every kept photo and replays every checkpoint (~0.75 ms a photo).
 
 The stamp is ``steps/run-<fingerprint>.json``. The fingerprint hashes, without reading a photo:
 
-* the inputs: every file under the input folder (``kind: folder``) or the manifest's folder (``kind:
-  manifest``; a manifest may only list files inside it) with its size, mtime_ns, ctime_ns and inode, and
-  where a link points (a file rewritten in place changes its ctime even when its mtime is set back);
+* the inputs: the manifest, every file it names and (``kind: folder``) every entry of the folder, each with
+  its size, mtime_ns, ctime_ns and inode, and where a link points (a file rewritten in place changes its
+  ctime even when its mtime is set back);
 * the config (``RunConfig.to_dict``), the shard, the run directory, the exemplars file's listing;
 * the code: every file of ``generation/`` and ``modelcalls/`` and the top-level modules of the repository,
   and the steps' parsing code (``fingerprint.code_digest``); the plan given (``--plan``);
@@ -35,6 +35,8 @@ from typing import Any
 
 from atomic_files import write_atomic
 
+from generation.steps.ingest import listed_name, read_manifest
+
 from . import fingerprint as fp
 from .config import RunConfig, resolve_path
 from .stamps import listing
@@ -43,22 +45,45 @@ CODE_FOLDERS = ("generation", "modelcalls")
 
 
 def tree_listing(root: Path) -> list[list]:
-    """[relative path, size, mtime_ns, ctime_ns, inode, link target] of every file under `root` (a file:
-    itself), following links to files as the ingest does; sorted."""
+    """`stat_row` of every file under `root` (a file: itself), sorted."""
     root = Path(root)
     if not root.exists():
         return []
-    paths = [root] if not root.is_dir() else [Path(folder) / name for folder, _, names in os.walk(root) for name in names]
-    rows = []
-    for path in paths:
-        try:
-            stat = path.stat()
-        except OSError:  # a dangling link: the ingest rejects it; its presence is what matters
-            stat = None
-        target = os.readlink(path) if path.is_symlink() else ""
-        name = path.name if path == root else str(path.relative_to(root))
-        rows.append([name, *([stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino] if stat else [None] * 4), target])
-    return sorted(rows, key=lambda row: row[0])
+    if not root.is_dir():
+        return [stat_row(str(root.parent), root.name)]
+    top = str(root)
+    return sorted(stat_row(top, os.path.join(folder, name)[len(top) + 1:]) for folder, _, names in os.walk(top) for name in names)
+
+
+def stat_row(root: str, name: str) -> list:
+    """[name, size, mtime_ns, ctime_ns, inode, link target] of `root`/`name`, following a link as the ingest
+    does (a file rewritten in place changes its ctime even when its mtime is set back); a missing file or a
+    dangling link has None for all four."""
+    path = os.path.join(root, name)
+    try:
+        stat = os.stat(path)
+        numbers = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+    except OSError:
+        numbers = [None] * 4
+    return [name, *numbers, os.readlink(path) if os.path.islink(path) else ""]
+
+
+def input_listing(config: RunConfig) -> list[list] | None:
+    """`stat_row` of every file the run reads: the manifest, every file it names and (``kind: folder``) every
+    entry of the folder; None for a dataset (no cheap listing)."""
+    spec = config.resolved_input()
+    if spec["kind"] == "folder":
+        root = Path(spec["path"])
+        manifest = root / spec.get("manifest", "MANIFEST.csv")
+        names = {entry.name for entry in os.scandir(root)}
+    elif spec["kind"] == "manifest":
+        manifest = Path(spec["path"])
+        root, names = manifest.parent, {manifest.name}
+    else:
+        return None
+    if manifest.is_file():
+        names.update(name for _, row in read_manifest(manifest) if (name := listed_name(row)))
+    return [stat_row(str(root), name) for name in sorted(names)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,16 +98,6 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
-def input_root(config: RunConfig) -> Path | None:
-    """The folder every input file lies in, or None when the input cannot be listed cheaply (a dataset)."""
-    spec = config.resolved_input()
-    if spec["kind"] == "folder":
-        return Path(spec["path"])
-    if spec["kind"] == "manifest":
-        return Path(spec["path"]).parent
-    return None
-
-
 class RunStamp:
     """The stamp of one run of `config` into `out` (see the module docstring); `None` from `for_run` where
     no stamp is used."""
@@ -93,13 +108,13 @@ class RunStamp:
     @classmethod
     def for_run(cls, config: RunConfig, out: str | Path, shard: tuple[int, int], base_release: str | None,
                 retry_errors: bool, determined_by: list) -> RunStamp | None:
-        root = input_root(config)
-        if root is None or retry_errors or (base_release and not Path(base_release).is_dir()):
+        inputs = input_listing(config)
+        if inputs is None or retry_errors or (base_release and not Path(base_release).is_dir()):
             return None
         out = Path(out)
         exemplars = resolve_path(config.exemplars) if config.exemplars else None
         return cls(out, {
-            "inputs": tree_listing(root), "input_root": str(root.resolve()), "config": config.to_dict(),
+            "inputs": inputs, "config": config.to_dict(),
             "shard": list(shard), "out": str(out.resolve()), "code": [code_version(), *determined_by],
             "exemplars": tree_listing(exemplars) if exemplars else None,
             "base": [str(Path(base_release).resolve()), tree_listing(Path(base_release))] if base_release else None,

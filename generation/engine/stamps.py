@@ -26,11 +26,13 @@ def listing(outputs: list[Path]) -> list[list]:
             stat = output.stat()
             rows.append([output.name, stat.st_size, stat.st_mtime_ns])
             continue
-        for folder, _, files in os.walk(output):
+        parent = str(output.parent)
+        skip = len(parent) + 1  # the path below output's parent (walked as parent/name, "./name" included)
+        for folder, _, files in os.walk(os.path.join(parent, output.name)):
             for name in files:
-                path = Path(folder) / name
-                stat = path.stat()
-                rows.append([str(path.relative_to(output.parent)), stat.st_size, stat.st_mtime_ns])
+                path = os.path.join(folder, name)
+                stat = os.stat(path)
+                rows.append([path[skip:], stat.st_size, stat.st_mtime_ns])
     return sorted(rows)
 
 

@@ -248,7 +248,7 @@ def _provenance(row: dict[str, Any]) -> tuple[str, str, str, str]:
     return source, (row.get("license") or "").strip(), attribution, (row.get("description") or "").strip()
 
 
-def _listed_name(row: dict[str, Any]) -> str:
+def listed_name(row: dict[str, Any]) -> str:
     return str(row.get("file") or row.get("path") or "").strip()
 
 
@@ -274,7 +274,7 @@ def _locate(rows: Iterable[tuple[str, dict[str, Any]]], root: Path) -> list[tupl
     path is resolved once, here."""
     located = []
     for line, row in rows:
-        name = _listed_name(row)
+        name = listed_name(row)
         located.append((line, row, name, _inside(root, name) if name else None))
     return located
 
