@@ -13,7 +13,7 @@ value is one line naming the file and the key (`GridError`; the command exits 2)
 
 Layout of RESULTS_DIR: ``grid.yaml`` (the config used), ``judges/<run>/`` (adapter + judge_metadata.json),
 ``predictions/`` (per-item cache), ``cells/<run>__<benchmark key>.json`` (results; the key carries task,
-split, options, limit and text-only, `eval.score.BenchmarkSpec.key`), then
+split, options, limit and text-only, `eval.spec.BenchmarkSpec.key`), then
 `python -m eval.leaderboard RESULTS_DIR`. The grid YAML format is documented in docs/eval.md.
 """
 
@@ -24,16 +24,18 @@ import logging
 import re
 import shutil
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
-from eval.benchmarks import SuiteEntry
 from eval.judges.sanity import STANDARD as SANITY_STANDARD
 from eval.samples import samples_path
-from eval.score import BenchmarkSpec, MissingImagesError, ResultSchemaError, evaluate, read_result, write_result
+from eval.cell import evaluate
+from eval.loading import MissingImagesError
+from eval.results import ResultSchemaError, read_result, write_result
+from eval.spec import BenchmarkSpec, load_suite
 from typed_config import ConfigError, StrictModel, load_yaml, parse_config
 
 # reference rows of every grid: the sanity judges and the keyword baselines a real judge must beat
@@ -159,7 +161,7 @@ class GridSpec(StrictModel):
     name: str | None = None
     datasets: list[DatasetSpec] = Field(min_length=1)
     models: list[ModelSpec] = Field(min_length=1)
-    benchmarks: list[SuiteEntry] | None = Field(default=None, min_length=1)
+    benchmarks: list[BenchmarkSpec] | None = Field(default=None, min_length=1)
     suite: str | None = None
     judge: JudgeOptions = Field(default_factory=JudgeOptions)
     n_bootstrap: NonNegativeInt = 1000
@@ -197,16 +199,14 @@ def _resolve_recipe(recipe: str, grid_path: Path, where: str) -> str:
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid YAML (`GridSpec`): every key, source name, task and recipe path, before anything is
     loaded. Errors are one line per problem naming the file and the key (`GridError`, exit 2)."""
-    from eval.benchmarks import load_suite
-
     path = Path(path)
     try:
         data = load_yaml(path, what="grid file")
         if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
             data = {**data, "benchmarks": [{"name": e} if isinstance(e, str) else e for e in data["benchmarks"]]}
         spec = parse_config(GridSpec, data, source=str(path))
-        entries = ([entry.model_dump() for entry in spec.benchmarks] if spec.benchmarks is not None else
-                   load_suite(Path(spec.suite) if Path(spec.suite).is_absolute() else path.parent / spec.suite))
+        benchmarks = (list(spec.benchmarks) if spec.benchmarks is not None else
+                      load_suite(Path(spec.suite) if Path(spec.suite).is_absolute() else path.parent / spec.suite))
     except ConfigError as error:
         raise GridError(str(error)) from None
     datasets = [TrainingDataset(d.name, list(d.sources), list(d.train_fractions), d.task, d.zero_shot)
@@ -215,11 +215,10 @@ def load_grid(path: str | Path) -> Grid:
     for index, model in enumerate(spec.models):
         recipe = _resolve_recipe(model.recipe, path, f"{path}: models.{index}.recipe")
         models.append(BaseModel(model.name or Path(recipe).parent.name, recipe, dict(model.overrides)))
-    benchmarks = [BenchmarkSpec(**entry) for entry in entries]
     if spec.modality_gain:  # the image withheld: the leaderboard shows full minus text-only per cell
         keys = {benchmark.key for benchmark in benchmarks}
         benchmarks += [twin for benchmark in list(benchmarks) if not benchmark.text_only
-                       and (twin := replace(benchmark, text_only=True)).key not in keys]
+                       and (twin := benchmark.model_copy(update={"text_only": True})).key not in keys]
     judge = spec.judge.model_dump(exclude_none=True)
     return Grid(spec.name or path.stem, datasets, models, benchmarks, judge, spec.n_bootstrap, spec.seed, path,
                 list(spec.sanity_judges))
@@ -323,7 +322,7 @@ def score_references(grid: Grid, out: Path) -> list[Path]:
 def check_benchmark_images(grid: Grid) -> None:
     """Fail before any training when a benchmark a judge will be scored on lacks its images (and is not
     marked ``text_only``): the same `MissingImagesError` eval.score raises, minutes earlier."""
-    from eval.score import check_images, load_benchmark
+    from eval.loading import check_images, load_benchmark
 
     needed = {spec.key: spec for run in runs(grid) for spec in held_out(grid, run) if not spec.text_only}
     for spec in needed.values():

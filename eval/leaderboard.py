@@ -38,10 +38,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from eval.audit import CONFOUNDED
-from eval.benchmarks import benchmark_label
+from eval.spec import benchmark_label
 from eval.judges.sanity import is_sanity_kind
 from eval.metrics.dataset_score import ClassCounts, dataset_score
-from eval.score import read_result
+from eval.results import read_result
 
 START_MARKER = "<!-- rms-leaderboard:start -->"
 END_MARKER = "<!-- rms-leaderboard:end -->"
@@ -137,7 +137,7 @@ def make_cell(result: dict, path: str) -> Cell:
     return Cell(
         benchmark=key, metric=metric, value=value, ci=list(value_ci) if value_ci else None,
         n=int(result.get("n", bench.get("n_items", 0))),
-        n_unparseable=int(result.get("unparseable", result.get("n_unparseable", 0)) or 0),
+        n_unparseable=int(result.get("unparseable") or 0),
         missing_images=None if missing is None else int(missing), text_only=result.get("text_only"),
         format_mismatch=result.get("format_mismatch"), mode=result.get("mode"),
         detection_rate=metrics.get("recall", metrics.get("detection_rate")),

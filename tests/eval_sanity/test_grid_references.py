@@ -101,7 +101,7 @@ def _without_benchmarks(path: Path, suite: str) -> Path:
 
 def test_missing_benchmark_images_stop_the_grid_before_any_training(tmp_path, monkeypatch):
     from eval.grid import run_grid
-    from eval.score import MissingImagesError
+    from eval.loading import MissingImagesError
 
     def train(*args, **kwargs):
         raise AssertionError("trained although a benchmark's images are missing")

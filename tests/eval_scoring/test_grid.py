@@ -10,7 +10,7 @@ import yaml
 
 from eval import grid as grid_module
 from eval.grid import GridError, load_grid, main, run_grid
-from eval.score import RESULT_SCHEMA_VERSION
+from eval.results import RESULT_SCHEMA_VERSION
 
 from .conftest import write_benchmark
 

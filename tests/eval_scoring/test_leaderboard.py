@@ -17,7 +17,9 @@ from eval.judges import make_judge
 from eval.leaderboard import END_MARKER, START_MARKER, build_sections, load_rows, load_sections, main, write_leaderboard
 from eval.metrics import compute_metrics
 from eval.metrics.dataset_score import ClassCounts, dataset_score
-from eval.score import RESULT_SCHEMA_VERSION, BenchmarkSpec, ResultSchemaError, evaluate, write_result
+from eval.cell import evaluate
+from eval.results import RESULT_SCHEMA_VERSION, ResultSchemaError, write_result
+from eval.spec import BenchmarkSpec
 
 U, S = "unsafe", "safe"
 
@@ -70,7 +72,7 @@ def results_dir(tmp_path):
     write(out, cell("gamma-f1", "gamma", 1.0, "vlsu", *judged(8, 13, 6, 10), text_only=True))
     for kind in ("constant:unsafe", "random:0", "oracle:0.9:0"):
         for name in ("salad", "mssbench"):
-            result = evaluate(make_judge({"kind": kind}), BenchmarkSpec(name), out / "predictions", n_bootstrap=200,
+            result = evaluate(make_judge({"kind": kind}), BenchmarkSpec(name=name), out / "predictions", n_bootstrap=200,
                               training={"run_id": kind.replace(":", "-"), "reference": True})
             result["audit"]["verdict"] = "clean"  # as the fixture's judge rows say (the real SaLAD preview is not)
             write_result(out / "cells" / f"{kind.replace(':', '-')}__{name}.json", result)
@@ -266,7 +268,7 @@ def test_a_keyword_baseline_scored_by_eval_score_is_a_reference_row(tmp_path):
     out = tmp_path / "results"
     write(out, cell("a-f1", "a", 1.0, "salad", *judged(10, 10, 9, 9)))
     judge = make_judge({"kind": "python:eval.judges.rules:harmful_keywords"})
-    write_result(out / "cells" / "kw__salad.json", evaluate(judge, BenchmarkSpec("salad"), out / "predictions",
+    write_result(out / "cells" / "kw__salad.json", evaluate(judge, BenchmarkSpec(name="salad"), out / "predictions",
                                                            n_bootstrap=0))
     rows = {row.judge: row for row in load_rows(out)}
     assert rows["python:eval.judges.rules:harmful_keywords"].reference
@@ -276,7 +278,7 @@ def test_cells_link_their_samples_log(tmp_path):
     out = tmp_path / "results"
     judge = make_judge({"kind": "random:0"})
     path = out / "cells" / "random__salad.json"
-    write_result(path, evaluate(judge, BenchmarkSpec("salad"), out / "predictions", n_bootstrap=0,
+    write_result(path, evaluate(judge, BenchmarkSpec(name="salad"), out / "predictions", n_bootstrap=0,
                                 samples=path.with_name("random__salad.samples.jsonl")))
     markdown = write_leaderboard(out)["md"].read_text()
     assert "[samples](cells/random__salad.samples.jsonl)" in markdown
