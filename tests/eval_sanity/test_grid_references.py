@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from eval.grid import GridError, load_grid, main, score_references
-from eval.leaderboard import load_sections
+from eval.leaderboard_rows import load_sections
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from eval.grid import GridError, load_grid, run_grid
-from eval.leaderboard import load_rows
+from eval.leaderboard_rows import load_rows
 
 from .conftest import ChatServer, write_benchmark
 
