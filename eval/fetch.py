@@ -88,6 +88,9 @@ def fetch_benchmark(name: str, publication: Publication, root: Path, *, endpoint
         files = sorted(manifest["files"])
         return Fetched(name, publication.repo_id, manifest["commit"], folder, verified=files)
     commit, wanted = _resolve(name, publication, endpoint, token)
+    # until every file is checked, no source may read this folder as a fetched copy (files already here stay:
+    # the next fetch resumes from them)
+    (folder / MANIFEST).unlink(missing_ok=True)
     result = Fetched(name, publication.repo_id, commit, folder)
     hashes: dict[str, str] = {}
     for repo_file in wanted:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 
 import pytest
 import yaml
@@ -44,7 +45,16 @@ def fixture_files() -> dict[str, bytes]:
     files = {"data/siuo_gen.json": json.dumps(gen).encode(), "data/siuo_mcqa.json": json.dumps(mcqa).encode(),
              "README.md": b"# fixture\n"}
     files.update({f"images/{image}": png(color) for _, image, _, color in ITEMS})
+    files["archives/siuo_images.zip"] = zipped({f"siuo_images/{image}": png(color) for _, image, _, color in ITEMS})
     return files
+
+
+def zipped(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -92,9 +102,9 @@ def test_fetch_downloads_annotations_and_images_checked_and_recorded(tmp_path, h
     assert benchmarks_main(["fetch", "siuo", "--registry", write_registry(tmp_path, hub)]) == 0
     folder = fetched_dir / "siuo"
     for path, data in fixture_files().items():
-        if path != "README.md":  # only the registry's annotations and images are fetched
+        if path.startswith(("data/", "images/")):  # only the registry's annotations and images are fetched
             assert (folder / path).read_bytes() == data
-    assert not (folder / "README.md").exists()
+    assert not (folder / "README.md").exists() and not (folder / "archives").exists()
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["commit"] == hub.commit and manifest["repo_id"] == REPO
     assert manifest["files"]["images/S-01.png"] == hashlib.sha256(fixture_files()["images/S-01.png"]).hexdigest()
@@ -163,6 +173,18 @@ def test_a_gated_repo_without_access_is_one_line_with_the_access_url(tmp_path, h
     assert benchmarks_main(["fetch", "siuo", "--registry", registry]) == 0
 
 
+def test_an_image_archive_is_extracted_and_its_images_found(tmp_path, hub, fetched_dir):
+    from judging.sources import get_source
+
+    registry = write_registry(tmp_path, hub, images=[], image_archives=["archives/siuo_images.zip"],
+                              image_root="archives/siuo_images")
+    assert benchmarks_main(["fetch", "siuo", "--registry", registry]) == 0
+    source = get_source("siuo")
+    assert [example.image for example in source.examples()] == [
+        str(fetched_dir / "siuo" / "archives" / "siuo_images" / image) for _, image, _, _ in ITEMS]
+    assert source.report.n_missing_images == 0
+
+
 def test_a_scored_cell_uses_the_fetched_images_and_names_the_revision(tmp_path, hub, fetched_dir):
     assert benchmarks_main(["fetch", "siuo", "--registry", write_registry(tmp_path, hub)]) == 0
     out = tmp_path / "cell.json"
@@ -171,7 +193,7 @@ def test_a_scored_cell_uses_the_fetched_images_and_names_the_revision(tmp_path, 
     cell = json.loads(out.read_text())
     assert cell["key"] == f"siuo__query__rev={hub.commit[:12]}"
     assert cell["n"] == 3 and cell["missing_images"] == 0
-    assert cell["benchmark"]["revision"] == hub.commit
+    assert cell["benchmark"]["revision"] == hub.commit and cell["benchmark"]["hub_dataset"] == REPO
     assert cell["benchmark"]["annotations"] == str(fetched_dir / "siuo" / "data" / "siuo_gen.json")
     samples = [json.loads(line) for line in (tmp_path / cell["samples"]).read_text().splitlines()]
     assert sorted(sample["image"] for sample in samples) == [
