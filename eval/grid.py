@@ -7,8 +7,11 @@ recipe, with the dataset's sources and fraction as overrides), then scores it on
 judge's task except the dataset's own training sources (held-out evaluation), writing one result JSON per
 cell. Finished cells (a readable result file) are skipped on rerun; finished judges are not retrained; a
 half-trained judge resumes from its last checkpoint; predictions resume from the prediction cache. The
-grid's ``sanity_judges`` (default: constant:unsafe, constant:safe, random:0, oracle:0.9:0) are scored on every
-benchmark as the leaderboard's reference rows. The grid file is a typed config (`GridSpec`): a bad key or
+grid's ``judges`` (existing judges: an adapter folder or Hub id, a base model zero-shot, an API endpoint, a
+guard model, a callable judge) are scored beside the trained ones, with the provenance their adapter's
+metadata records and the same hold-out rule (`eval.provenance`), and its ``sanity_judges`` (default:
+constant:unsafe, constant:safe, random:0, oracle:0.9:0) are scored on every benchmark as the leaderboard's
+reference rows. The grid file is a typed config (`GridSpec`): a bad key or
 value is one line naming the file and the key (`GridError`; the command exits 2).
 
 Layout of RESULTS_DIR: ``grid.yaml`` (the config used), ``judges/<run>/`` (adapter + judge_metadata.json),
@@ -28,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, field_validator, model_validator
 
 from eval.judges.sanity import STANDARD as SANITY_STANDARD
+from eval.judges.spec import JudgeOptions, JudgeSpec
+from eval.provenance import counts_for, training_record
 from eval.samples import samples_path
 from eval.cell import evaluate
 from eval.loading import MissingImagesError
@@ -80,6 +85,7 @@ class Grid:
     models: list[BaseModel]
     benchmarks: list[BenchmarkSpec]
     judge: dict[str, Any]
+    judges: list[ExistingJudge] = field(default_factory=list)
     n_bootstrap: int = 1000
     seed: int = 0
     path: Path | None = None
@@ -144,14 +150,28 @@ class ModelSpec(StrictModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
 
 
-class JudgeOptions(StrictModel):
-    """HF judge options for every cell of a grid (`eval.judges.make_judge` keys)."""
+class GridJudgeOptions(JudgeOptions):
+    """`JudgeOptions` for every trained and zero-shot row, and ``zero_shot_mode`` for the zero-shot rows."""
 
-    mode: Literal["fast", "generative"] | None = None
     zero_shot_mode: Literal["fast", "generative"] | None = None
-    batch_size: PositiveInt | None = None
-    max_new_tokens: PositiveInt | None = None
-    load_in_4bit: bool | None = None
+
+
+class ExistingJudge(JudgeSpec):
+    """A judge the grid scores but does not train (a ``judges:`` entry): a `JudgeSpec` with the row's
+    ``name``, the ``task`` it judges (default: the task its adapter was trained for, else query) and
+    ``trained_on``: source names it was trained on that no metadata records (held out like any other's)."""
+
+    name: str
+    task: Literal["query", "response"] | None = None
+    trained_on: list[str] = Field(default_factory=list)
+
+    @property
+    def judge_spec(self) -> JudgeSpec:
+        return JudgeSpec(**self.model_dump(exclude={"name", "task", "trained_on"}))
+
+    @property
+    def row_id(self) -> str:
+        return _slug(f"judge__{self.name}")
 
 
 class GridSpec(StrictModel):
@@ -163,7 +183,8 @@ class GridSpec(StrictModel):
     models: list[ModelSpec] = Field(min_length=1)
     benchmarks: list[BenchmarkSpec] | None = Field(default=None, min_length=1)
     suite: str | None = None
-    judge: JudgeOptions = Field(default_factory=JudgeOptions)
+    judge: GridJudgeOptions = Field(default_factory=GridJudgeOptions)
+    judges: list[ExistingJudge] = Field(default_factory=list)
     n_bootstrap: NonNegativeInt = 1000
     seed: int = 0
     sanity_judges: list[str] = Field(default_factory=lambda: list(REFERENCE_STANDARD))
@@ -219,9 +240,12 @@ def load_grid(path: str | Path) -> Grid:
         keys = {benchmark.key for benchmark in benchmarks}
         benchmarks += [twin for benchmark in list(benchmarks) if not benchmark.text_only
                        and (twin := benchmark.model_copy(update={"text_only": True})).key not in keys]
+    names = [judge.name for judge in spec.judges]
+    if len(set(names)) != len(names):
+        raise GridError(f"{path}: judges: every judge needs its own name (given: {', '.join(names)})")
     judge = spec.judge.model_dump(exclude_none=True)
-    return Grid(spec.name or path.stem, datasets, models, benchmarks, judge, spec.n_bootstrap, spec.seed, path,
-                list(spec.sanity_judges))
+    return Grid(spec.name or path.stem, datasets, models, benchmarks, judge, list(spec.judges), spec.n_bootstrap,
+                spec.seed, path, list(spec.sanity_judges))
 
 
 def runs(grid: Grid) -> list[Run]:
@@ -233,14 +257,14 @@ def runs(grid: Grid) -> list[Run]:
     return found
 
 
-def held_out(grid: Grid, run: Run) -> list[BenchmarkSpec]:
-    """Benchmarks a run's judge is scored on: same task, not one of its own training sources."""
-    return [spec for spec in grid.benchmarks
-            if spec.task == run.dataset.task and spec.name not in run.dataset.source_names]
+def held_out(grid: Grid, training: dict[str, Any]) -> list[BenchmarkSpec]:
+    """Benchmarks a judge with this ``training`` block is scored on (`eval.provenance.counts_for`: its task,
+    none of its training sources), the rule the leaderboard applies to cells eval.score wrote."""
+    return [spec for spec in grid.benchmarks if counts_for(spec.name, spec.task, training)]
 
 
-def cell_path(out: Path, run: Run, spec: BenchmarkSpec) -> Path:
-    return out / "cells" / f"{run.id}__{spec.key}.json"
+def cell_path(out: Path, row_id: str, spec: BenchmarkSpec) -> Path:
+    return out / "cells" / f"{row_id}__{spec.key}.json"
 
 
 def _finished(path: Path) -> bool:
@@ -263,7 +287,7 @@ def obtain_judge_dir(run: Run, out: Path) -> Path:
     resume = judge_dir.is_dir() and any(judge_dir.glob("checkpoint-*"))
     if judge_dir.is_dir() and not resume:
         shutil.rmtree(judge_dir)  # a run that died before its first checkpoint: nothing to keep
-    overrides = {**run.model.overrides, "data.sources": run.dataset.sources,
+    overrides = {**run.model.overrides, "data.name": run.dataset.name, "data.sources": run.dataset.sources,
                  "data.train_fraction": run.fraction, "data.task": run.dataset.task, "training.output_dir": str(judge_dir)}
     log.info("%s: training (%s)", run.id, "resuming" if resume else "from scratch")
     train(run.model.recipe, overrides, resume=resume)
@@ -319,12 +343,59 @@ def score_references(grid: Grid, out: Path) -> list[Path]:
     return paths
 
 
+@dataclass(frozen=True)
+class GridRow:
+    """One judge of the grid to score: its row id (cell file prefix), its ``training`` block before the judge
+    is built (what `held_out` reads) and how to obtain the judge and the full block."""
+
+    id: str
+    training: dict[str, Any]
+    run: Run | None = None  # a judge the grid trains (or a base model zero-shot)
+    existing: ExistingJudge | None = None  # a judge the grid only scores
+
+
+def grid_rows(grid: Grid) -> list[GridRow]:
+    """Trained and zero-shot runs first, in `runs` order, then the existing judges in file order."""
+    from modelcalls.transformers_backend import read_adapter_metadata
+
+    rows = [GridRow(run.id, {"task": run.dataset.task, "held_out_from": sorted(run.dataset.source_names)}, run=run)
+            for run in runs(grid)]
+    for judge in grid.judges:
+        metadata = read_adapter_metadata(judge.adapter) if judge.adapter else {}
+        training = training_record(metadata, kind=judge.kind, base_model=judge.base_model or judge.model,
+                                   name=None if metadata else judge.name)
+        training["task"] = judge.task or training["task"] or "query"
+        training["held_out_from"] = sorted({*training["held_out_from"], *judge.trained_on})
+        rows.append(GridRow(judge.row_id, training, existing=judge))
+    return rows
+
+
+def obtain_judge(grid: Grid, row: GridRow, out: Path):
+    """(judge, adapter metadata, full training block) of a row: trains a run's judge when needed."""
+    from eval.judges import make_judge
+    from modelcalls.transformers_backend import find_adapter_metadata
+
+    extra = {"run_id": row.id, "grid": grid.name}
+    if row.existing is not None:
+        judge = make_judge(row.existing.judge_spec)
+        found = find_adapter_metadata(row.existing.adapter) if row.existing.adapter else None
+        return judge, getattr(getattr(judge, "loaded", None), "adapter_metadata", {}), {
+            **row.training, **extra, "judge_dir": str(found.parent) if found else None}
+    run = row.run
+    judge_dir = None if run.dataset.zero_shot else obtain_judge_dir(run, out)
+    judge = judge_for(grid, run, judge_dir)
+    metadata = getattr(getattr(judge, "loaded", None), "adapter_metadata", {})
+    training = training_record(metadata, kind="hf", name=run.dataset.name, **extra, model=run.model.name,
+                               recipe=run.model.recipe, judge_dir=str(judge_dir) if judge_dir else None)
+    return judge, metadata, {**training, **row.training, "train_fraction": None if run.dataset.zero_shot else run.fraction}
+
+
 def check_benchmark_images(grid: Grid) -> None:
     """Fail before any training when a benchmark a judge will be scored on lacks its images (and is not
     marked ``text_only``): the same `MissingImagesError` eval.score raises, minutes earlier."""
     from eval.loading import check_images, load_benchmark
 
-    needed = {spec.key: spec for run in runs(grid) for spec in held_out(grid, run) if not spec.text_only}
+    needed = {spec.key: spec for row in grid_rows(grid) for spec in held_out(grid, row.training) if not spec.text_only}
     for spec in needed.values():
         check_images(load_benchmark(spec))
 
@@ -337,27 +408,20 @@ def run_grid(grid: Grid, out: Path | str) -> list[Path]:
         shutil.copyfile(grid.path, out / "grid.yaml")
     check_benchmark_images(grid)
     paths = score_references(grid, out)
-    for run in runs(grid):
-        specs = held_out(grid, run)
-        missing = [spec for spec in specs if not _finished(cell_path(out, run, spec))]
-        paths += [cell_path(out, run, spec) for spec in specs]
+    for row in grid_rows(grid):
+        specs = held_out(grid, row.training)
+        missing = [spec for spec in specs if not _finished(cell_path(out, row.id, spec))]
+        paths += [cell_path(out, row.id, spec) for spec in specs]
         if not missing:
-            log.info("%s: all %d cells finished", run.id, len(specs))
+            log.info("%s: all %d cells finished", row.id, len(specs))
             continue
-        judge_dir = None if run.dataset.zero_shot else obtain_judge_dir(run, out)
-        judge = judge_for(grid, run, judge_dir)
-        metadata = getattr(getattr(judge, "loaded", None), "adapter_metadata", {})
-        training = {"dataset": run.dataset.name, "zero_shot": run.dataset.zero_shot,
-                    "train_fraction": None if run.dataset.zero_shot else run.fraction,
-                    "model": run.model.name, "recipe": run.model.recipe, "run_id": run.id,
-                    "judge_dir": str(judge_dir) if judge_dir else None,
-                    "held_out_from": sorted(run.dataset.source_names), "grid": grid.name}
+        judge, metadata, training = obtain_judge(grid, row, out)
         for spec in missing:
-            log.info("%s: scoring %s (%s)", run.id, spec.name, spec.task)
+            log.info("%s: scoring %s (%s)", row.id, spec.name, spec.task)
+            path = cell_path(out, row.id, spec)
             result = evaluate(judge, spec, out / "predictions", judge_metadata=metadata, training=training,
-                              n_bootstrap=grid.n_bootstrap, seed=grid.seed,
-                              samples=samples_path(cell_path(out, run, spec)))
-            write_result(cell_path(out, run, spec), result)
+                              n_bootstrap=grid.n_bootstrap, seed=grid.seed, samples=samples_path(path))
+            write_result(path, result)
         del judge
     return paths
 
@@ -377,10 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         grid = load_grid(args.grid)
         if args.dry_run:
-            for run in runs(grid):
-                for spec in held_out(grid, run):
-                    state = "done" if _finished(cell_path(Path(args.out), run, spec)) else "todo"
-                    print(f"{state}  {run.id}  {spec.key}")
+            for row in grid_rows(grid):
+                for spec in held_out(grid, row.training):
+                    state = "done" if _finished(cell_path(Path(args.out), row.id, spec)) else "todo"
+                    print(f"{state}  {row.id}  {spec.key}")
             for kind, spec, path in reference_cells(grid, Path(args.out)):
                 print(f"{'done' if _finished(path) else 'todo'}  {reference_id(kind)}  {spec.key}")
             return 0

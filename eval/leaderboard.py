@@ -19,6 +19,9 @@ What it refuses to do, so that it cannot mislead (docs/eval.md, "Leaderboard"):
 * narrow a score's CI with a degenerate cell CI: the score's interval comes from the class counts
   (`eval.metrics.dataset_score`), not from the cells' percentile intervals.
 
+A cell on one of its judge's own training sources (``training.held_out_from``, recorded from the adapter's
+metadata by eval.score and eval.grid alike) is left out, as the grid never scores it (`eval.provenance`).
+
 Reference rows (sanity judges: ``constant:*``, ``random:*``, ``oracle:*``) are shown in every section whose
 benchmarks they were scored on, with their score over that section's benchmarks: the floor (0.5) and a known
 ceiling next to the real judges. Fields of the cell contract that a cell lacks (older results) are shown as
@@ -41,6 +44,7 @@ from eval.audit import CONFOUNDED
 from eval.spec import benchmark_label
 from eval.judges.sanity import is_sanity_kind
 from eval.metrics.dataset_score import ClassCounts, dataset_score
+from eval.provenance import counts_for
 from eval.results import read_result
 
 START_MARKER = "<!-- rms-leaderboard:start -->"
@@ -254,7 +258,10 @@ def load_rows(results_dir: Path | str) -> list[Row]:
     groups: dict[str, list[tuple[str, dict]]] = {}
     for file in files:
         result = read_result(file)  # schema_version checked here
-        run_id = (result.get("training") or {}).get("run_id") or result["judge"]["id"]
+        training, benchmark = result.get("training") or {}, result["benchmark"]
+        if not counts_for(benchmark["name"], benchmark["task"], training):
+            continue  # one of the judge's training sources (eval.score warned): held out, as the grid does
+        run_id = training.get("run_id") or result["judge"]["id"]
         groups.setdefault(run_id, []).append((os.path.relpath(file, results_dir), result))
     return _sorted([dataset_row(run_id, results, results_dir) for run_id, results in groups.items()])
 

@@ -1,0 +1,94 @@
+"""Any judge is a grid row: a judge the grid trains, an existing adapter, an API judge, a callable judge and the
+sanity rows end up on one leaderboard, each with the provenance its adapter's metadata records; and a judge
+scored with eval.score gets the same leaderboard row as the same judge scored by the grid."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from eval.grid import GridError, load_grid, run_grid
+from eval.leaderboard import load_rows
+
+from .conftest import ChatServer, write_benchmark
+
+RUN = "rms-sample__tiny_llava__f1"
+
+
+def _grid(tmp_path, repo_root, benchmark_file, **changes):
+    config = {
+        "name": "rows",
+        "datasets": [{"name": "rms-sample", "sources": [{"name": "rms", "split": "train"}]}],
+        "models": [{"name": "tiny_llava", "recipe": str(repo_root / "recipes/tiny_llava/qlora.yaml"),
+                    "overrides": {"training.max_steps": 1, "training.save_steps": 1}}],
+        "benchmarks": [{"name": "eval_fixture", "options": {"annotations": str(benchmark_file)}, "limit": 6},
+                       {"name": "rms", "split": "test", "limit": 4}],  # the trained judges' own source
+        "judge": {"mode": "fast", "batch_size": 4},
+        "n_bootstrap": 50,
+        "modality_gain": False,
+        "sanity_judges": [],
+        **changes,
+    }
+    path = tmp_path / f"grid-{len(list(tmp_path.glob('grid-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_trained_existing_api_callable_and_sanity_judges_share_one_leaderboard(tmp_path, repo_root, photo_paths):
+    from eval.score import main as score
+
+    benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+    out = tmp_path / "results"
+    run_grid(load_grid(_grid(tmp_path, repo_root, benchmark)), out)  # trains the judge
+    existing = tmp_path / "downloaded-judge"  # the same judge as someone else's adapter folder
+    shutil.copytree(out / "judges" / RUN, existing)
+
+    with ChatServer(lambda body: "unsafe" if "fire" in str(body) else "safe") as server:
+        judges = [
+            {"name": "their-adapter", "adapter": str(existing / "adapter")},
+            {"name": "gpt-judge", "kind": "api", "model": "judge-model", "base_url": server.url},
+            {"name": "keywords", "kind": "python:eval.judges.rules:harmful_keywords"},
+        ]
+        grid = load_grid(_grid(tmp_path, repo_root, benchmark, judges=judges, sanity_judges=["constant:unsafe"]))
+        run_grid(grid, out)
+
+    rows = {row.run_id: row for row in load_rows(out)}
+    assert set(rows) == {RUN, "judge__their-adapter", "judge__gpt-judge", "judge__keywords",
+                         "reference__constant-unsafe"}
+    trained, adapter = rows[RUN], rows["judge__their-adapter"]
+    # the existing adapter's provenance is what its metadata records, as for the judge the grid trained
+    assert (adapter.dataset, adapter.train_fraction, adapter.model) == ("rms-sample", 1.0, "tiny_llava")
+    assert (trained.dataset, trained.train_fraction, trained.model) == ("rms-sample", 1.0, "tiny_llava")
+    assert adapter.judge_metadata and (out / adapter.judge_metadata).resolve() == existing / "judge_metadata.json"
+    # both are held out of RMS, which they were trained on; judges trained on nothing are scored on both
+    assert len(trained.cells) == len(adapter.cells) == 1 and not any("rms" in key for key in adapter.cells)
+    assert adapter.score == trained.score  # the same weights, the same verdicts
+    for name in ("judge__gpt-judge", "judge__keywords"):
+        assert rows[name].dataset == name.removeprefix("judge__") and len(rows[name].cells) == 2
+    assert rows["judge__gpt-judge"].model == "judge-model"
+    assert rows["reference__constant-unsafe"].reference
+
+    # The same adapter scored with eval.score on the grid's benchmarks: the same row (RMS held out again).
+    scored = tmp_path / "scored"
+    assert score(["--suite", str(grid.path), "--adapter", str(existing / "adapter"), "--mode", "fast",
+                  "--n-bootstrap", "50", "--out", str(scored)]) == 0
+    [alone] = load_rows(scored)
+    same = ("dataset", "model", "train_fraction", "judge", "score", "score_ci", "n_items", "n_benchmarks", "counted")
+    assert {field: getattr(alone, field) for field in same} == {field: getattr(adapter, field) for field in same}
+    assert (scored / alone.judge_metadata).resolve() == (out / adapter.judge_metadata).resolve()
+
+
+def test_existing_judges_are_checked_before_anything_runs(tmp_path, repo_root, photo_paths):
+    benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+    cases = [
+        ([{"name": "x", "kind": "api", "model": "m"}], "judges.0: an api judge needs 'model' and 'base_url'"),
+        ([{"name": "x", "kind": "constant:safe", "adapter": "a"}], "judge kind 'constant:safe' is a sanity judge and takes no adapter"),
+        ([{"name": "x", "adapter": "a", "tasks": "query"}], "judges.0.tasks: unknown key"),
+        ([{"name": "x", "adapter": "a"}, {"name": "x", "kind": "random:0"}], "every judge needs its own name"),
+    ]
+    for judges, message in cases:
+        with pytest.raises(GridError, match=message):
+            load_grid(_grid(tmp_path, repo_root, benchmark, judges=judges))
