@@ -132,7 +132,8 @@ def _complete(manifest: dict | None, folder: Path, publication: Publication) -> 
     return bool(files)
 
 
-def _resolve(name: str, publication: Publication, endpoint: str | None, token: str | None) -> tuple[str, list[RepoFile]]:
+def _resolve(name: str, publication: Publication, endpoint: str | None,
+             token: str | None) -> tuple[str, list[RepoFile]]:
     """The commit the revision names and the files to fetch, each with the checksum it must have."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError, \
@@ -225,8 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="benchmarks to fetch (default: every one the registry has on the Hub)")
     parser.add_argument("--dir", type=Path, help="where to put them (default: $RMS_BENCHMARKS_DIR, else "
                                                  "~/.cache/rms/benchmarks; sources look in the default only)")
-    parser.add_argument("--registry", type=Path, help="a YAML registry to use instead of the built-in one "
-                                                      "(judging/sources/published.py): {name: {repo_id, revision, ...}}")
+    parser.add_argument("--registry", type=Path,
+                        help="a YAML registry to use instead of the built-in one (judging/sources/published.py): "
+                             "{name: {repo_id, revision, ...}}")
     parser.add_argument("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT, else huggingface.co)")
     parser.add_argument("--list", action="store_true", help="print the registry (where each benchmark is published)")
     return parser

@@ -211,4 +211,5 @@ def test_without_a_fetched_copy_the_shared_files_stay_the_default(fetched_dir):
 
 def test_a_benchmark_not_on_the_hub_says_where_it_is_published(fetched_dir, capsys):
     assert benchmarks_main(["fetch", "figstep"]) == 1
-    assert capsys.readouterr().err.startswith("error: figstep: nothing to fetch: not on the Hub: GitHub ThuCCSLab/FigStep")
+    err = capsys.readouterr().err
+    assert err.startswith("error: figstep: nothing to fetch: not on the Hub: GitHub ThuCCSLab/FigStep")
