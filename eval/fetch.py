@@ -33,6 +33,19 @@ from typed_config import ConfigError
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP clients' connection errors (huggingface_hub uses httpx, or its httpx2 fork, or requests)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx", "TransportError"), ("httpx2", "TransportError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
 class FetchError(RuntimeError):
     """A benchmark could not be fetched; ``str(error)`` is one line saying which and what to do."""
 
@@ -151,7 +164,7 @@ def _resolve(name: str, publication: Publication, endpoint: str | None,
     except OfflineModeIsEnabled:
         raise FetchError(f"{name}: HF_HUB_OFFLINE is set, so {publication.repo_id} cannot be fetched; unset it "
                          "(or fetch on a machine that can reach the Hub)") from None
-    except (HfHubHTTPError, OSError) as error:
+    except (HfHubHTTPError, *_transport_errors()) as error:
         raise FetchError(f"{name}: cannot reach {publication.repo_id} on {endpoint or 'the Hub'}: "
                          f"{str(error).splitlines()[0]}") from None
     siblings = {sibling.rfilename: sibling for sibling in info.siblings or []}
@@ -187,7 +200,7 @@ def _download(name: str, publication: Publication, path: str, commit: str, folde
                         endpoint=endpoint, token=token, force_download=force)
     except RepositoryNotFoundError as error:  # GatedRepoError is one
         raise _access_error(name, publication, error) from None
-    except (HfHubHTTPError, OSError) as error:
+    except (HfHubHTTPError, *_transport_errors()) as error:
         raise FetchError(f"{name}: downloading {path} from {publication.repo_id}@{commit[:12]} failed: "
                          f"{str(error).splitlines()[0]}; run fetch again to resume") from None
 

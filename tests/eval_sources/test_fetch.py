@@ -213,3 +213,15 @@ def test_a_benchmark_not_on_the_hub_says_where_it_is_published(fetched_dir, caps
     assert benchmarks_main(["fetch", "figstep"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: figstep: nothing to fetch: not on the Hub: GitHub ThuCCSLab/FigStep")
+
+
+def test_an_unreachable_hub_is_one_line_per_benchmark(tmp_path, hub, fetched_dir, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    registry = write_registry(tmp_path, hub)
+    assert benchmarks_main(["fetch", "siuo", "--registry", registry, "--endpoint", closed]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: siuo: cannot reach {REPO} on {closed}: ") and len(err.splitlines()) == 1
