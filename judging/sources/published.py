@@ -58,13 +58,19 @@ class Publication(StrictModel):
 
 
 PUBLISHED: dict[str, Publication] = {
-    "siuo": Publication(note="not on the Hub: annotations in GitHub sinwang20/SIUO (data/), images as a Google Drive "
-                             "/ Baidu zip linked from its README; the shared copy has the annotations"),
+    "siuo": Publication(note="not on the Hub from its authors: annotations in GitHub sinwang20/SIUO (data/), images "
+                             "as a Google Drive / Baidu zip linked from its README; the shared copy has the "
+                             "annotations (oneonlee/SIUO is a third-party Hub upload, format not checked)"),
     "mssbench": Publication(repo_id="kzhou35/mssbench", annotations=["combined.json"],
                             images=["chat/*", "embodied/*"], image_root=".",
-                            note="the dataset eric-ai-lab/MSSBench's README points to; image layout not verified here"),
+                            note="the dataset eric-ai-lab/MSSBench's README points to (combined.json, chat/, embodied/ "
+                                 "as listed on its Hub page); main was 12396d2 'data v1.1' when seen, full sha not "
+                                 "read here; v1.0 is 4d252925b58f1997bc0e8ea339b74ab9343d953d"),
     "vlsbench": Publication(repo_id="Foreshhh/vlsbench", annotations=["data.json"], image_archives=["imgs.tar"],
-                            image_root=".", note="imgs.tar extracts to imgs/<id>.png, the data.json image_path"),
+                            image_root=".",
+                            note="imgs.tar (2.45 GB) extracts to imgs/<id>.png, the data.json image_path; commit "
+                                 "968ddcdcdb9e520d9ab8fd45d77872242bf73858 has both files, data.json was re-uploaded "
+                                 "later (4fea7d3); not pinned until its format is checked against the adapter"),
     "vlguard": Publication(repo_id="ys-zong/VLGuard", gated=True, annotations=["test.json"],
                            image_archives=["test.zip"], image_root="test",
                            note="gated (research-use terms); accept them on the dataset page first"),
@@ -73,7 +79,8 @@ PUBLISHED: dict[str, Publication] = {
     "figstep": Publication(note="not on the Hub: GitHub ThuCCSLab/FigStep (data/question/*.csv, data/images/); the "
                                 "shared copy has the CSVs and `images: rendered` renders every image here"),
     "mm_safetybench": Publication(note="not on the Hub from its authors: GitHub isXinLiu/MM-SafetyBench "
-                                       "(data/processed_questions/) with images from a link in its README"),
+                                       "(data/processed_questions/) with images from a link in its README; "
+                                       "PKU-Alignment/MM-SafetyBench is a parquet re-upload the adapter does not read"),
     "salad": Publication(note="not on the Hub: GitHub xinyuelou/SaLAD (data/data.json, data/image.zip, a preview)"),
     "vlsu": Publication(note="not on the Hub: GitHub apple/ml-vlsu (data/VLSU.csv); images are web URLs, "
                              "not distributed"),
