@@ -10,9 +10,9 @@ and a ``note`` saying where it is published instead; fetch says so instead of gu
     publication.repo_id           # 'Foreshhh/vlsbench'
     load_publications("my.yaml")  # the same records from YAML (a mirror, a fixture): {name: Publication}
 
-Not checked from here (no Hub access while this was written): the revisions are unpinned and the image
-layouts inside MSSBench's and VLGuard's repos are as their READMEs describe; ``fetch`` records the commit it
-got, and pinning is putting that commit in ``revision``.
+Not checked from here (no Hub access while this was written, only the repos' Hub pages): the revisions are
+unpinned and VLGuard's archive layout is as its README describes; ``fetch`` records the commit it got, and
+pinning is putting that commit in ``revision``.
 """
 
 from __future__ import annotations
