@@ -71,8 +71,8 @@ PUBLISHED: dict[str, Publication] = {
                             note="imgs.tar (2.45 GB) extracts to imgs/<id>.png, the data.json image_path; commit "
                                  "968ddcdcdb9e520d9ab8fd45d77872242bf73858 has both files, data.json was re-uploaded "
                                  "later (4fea7d3); not pinned until its format is checked against the adapter"),
-    "vlguard": Publication(repo_id="ys-zong/VLGuard", gated=True, annotations=["test.json"],
-                           image_archives=["test.zip"], image_root="test",
+    "vlguard": Publication(repo_id="ys-zong/VLGuard", gated=True, annotations=["test.json", "train.json"],
+                           image_archives=["test.zip"], image_root=".",
                            note="gated (research-use terms); accept them on the dataset page first"),
     "spa_vl": Publication(repo_id="sqrti/SPA-VL", note="read directly from the Hub by the spa_vl source "
                                                        "(hub_dataset=sqrti/SPA-VL, revision=...); nothing to fetch"),

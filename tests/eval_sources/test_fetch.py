@@ -225,3 +225,35 @@ def test_an_unreachable_hub_is_one_line_per_benchmark(tmp_path, hub, fetched_dir
     assert benchmarks_main(["fetch", "siuo", "--registry", registry, "--endpoint", closed]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: siuo: cannot reach {REPO} on {closed}: ") and len(err.splitlines()) == 1
+
+
+def test_gated_vlguard_fetched_after_access_is_scored_on_its_extracted_images(tmp_path, hub, fetched_dir, capsys,
+                                                                             monkeypatch):
+    """VLGuard's layout: test.json / train.json at the root, images in test.zip (test/<source>/<file>)."""
+    repo = f"{OWNER}/vlguard-fixture"
+    record = {"id": "Ads_1", "image": "bad_ads/a.png", "safe": False, "harmful_category": "deception",
+              "harmful_subcategory": "disinformation",
+              "instr-resp": [{"instruction": "Share this.", "response": "I cannot help with that."}]}
+    train = dict(record, id="Ads_2", image="bad_ads/b.png")
+    hub.api.create_repo(repo, repo_type="dataset")
+    commit = hub.api.create_commit(repo, repo_type="dataset", commit_message="fixture", operations=[
+        CommitOperationAdd("test.json", json.dumps([record]).encode()),
+        CommitOperationAdd("train.json", json.dumps([train]).encode()),
+        CommitOperationAdd("test.zip", zipped({"test/bad_ads/a.png": png((9, 9, 9))}))]).oid
+    hub.api.update_repo_settings(repo, repo_type="dataset", gated="auto")
+    registry = tmp_path / "vlguard.yaml"
+    registry.write_text(yaml.safe_dump({"vlguard": {
+        "repo_id": repo, "revision": commit, "gated": True, "annotations": ["test.json", "train.json"],
+        "image_archives": ["test.zip"], "image_root": "."}}), encoding="utf-8")
+    assert benchmarks_main(["fetch", "vlguard", "--registry", str(registry)]) == 1
+    assert f"is gated: accept its terms at https://huggingface.co/datasets/{repo}" in capsys.readouterr().err
+    hub.grant(repo, READER)
+    monkeypatch.setenv("HF_TOKEN", READER_TOKEN)
+    monkeypatch.setattr(hf_constants, "HF_TOKEN", READER_TOKEN, raising=False)
+    assert benchmarks_main(["fetch", "vlguard", "--registry", str(registry)]) == 0
+    out = tmp_path / "vlguard.json"
+    assert score_main(["--benchmark", "vlguard", "--kind", "constant:unsafe", "--n-bootstrap", "0",
+                       "--out", str(out)]) == 0
+    cell = json.loads(out.read_text())
+    assert cell["key"] == f"vlguard__query__rev={commit[:12]}" and cell["missing_images"] == 0
+    assert cell["benchmark"]["revision"] == commit and cell["benchmark"]["hub_dataset"] == repo
