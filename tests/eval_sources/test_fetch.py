@@ -257,3 +257,7 @@ def test_gated_vlguard_fetched_after_access_is_scored_on_its_extracted_images(tm
     cell = json.loads(out.read_text())
     assert cell["key"] == f"vlguard__query__rev={commit[:12]}" and cell["missing_images"] == 0
     assert cell["benchmark"]["revision"] == commit and cell["benchmark"]["hub_dataset"] == repo
+    from eval.spec import BenchmarkSpec  # a cell whose benign counterpart items are the fetched VLGuard names it too
+
+    assert BenchmarkSpec(name="siuo", options={"benign": "vlguard"}).key == (
+        f"siuo__query__benign=vlguard__vlguard-rev={commit[:12]}")
