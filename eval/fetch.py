@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown benchmark(s) {unknown}; the registry has {sorted(registry)}", file=sys.stderr)
         return 2
-    fetchable = {name for name, p in registry.items() if p.repo_id and (p.annotations or p.images or p.image_archives)}
+    fetchable = {name for name, p in registry.items() if p.repo_id and p.annotations}  # a source needs its annotations
     names = args.names or sorted(fetchable)
     root = (args.dir or benchmarks_dir()).expanduser()
     endpoint = args.endpoint or os.environ.get("HF_ENDPOINT") or None
