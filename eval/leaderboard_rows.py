@@ -68,6 +68,7 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     not_counted: list[str] = field(default_factory=list)  # single-class cells, shown but not in the score
     modality_gain: float | None = None  # mean over cells of BA with the image minus BA with it withheld
+    zero_shot: bool = True  # no train_fraction and untrained (False: an api, guard or callable judge)
 
     @property
     def counted(self) -> list[str]:
@@ -185,7 +186,7 @@ def dataset_row(run_id: str, results: list[tuple[str, dict]], results_dir: Path)
         modes=sorted({cell.mode for cell in cells.values() if cell.mode}),
         judge_metadata=metadata, cells=cells,
         not_counted=sorted(key for key, cell in cells.items() if not cell.counted and cell.twin_of is None),
-        modality_gain=modality_gain,
+        modality_gain=modality_gain, zero_shot=bool(training.get("zero_shot", True)),
     )
     return score_row(row)
 

@@ -28,7 +28,9 @@ def fmt_ci(ci: list[float] | None) -> str:
 def fraction_label(row: Row) -> str:
     if row.reference:
         return "reference"
-    return "zero-shot" if row.train_fraction is None else f"{row.train_fraction:g}"
+    if row.train_fraction is None:
+        return "zero-shot" if row.zero_shot else "n/a"
+    return f"{row.train_fraction:g}"
 
 
 def section_title(section: Section) -> str:
