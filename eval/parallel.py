@@ -1,8 +1,14 @@
-"""Data-parallel scoring under ``accelerate launch``: every process loads the judge, scores a strided slice of
-each benchmark's items (item i goes to rank ``i % world``), and rank 0 gathers the predictions
+"""Data-parallel scoring under ``accelerate launch``: every process loads the judge, scores its share of each
+benchmark's items, and rank 0 gathers the predictions
 (``accelerate.utils.gather_object``) and writes the cell exactly as one process would: the same result, the
 same ``samples.jsonl`` and the same prediction cache, because rank 0 scores the cell through the ordinary
 cache path with a judge that answers from the gathered predictions (`GatheredJudge`).
+
+The share is block-cyclic in the prediction cache's chunks: one process hands ``judge.score`` the items of
+each (source, task) in chunks of 32, and chunk c of each goes to rank ``c % world``. Each rank therefore calls the judge on exactly
+the chunks one process would, and a judge whose outputs depend on its batch (an HF judge pads and groups a
+chunk by length) gives the same numbers, not numbers equal to the last digits only. A benchmark of fewer than
+``32 * world`` items leaves some ranks idle.
 
 `accelerate launch --num_processes 2 [--cpu] -m eval.score --benchmarks siuo,mssbench ... --out DIR`
 
@@ -21,6 +27,8 @@ from typing import Any
 from eval.judges.base import Judge, Prediction
 from eval.predictions import score_cached
 from judging.records import JudgeExample
+
+CHUNK = score_cached.__kwdefaults__["chunk_size"]  # the items one process hands to judge.score at a time
 
 
 @dataclass(frozen=True)
@@ -66,15 +74,29 @@ def item_key(example: JudgeExample) -> tuple[str, str, str]:
     return (example.source, str(example.source_id), example.task)
 
 
+def rank_share(examples: list[JudgeExample], ranks: Ranks) -> list[JudgeExample]:
+    """This rank's items, in order: of each (source, task), as `score_cached` groups them, the chunks ``c``
+    with ``c % world == rank``."""
+    seen: dict[tuple[str, str], int] = {}
+    share = []
+    for example in examples:
+        group = (example.source, example.task)
+        position = seen[group] = seen.get(group, -1) + 1
+        if (position // CHUNK) % ranks.world == ranks.index:
+            share.append(example)
+    return share
+
+
 def score_slice(judge: Judge, examples: list[JudgeExample], cache_dir: Path | str,
                 ranks: Ranks) -> dict[tuple[str, str, str], Prediction] | None:
-    """Score this rank's slice and gather every rank's predictions; rank 0 gets them all by `item_key`,
+    """Score this rank's share and gather every rank's predictions; rank 0 gets them all by `item_key`,
     the other ranks get None. Every rank must call this for every cell, in the same order."""
     from accelerate.utils import gather_object
 
-    shard = examples[ranks.index::ranks.world]
     rank_cache = Path(cache_dir) / "ranks" / f"{ranks.index}-of-{ranks.world}"
-    scored = [(item_key(item.example), item.prediction.to_dict()) for item in score_cached(judge, shard, rank_cache)]
+    shard = rank_share(examples, ranks)
+    scored = [(item_key(item.example), item.prediction.to_dict())
+              for item in score_cached(judge, shard, rank_cache, chunk_size=CHUNK)]
     gathered = gather_object(scored)
     if not ranks.is_main:
         return None
