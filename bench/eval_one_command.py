@@ -1,12 +1,14 @@
 """One eval.score command for several benchmarks (one model load) against the old loop of one eval.score call
-per benchmark, and the one command under `accelerate launch` with 2 processes: the same items, in one run.
+per benchmark; then one process against `accelerate launch --num_processes 2`. One run, fresh caches.
 
-    python bench/eval_one_command.py [--base-model tiny-llava] [--limit 8] [--out /tmp/bench_one_command]
+    python bench/eval_one_command.py [--base-model tiny-llava] [--limit 8] [--parallel-limit 64]
 
-Items: MSSBench and VLSU text-only and FigStep (rendered images), ``--limit`` each (the shared copies). Every
-run starts from an empty prediction cache. Prints a markdown table: wall time, CPU (user + sys of the child
-processes), model loads (processes that build the judge: one per eval.score call, one per rank) and whether
-the cells agree with the one-command run (same verdicts per item; the largest p_unsafe difference).
+Table 1 items: MSSBench and VLSU text-only and FigStep (rendered images), ``--limit`` each (the shared
+copies). Table 2 items: MSSBench text-only, ``--parallel-limit`` items (ranks take chunks of 32 items, so
+64 gives each of 2 ranks one chunk). Every run starts from an empty prediction cache. Each table: wall time,
+CPU (user + sys of the child processes), model loads (processes that build the judge: one per eval.score
+call, one per rank) and whether the cells agree with the table's first run (verdicts per item; the largest
+p_unsafe difference).
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def main() -> int:
     parser.add_argument("--base-model", default="tiny-llava")
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--out", default="/tmp/bench_one_command")
-    parser.add_argument("--no-accelerate", action="store_true", help="skip the 2-process accelerate run")
+    parser.add_argument("--parallel-limit", type=int, default=64, help="table 2: MSSBench items")
+    parser.add_argument("--no-accelerate", action="store_true", help="skip table 2 (1 versus 2 processes)")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -95,21 +98,32 @@ def main() -> int:
         w, c = timed([*score, *one_call_per_benchmark(entry, args.limit), *judge, "--out", str(cell)])
         wall, cpu = wall + w, cpu + c
     rows.append(("one call per benchmark (3 calls)", len(BENCHMARKS), cpu, wall, samples(out / "loop")))
+    print_table(f"Table 1: {len(rows[0][4])} items, judge {args.base_model} (fast), {os.cpu_count()} CPU cores",
+                rows)
 
     accelerate = Path(sys.executable).with_name("accelerate")
-    if not args.no_accelerate and accelerate.exists():
-        launch = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                  "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "eval.score"]
-        wall, cpu = timed([*launch, "--suite", str(suite), *judge, "--out", str(out / "two")])
-        rows.append(("one command, `accelerate launch --num_processes 2`", 2, cpu, wall, samples(out / "two")))
+    if args.no_accelerate or not accelerate.exists():
+        return 0
+    items = ["--benchmark", "mssbench", "--text-only", "--limit", str(args.parallel_limit)]
+    launch = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    rows = []
+    for name, loads, launcher, folder in (("one process", 1, [sys.executable], "p1"),
+                                          ("`accelerate launch --num_processes 2`", 2, launch, "p2")):
+        wall, cpu = timed([*launcher, "-m", "eval.score", *items, *judge, "--out", str(out / folder / "cell.json")])
+        rows.append((name, loads, cpu, wall, samples(out / folder)))
+    print_table(f"Table 2: {len(rows[0][4])} items, judge {args.base_model} (fast)", rows)
+    return 0
 
+
+def print_table(title: str, rows: list[tuple]) -> None:
     reference = rows[0][4]
-    print(f"{len(reference)} items, judge {args.base_model} (fast), {os.cpu_count()} CPU cores\n")
-    print("| run | model loads | CPU (user + sys) | wall | cells vs one command |")
+    print(f"{title}\n")
+    print("| run | model loads | CPU (user + sys) | wall | cells vs first run |")
     print("|---|---|---|---|---|")
     for name, loads, cpu, wall, found in rows:
         print(f"| {name} | {loads} | {cpu:.1f} s | {wall:.1f} s | {agreement(reference, found)} |")
-    return 0
+    print()
 
 
 if __name__ == "__main__":

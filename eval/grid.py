@@ -1,6 +1,6 @@
 """The dataset-evaluation grid: training datasets x base models (recipes) x benchmarks.
 
-`python -m eval.grid GRID.yaml --out RESULTS_DIR`
+`python -m eval.grid GRID.yaml --out RESULTS_DIR [--cell I/N]`  (``--cell``: job I of N, `eval.grid_jobs`)
 
 For every (dataset, train_fraction, model) the grid trains a judge with `recipes.train.train` (the model's
 recipe, with the dataset's sources and fraction as overrides), then scores it on every benchmark of the
