@@ -9,7 +9,8 @@ import shutil
 import pytest
 import yaml
 
-from eval.grid import GridError, load_grid, run_grid
+from eval.grid import run_grid
+from eval.grid_config import GridError, load_grid
 from eval.leaderboard import load_rows
 
 from .conftest import ChatServer, write_benchmark

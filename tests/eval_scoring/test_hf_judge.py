@@ -119,7 +119,8 @@ def test_zero_shot_fast_cell_is_flagged_format_mismatch_and_generative_keeps_aur
 
 
 def test_zero_shot_grid_rows_are_generative_unless_told_otherwise():
-    from eval.grid import BaseModel, Grid, Run, TrainingDataset, judge_options
+    from eval.grid import judge_options
+    from eval.grid_config import BaseModel, Grid, Run, TrainingDataset
 
     def grid(judge):
         return Grid("g", [], [], [], judge)
