@@ -15,13 +15,13 @@ from pydantic import Field, NonNegativeInt, field_validator, model_validator
 
 from eval.judges.sanity import STANDARD as SANITY_STANDARD
 from eval.judges.spec import JudgeOptions, JudgeSpec
+from eval.provenance import ZERO_SHOT
 from eval.spec import BenchmarkSpec, load_suite
 from typed_config import ConfigError, StrictModel, load_yaml, parse_config
 
 # reference rows of every grid: the sanity judges and the keyword baselines a real judge must beat
 REFERENCE_STANDARD = (*SANITY_STANDARD, "python:eval.judges.rules:harmful_keywords",
                       "python:eval.judges.rules:refusal_phrases")
-ZERO_SHOT = "zero-shot"
 
 
 class GridError(ConfigError):
@@ -148,12 +148,13 @@ class ExistingJudge(JudgeSpec):
 
 
 class GridSpec(StrictModel):
-    """A grid YAML (docs/eval.md, "The grid"): datasets x models x benchmarks, plus the sanity judges scored
-    on every benchmark as reference rows (default: all four; ``[]`` for none)."""
+    """A grid YAML (docs/eval.md, "The grid"): the judges it trains (datasets x models) and/or the existing
+    ``judges`` it scores, on the benchmarks, plus the sanity judges scored on every benchmark as reference rows
+    (default: the four sanity kinds and the keyword baselines; ``[]`` for none)."""
 
     name: str | None = None
-    datasets: list[DatasetSpec] = Field(min_length=1)
-    models: list[ModelSpec] = Field(min_length=1)
+    datasets: list[DatasetSpec] = Field(default_factory=list)
+    models: list[ModelSpec] = Field(default_factory=list)
     benchmarks: list[BenchmarkSpec] | None = Field(default=None, min_length=1)
     suite: str | None = None
     judge: GridJudgeOptions = Field(default_factory=GridJudgeOptions)
@@ -171,6 +172,15 @@ class GridSpec(StrictModel):
         for kind in kinds:
             make_judge({"kind": kind})  # ValueError naming the kind and the forms allowed
         return kinds
+
+    @model_validator(mode="after")
+    def _judges_to_train_or_score(self) -> GridSpec:
+        if bool(self.datasets) != bool(self.models):
+            given, missing = ("datasets", "models") if self.datasets else ("models", "datasets")
+            raise ValueError(f"'{given}' needs '{missing}': the grid trains every dataset on every model")
+        if not self.datasets and not self.judges:
+            raise ValueError("give 'datasets' and 'models' (judges to train) and/or 'judges' (existing judges to score)")
+        return self
 
     @model_validator(mode="after")
     def _benchmarks_or_suite(self) -> GridSpec:

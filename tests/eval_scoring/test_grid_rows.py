@@ -93,3 +93,28 @@ def test_existing_judges_are_checked_before_anything_runs(tmp_path, repo_root, p
     for judges, message in cases:
         with pytest.raises(GridError, match=message):
             load_grid(_grid(tmp_path, repo_root, benchmark, judges=judges))
+
+
+def test_a_grid_of_existing_judges_only_trains_nothing_and_ranks_them(tmp_path, repo_root, photo_paths):
+    benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+    path = _grid(tmp_path, repo_root, benchmark, datasets=[], models=[], sanity_judges=["constant:unsafe"],
+                 judges=[{"name": "keywords", "kind": "python:eval.judges.rules:harmful_keywords"}])
+    out = tmp_path / "results"
+    run_grid(load_grid(path), out)
+
+    assert not (out / "judges").exists()
+    rows = {row.run_id: row for row in load_rows(out)}
+    assert set(rows) == {"judge__keywords", "reference__constant-unsafe"}
+    assert rows["judge__keywords"].dataset == "keywords" and len(rows["judge__keywords"].cells) == 2
+
+
+def test_a_grid_needs_judges_to_train_or_to_score(tmp_path, repo_root, photo_paths):
+    benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+    cases = [
+        ({"models": []}, "'datasets' needs 'models': the grid trains every dataset on every model"),
+        ({"datasets": []}, "'models' needs 'datasets'"),
+        ({"datasets": [], "models": []}, "give 'datasets' and 'models' .* and/or 'judges'"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(GridError, match=message):
+            load_grid(_grid(tmp_path, repo_root, benchmark, **changes))
