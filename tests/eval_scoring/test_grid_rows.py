@@ -118,3 +118,26 @@ def test_a_grid_needs_judges_to_train_or_to_score(tmp_path, repo_root, photo_pat
     for changes, message in cases:
         with pytest.raises(GridError, match=message):
             load_grid(_grid(tmp_path, repo_root, benchmark, **changes))
+
+
+@pytest.mark.slow
+def test_a_guard_model_is_a_grid_row_with_its_own_prompt_and_verdict_format(tmp_path, repo_root, photo_paths):
+    """A tiny random Mllama (Llama Guard 3 Vision's architecture, its chat template) as a ``judges:`` entry: the row
+    is named by the entry, its model is the base model, and its answers went through the guard's format."""
+    import json
+
+    from recipes.tiny import tiny_model_path
+
+    benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+    base_model = str(tiny_model_path("mllama"))
+    path = _grid(tmp_path, repo_root, benchmark, datasets=[], models=[],
+                 benchmarks=[{"name": "eval_fixture", "options": {"annotations": str(benchmark)}, "limit": 2}],
+                 judges=[{"name": "guard", "kind": "llama-guard", "base_model": base_model, "max_new_tokens": 4}])
+    out = tmp_path / "results"
+    run_grid(load_grid(path), out)
+
+    [row] = load_rows(out)
+    assert (row.run_id, row.dataset, row.model, row.train_fraction) == ("judge__guard", "guard", base_model, None)
+    [cell] = (out / "cells").glob("judge__guard__*.json")
+    result = json.loads(cell.read_text())
+    assert result["judge"]["format"] == "llama-guard-3-vision" and result["mode"] == "generative"
