@@ -32,6 +32,7 @@ from typing import Any
 
 from eval.cell import evaluate
 from eval.grid_config import ExistingJudge, Grid, GridError, Run, load_grid, runs, slug
+from eval.judges.spec import JudgeOptions, JudgeSpec
 from eval.loading import MissingImagesError
 from eval.provenance import counts_for, training_record
 from eval.results import ResultSchemaError, read_result, write_result
@@ -78,24 +79,32 @@ def obtain_judge_dir(run: Run, out: Path) -> Path:
     return judge_dir
 
 
-def judge_options(grid: Grid, run: Run) -> dict[str, Any]:
-    """The HF judge options of a run. Zero-shot rows are scored generatively unless ``judge.zero_shot_mode``
-    says otherwise: an untrained model writes prose first, and reading two logits would invent verdicts."""
-    options = {key: value for key, value in grid.judge.items() if key != "zero_shot_mode" and value is not None}
+def judge_options(grid: Grid, run: Run) -> JudgeOptions:
+    """The HF judge options of a run (the grid's ``judge:``). Zero-shot rows are scored generatively unless
+    ``judge.zero_shot_mode`` says otherwise: an untrained model writes prose first, and reading two logits would
+    invent verdicts."""
+    options = JudgeOptions(**grid.judge.model_dump(exclude={"zero_shot_mode"}))
     if run.dataset.zero_shot:
-        options["mode"] = grid.judge.get("zero_shot_mode") or "generative"
+        return options.model_copy(update={"mode": grid.judge.zero_shot_mode or "generative"})
     return options
+
+
+def judge_spec(grid: Grid, run: Run, judge_dir: Path | None) -> JudgeSpec:
+    """The run's judge: its trained adapter in ``judge_dir``, or (zero-shot, ``judge_dir`` None) its recipe's
+    base model."""
+    options = judge_options(grid, run).model_dump()
+    if judge_dir is None:
+        from recipes.config import load_recipe
+
+        base = load_recipe(run.model.recipe, run.model.overrides).model.model_name_or_path
+        return JudgeSpec(kind="hf", base_model=base, **options)
+    return JudgeSpec(kind="hf", adapter=str(judge_dir / "adapter"), **options)
 
 
 def judge_for(grid: Grid, run: Run, judge_dir: Path | None):
     from eval.judges import make_judge
 
-    if judge_dir is None:
-        from recipes.config import load_recipe
-
-        base = load_recipe(run.model.recipe, run.model.overrides).model.model_name_or_path
-        return make_judge({"kind": "hf", "base_model": base, **judge_options(grid, run)})
-    return make_judge({"kind": "hf", "adapter": str(judge_dir / "adapter"), **judge_options(grid, run)})
+    return make_judge(judge_spec(grid, run, judge_dir))
 
 
 def reference_id(kind: str) -> str:

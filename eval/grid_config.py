@@ -57,7 +57,7 @@ class Grid:
     datasets: list[TrainingDataset]
     models: list[BaseModel]
     benchmarks: list[BenchmarkSpec]
-    judge: dict[str, Any]
+    judge: GridJudgeOptions
     judges: list[ExistingJudge] = field(default_factory=list)
     n_bootstrap: int = 1000
     seed: int = 0
@@ -226,8 +226,7 @@ def load_grid(path: str | Path) -> Grid:
     names = [judge.name for judge in spec.judges]
     if len(set(names)) != len(names):
         raise GridError(f"{path}: judges: every judge needs its own name (given: {', '.join(names)})")
-    judge = spec.judge.model_dump(exclude_none=True)
-    return Grid(spec.name or path.stem, datasets, models, benchmarks, judge, list(spec.judges), spec.n_bootstrap,
+    return Grid(spec.name or path.stem, datasets, models, benchmarks, spec.judge, list(spec.judges), spec.n_bootstrap,
                 spec.seed, path, list(spec.sanity_judges))
 
 
