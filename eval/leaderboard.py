@@ -103,6 +103,7 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     not_counted: list[str] = field(default_factory=list)  # single-class cells, shown but not in the score
     modality_gain: float | None = None  # mean over cells of BA with the image minus BA with it withheld
+    zero_shot: bool = True  # an untrained model judge; False: trained elsewhere or no model (api, guard, callable)
 
     @property
     def counted(self) -> list[str]:
@@ -220,7 +221,7 @@ def dataset_row(run_id: str, results: list[tuple[str, dict]], results_dir: Path)
         modes=sorted({cell.mode for cell in cells.values() if cell.mode}),
         judge_metadata=metadata, cells=cells,
         not_counted=sorted(key for key, cell in cells.items() if not cell.counted and cell.twin_of is None),
-        modality_gain=modality_gain,
+        modality_gain=modality_gain, zero_shot=training.get("zero_shot", True),
     )
     return score_row(row)
 
@@ -292,7 +293,9 @@ def _fmt_ci(ci: list[float] | None) -> str:
 def _fraction(row: Row) -> str:
     if row.reference:
         return "reference"
-    return "zero-shot" if row.train_fraction is None else f"{row.train_fraction:g}"
+    if row.train_fraction is not None:
+        return f"{row.train_fraction:g}"
+    return "zero-shot" if row.zero_shot else "n/a"
 
 
 def section_title(section: Section) -> str:

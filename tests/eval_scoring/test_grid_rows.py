@@ -11,7 +11,7 @@ import yaml
 
 from eval.grid import run_grid
 from eval.grid_config import GridError, load_grid
-from eval.leaderboard import load_rows
+from eval.leaderboard import load_rows, write_leaderboard
 
 from .conftest import ChatServer, write_benchmark
 
@@ -69,7 +69,7 @@ def test_trained_existing_api_callable_and_sanity_judges_share_one_leaderboard(t
     assert adapter.score == trained.score  # the same weights, the same verdicts
     for name in ("judge__gpt-judge", "judge__keywords"):
         assert rows[name].dataset == name.removeprefix("judge__") and len(rows[name].cells) == 2
-    assert rows["judge__gpt-judge"].model == "judge-model"
+    assert rows["judge__gpt-judge"].model == "judge-model" and not rows["judge__gpt-judge"].zero_shot  # fraction n/a
     assert rows["reference__constant-unsafe"].reference
 
     # The same adapter scored with eval.score on the grid's benchmarks: the same row (RMS held out again).
@@ -95,17 +95,30 @@ def test_existing_judges_are_checked_before_anything_runs(tmp_path, repo_root, p
             load_grid(_grid(tmp_path, repo_root, benchmark, judges=judges))
 
 
+def fire_rule(example):
+    """A callable judge that is no reference row: unsafe when the request mentions fire."""
+    return "unsafe" if "fire" in example.text.lower() else "safe"
+
+
+fire_rule.reads_images = False
+
+
 def test_a_grid_of_existing_judges_only_trains_nothing_and_ranks_them(tmp_path, repo_root, photo_paths):
     benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
     path = _grid(tmp_path, repo_root, benchmark, datasets=[], models=[], sanity_judges=["constant:unsafe"],
-                 judges=[{"name": "keywords", "kind": "python:eval.judges.rules:harmful_keywords"}])
+                 judges=[{"name": "fire-rule", "kind": f"python:{__name__}:fire_rule"}])
     out = tmp_path / "results"
     run_grid(load_grid(path), out)
 
     assert not (out / "judges").exists()
     rows = {row.run_id: row for row in load_rows(out)}
-    assert set(rows) == {"judge__keywords", "reference__constant-unsafe"}
-    assert rows["judge__keywords"].dataset == "keywords" and len(rows["judge__keywords"].cells) == 2
+    assert set(rows) == {"judge__fire-rule", "reference__constant-unsafe"}
+    rule = rows["judge__fire-rule"]
+    assert (rule.dataset, rule.reference, len(rule.cells)) == ("fire-rule", False, 2)
+    # not trained by us and not a model zero-shot: the leaderboard gives it no fraction, and does not call it zero-shot
+    assert (rule.train_fraction, rule.zero_shot) == (None, False)
+    write_leaderboard(out)
+    assert "| fire-rule | n/a |" in (out / "leaderboard.md").read_text()
 
 
 def test_a_grid_needs_judges_to_train_or_to_score(tmp_path, repo_root, photo_paths):
@@ -138,6 +151,7 @@ def test_a_guard_model_is_a_grid_row_with_its_own_prompt_and_verdict_format(tmp_
 
     [row] = load_rows(out)
     assert (row.run_id, row.dataset, row.model, row.train_fraction) == ("judge__guard", "guard", base_model, None)
+    assert not row.zero_shot  # a guard model was trained by its authors: not a zero-shot row
     [cell] = (out / "cells").glob("judge__guard__*.json")
     result = json.loads(cell.read_text())
     assert result["judge"]["format"] == "llama-guard-3-vision" and result["mode"] == "generative"
