@@ -52,11 +52,17 @@ def cell_path(out: Path, row_id: str, spec: BenchmarkSpec) -> Path:
     return out / "cells" / f"{row_id}__{spec.key}.json"
 
 
-def _finished(path: Path) -> bool:
-    """A cell is finished when its result file exists and reads (another schema version is an error)."""
+def _finished(path: Path, row: GridRow | None = None) -> bool:
+    """A cell is finished when its result file exists and reads (another schema version is an error). The
+    cell of a ``judges:`` entry must have been scored by the judge the entry now gives (`GridError` if not)."""
     if not path.exists():
         return False
-    read_result(path)
+    result = read_result(path)
+    if row is not None and row.existing is not None:
+        recorded = (result.get("training") or {}).get("judge_spec")
+        if recorded is not None and recorded != row.training["judge_spec"]:  # None: written before cells recorded it
+            raise GridError(f"{path}: scored by judge {recorded}, but judges entry {row.existing.name!r} now gives "
+                            f"{row.training['judge_spec']}; give the new judge its own name, or delete cells/{row.id}__*")
     return True
 
 
@@ -159,6 +165,7 @@ def grid_rows(grid: Grid) -> list[GridRow]:
                                    name=None if metadata else judge.name)
         training["task"] = judge.task or training["task"] or "query"
         training["held_out_from"] = sorted({*training["held_out_from"], *judge.trained_on})
+        training["judge_spec"] = judge.identity
         rows.append(GridRow(judge.row_id, training, existing=judge))
     return rows
 
@@ -203,7 +210,7 @@ def run_grid(grid: Grid, out: Path | str) -> list[Path]:
     paths = score_references(grid, out)
     for row in grid_rows(grid):
         specs = held_out(grid, row.training)
-        missing = [spec for spec in specs if not _finished(cell_path(out, row.id, spec))]
+        missing = [spec for spec in specs if not _finished(cell_path(out, row.id, spec), row)]
         paths += [cell_path(out, row.id, spec) for spec in specs]
         if not missing:
             log.info("%s: all %d cells finished", row.id, len(specs))
@@ -236,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             for row in grid_rows(grid):
                 for spec in held_out(grid, row.training):
-                    state = "done" if _finished(cell_path(Path(args.out), row.id, spec)) else "todo"
+                    state = "done" if _finished(cell_path(Path(args.out), row.id, spec), row) else "todo"
                     print(f"{state}  {row.id}  {spec.key}")
             for kind, spec, path in reference_cells(grid, Path(args.out)):
                 print(f"{'done' if _finished(path) else 'todo'}  {reference_id(kind)}  {spec.key}")

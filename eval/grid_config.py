@@ -146,6 +146,12 @@ class ExistingJudge(JudgeSpec):
     def row_id(self) -> str:
         return slug(f"judge__{self.name}")
 
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What decides this row's verdicts (not batch size or the key's variable): recorded in its cells, so a
+        rerun with another judge under the same name is refused instead of reusing the old judge's cells."""
+        return self.judge_spec.model_dump(exclude={"batch_size", "api_key_env"}, exclude_none=True)
+
 
 class GridSpec(StrictModel):
     """A grid YAML (docs/eval.md, "The grid"): the judges it trains (datasets x models) and/or the existing

@@ -155,3 +155,24 @@ def test_a_guard_model_is_a_grid_row_with_its_own_prompt_and_verdict_format(tmp_
     [cell] = (out / "cells").glob("judge__guard__*.json")
     result = json.loads(cell.read_text())
     assert result["judge"]["format"] == "llama-guard-3-vision" and result["mode"] == "generative"
+
+
+def test_another_judge_under_a_used_name_is_refused_not_given_the_old_cells(tmp_path, repo_root, photo_paths, capsys):
+    from eval.grid import main
+
+    benchmark = write_benchmark(tmp_path / "bench.jsonl", photo_paths)
+    out = tmp_path / "results"
+    first = _grid(tmp_path, repo_root, benchmark, datasets=[], models=[], sanity_judges=[],
+                  judges=[{"name": "rule", "kind": f"python:{__name__}:fire_rule", "batch_size": 2}])
+    run_grid(load_grid(first), out)
+    # another batch size is the same judge: its cells are finished
+    same = _grid(tmp_path, repo_root, benchmark, datasets=[], models=[], sanity_judges=[],
+                 judges=[{"name": "rule", "kind": f"python:{__name__}:fire_rule", "batch_size": 8}])
+    assert main([str(same), "--out", str(out), "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("done  judge__rule") == 2
+
+    other = _grid(tmp_path, repo_root, benchmark, datasets=[], models=[], sanity_judges=[],
+                  judges=[{"name": "rule", "kind": "python:eval.judges.rules:harmful_keywords"}])
+    assert main([str(other), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "judges entry 'rule' now gives" in error and "give the new judge its own name, or delete cells/judge__rule__*" in error
