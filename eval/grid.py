@@ -11,8 +11,8 @@ grid's ``judges`` (existing judges: an adapter folder or Hub id, a base model ze
 guard model, a callable judge) are scored beside the trained ones, with the provenance their adapter's
 metadata records and the same hold-out rule (`eval.provenance`), and its ``sanity_judges`` (default:
 constant:unsafe, constant:safe, random:0, oracle:0.9:0) are scored on every benchmark as the leaderboard's
-reference rows. The grid file is a typed config (`GridSpec`): a bad key or
-value is one line naming the file and the key (`GridError`; the command exits 2).
+reference rows. The grid file is a typed config (`eval.grid_config.GridSpec`, read by `load_grid`): a bad key
+or value is one line naming the file and the key (`GridError`; the command exits 2).
 
 Layout of RESULTS_DIR: ``grid.yaml`` (the config used), ``judges/<run>/`` (adapter + judge_metadata.json),
 ``predictions/`` (per-item cache), ``cells/<run>__<benchmark key>.json`` (results; the key carries task,
@@ -24,238 +24,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, NonNegativeInt, field_validator, model_validator
-
-from eval.grid_jobs import JobShare, parse_job_share, share_of
-from eval.judges.sanity import STANDARD as SANITY_STANDARD
-from eval.judges.spec import JudgeOptions, JudgeSpec
-from eval.provenance import counts_for, training_record
-from eval.samples import samples_path
 from eval.cell import evaluate
+from eval.grid_config import ExistingJudge, Grid, GridError, Run, load_grid, runs, slug
+from eval.grid_jobs import JobShare, parse_job_share, share_of
+from eval.judges.spec import JudgeOptions, JudgeSpec
 from eval.loading import MissingImagesError
+from eval.provenance import counts_for, training_record
 from eval.results import ResultSchemaError, read_result, write_result
-from eval.spec import BenchmarkSpec, load_suite
-from typed_config import ConfigError, StrictModel, load_yaml, parse_config
-
-# reference rows of every grid: the sanity judges and the keyword baselines a real judge must beat
-REFERENCE_STANDARD = (*SANITY_STANDARD, "python:eval.judges.rules:harmful_keywords",
-                      "python:eval.judges.rules:refusal_phrases")
+from eval.samples import samples_path
+from eval.spec import BenchmarkSpec
 
 log = logging.getLogger("eval.grid")
-ZERO_SHOT = "zero-shot"
-
-
-class GridError(ConfigError):
-    pass
-
-
-@dataclass(frozen=True)
-class TrainingDataset:
-    """A training dataset: recipe ``data.sources`` entries, and the train fractions to run (scale experiment).
-    ``zero_shot: true`` instead gives the untrained base model as a baseline row."""
-
-    name: str
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    train_fractions: list[float] = field(default_factory=lambda: [1.0])
-    task: str = "query"
-    zero_shot: bool = False
-
-    @property
-    def source_names(self) -> set[str]:
-        return {source["name"] for source in self.sources}
-
-
-@dataclass(frozen=True)
-class BaseModel:
-    name: str
-    recipe: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Grid:
-    name: str
-    datasets: list[TrainingDataset]
-    models: list[BaseModel]
-    benchmarks: list[BenchmarkSpec]
-    judge: dict[str, Any]
-    judges: list[ExistingJudge] = field(default_factory=list)
-    n_bootstrap: int = 1000
-    seed: int = 0
-    path: Path | None = None
-    sanity_judges: list[str] = field(default_factory=lambda: list(REFERENCE_STANDARD))  # reference rows
-
-
-@dataclass(frozen=True)
-class Run:
-    """One judge to obtain: a dataset at one train fraction on one base model."""
-
-    dataset: TrainingDataset
-    fraction: float
-    model: BaseModel
-
-    @property
-    def id(self) -> str:
-        if self.dataset.zero_shot:
-            return _slug(f"{ZERO_SHOT}__{self.model.name}")
-        return _slug(f"{self.dataset.name}__{self.model.name}__f{self.fraction:g}")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.@=-]+", "-", text)
-
-
-class DatasetSpec(StrictModel):
-    name: str
-    sources: list[dict[str, Any]] = Field(default_factory=list)
-    train_fractions: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
-    task: Literal["query", "response"] = "query"
-    zero_shot: bool = False
-
-    @field_validator("sources")
-    @classmethod
-    def _known_sources(cls, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from judging.sources import SOURCES
-
-        for index, source in enumerate(sources):
-            if not isinstance(source.get("name"), str):
-                raise ValueError(f"sources[{index}] needs a 'name' (a registered source)")
-            if source["name"] not in SOURCES:
-                raise ValueError(f"sources[{index}]: unknown source {source['name']!r}; known: {', '.join(sorted(SOURCES))}")
-        return sources
-
-    @field_validator("train_fractions")
-    @classmethod
-    def _fractions(cls, fractions: list[float]) -> list[float]:
-        if not all(0 < fraction <= 1 for fraction in fractions):
-            raise ValueError(f"train fractions must be in (0, 1], got {fractions}")
-        return fractions
-
-    @model_validator(mode="after")
-    def _sources_or_zero_shot(self) -> DatasetSpec:
-        if not self.zero_shot and not self.sources:
-            raise ValueError("give 'sources' (recipe data.sources entries) or 'zero_shot: true'")
-        return self
-
-
-class ModelSpec(StrictModel):
-    name: str | None = None
-    recipe: str
-    overrides: dict[str, Any] = Field(default_factory=dict)
-
-
-class GridJudgeOptions(JudgeOptions):
-    """`JudgeOptions` for every trained and zero-shot row, and ``zero_shot_mode`` for the zero-shot rows."""
-
-    zero_shot_mode: Literal["fast", "generative"] | None = None
-
-
-class ExistingJudge(JudgeSpec):
-    """A judge the grid scores but does not train (a ``judges:`` entry): a `JudgeSpec` with the row's
-    ``name``, the ``task`` it judges (default: the task its adapter was trained for, else query) and
-    ``trained_on``: source names it was trained on that no metadata records (held out like any other's)."""
-
-    name: str
-    task: Literal["query", "response"] | None = None
-    trained_on: list[str] = Field(default_factory=list)
-
-    @property
-    def judge_spec(self) -> JudgeSpec:
-        return JudgeSpec(**self.model_dump(exclude={"name", "task", "trained_on"}))
-
-    @property
-    def row_id(self) -> str:
-        return _slug(f"judge__{self.name}")
-
-
-class GridSpec(StrictModel):
-    """A grid YAML (docs/eval.md, "The grid"): datasets x models x benchmarks, plus the sanity judges scored
-    on every benchmark as reference rows (default: all four; ``[]`` for none)."""
-
-    name: str | None = None
-    datasets: list[DatasetSpec] = Field(min_length=1)
-    models: list[ModelSpec] = Field(min_length=1)
-    benchmarks: list[BenchmarkSpec] | None = Field(default=None, min_length=1)
-    suite: str | None = None
-    judge: GridJudgeOptions = Field(default_factory=GridJudgeOptions)
-    judges: list[ExistingJudge] = Field(default_factory=list)
-    n_bootstrap: NonNegativeInt = 1000
-    seed: int = 0
-    sanity_judges: list[str] = Field(default_factory=lambda: list(REFERENCE_STANDARD))
-    modality_gain: bool = True  # also score every multimodal cell with the image withheld
-
-    @field_validator("sanity_judges")
-    @classmethod
-    def _sanity_kinds(cls, kinds: list[str]) -> list[str]:
-        from eval.judges import make_judge
-
-        for kind in kinds:
-            make_judge({"kind": kind})  # ValueError naming the kind and the forms allowed
-        return kinds
-
-    @model_validator(mode="after")
-    def _benchmarks_or_suite(self) -> GridSpec:
-        if (self.benchmarks is None) == (self.suite is None):
-            raise ValueError("give either 'benchmarks' (a list of suite entries) or 'suite: <benchmarks.yaml>'")
-        return self
-
-
-def _resolve_recipe(recipe: str, grid_path: Path, where: str) -> str:
-    path = Path(recipe)
-    if not path.is_absolute():
-        candidates = [Path.cwd() / path, grid_path.parent / path, Path(__file__).resolve().parents[1] / path]
-        path = next((c for c in candidates if c.is_file()), candidates[0])
-    if not path.is_file():
-        raise GridError(f"{where}: recipe {recipe!r} not found (looked relative to the working directory, the "
-                        "grid file and the repository)")
-    return str(path)
-
-
-def load_grid(path: str | Path) -> Grid:
-    """Read and check a grid YAML (`GridSpec`): every key, source name, task and recipe path, before anything is
-    loaded. Errors are one line per problem naming the file and the key (`GridError`, exit 2)."""
-    path = Path(path)
-    try:
-        data = load_yaml(path, what="grid file")
-        if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
-            data = {**data, "benchmarks": [{"name": e} if isinstance(e, str) else e for e in data["benchmarks"]]}
-        spec = parse_config(GridSpec, data, source=str(path))
-        benchmarks = (list(spec.benchmarks) if spec.benchmarks is not None else
-                      load_suite(Path(spec.suite) if Path(spec.suite).is_absolute() else path.parent / spec.suite))
-    except ConfigError as error:
-        raise GridError(str(error)) from None
-    datasets = [TrainingDataset(d.name, list(d.sources), list(d.train_fractions), d.task, d.zero_shot)
-                for d in spec.datasets]
-    models = []
-    for index, model in enumerate(spec.models):
-        recipe = _resolve_recipe(model.recipe, path, f"{path}: models.{index}.recipe")
-        models.append(BaseModel(model.name or Path(recipe).parent.name, recipe, dict(model.overrides)))
-    if spec.modality_gain:  # the image withheld: the leaderboard shows full minus text-only per cell
-        keys = {benchmark.key for benchmark in benchmarks}
-        benchmarks += [twin for benchmark in list(benchmarks) if not benchmark.text_only
-                       and (twin := benchmark.model_copy(update={"text_only": True})).key not in keys]
-    names = [judge.name for judge in spec.judges]
-    if len(set(names)) != len(names):
-        raise GridError(f"{path}: judges: every judge needs its own name (given: {', '.join(names)})")
-    judge = spec.judge.model_dump(exclude_none=True)
-    return Grid(spec.name or path.stem, datasets, models, benchmarks, judge, list(spec.judges), spec.n_bootstrap,
-                spec.seed, path, list(spec.sanity_judges))
-
-
-def runs(grid: Grid) -> list[Run]:
-    found = []
-    for dataset in grid.datasets:
-        for model in grid.models:
-            for fraction in [1.0] if dataset.zero_shot else dataset.train_fractions:
-                found.append(Run(dataset, fraction, model))
-    return found
 
 
 def held_out(grid: Grid, training: dict[str, Any]) -> list[BenchmarkSpec]:
@@ -268,11 +53,17 @@ def cell_path(out: Path, row_id: str, spec: BenchmarkSpec) -> Path:
     return out / "cells" / f"{row_id}__{spec.key}.json"
 
 
-def _finished(path: Path) -> bool:
-    """A cell is finished when its result file exists and reads (another schema version is an error)."""
+def _finished(path: Path, row: GridRow | None = None) -> bool:
+    """A cell is finished when its result file exists and reads (another schema version is an error). The
+    cell of a ``judges:`` entry must have been scored by the judge the entry now gives (`GridError` if not)."""
     if not path.exists():
         return False
-    read_result(path)
+    result = read_result(path)
+    if row is not None and row.existing is not None:
+        recorded = (result.get("training") or {}).get("judge_spec")
+        if recorded is not None and recorded != row.training["judge_spec"]:  # None: written before cells recorded it
+            raise GridError(f"{path}: scored by judge {recorded}, but judges entry {row.existing.name!r} now gives "
+                            f"{row.training['judge_spec']}; give the new judge its own name, or delete cells/{row.id}__*")
     return True
 
 
@@ -295,28 +86,36 @@ def obtain_judge_dir(run: Run, out: Path) -> Path:
     return judge_dir
 
 
-def judge_options(grid: Grid, run: Run) -> dict[str, Any]:
-    """The HF judge options of a run. Zero-shot rows are scored generatively unless ``judge.zero_shot_mode``
-    says otherwise: an untrained model writes prose first, and reading two logits would invent verdicts."""
-    options = {key: value for key, value in grid.judge.items() if key != "zero_shot_mode" and value is not None}
+def judge_options(grid: Grid, run: Run) -> JudgeOptions:
+    """The HF judge options of a run (the grid's ``judge:``). Zero-shot rows are scored generatively unless
+    ``judge.zero_shot_mode`` says otherwise: an untrained model writes prose first, and reading two logits would
+    invent verdicts."""
+    options = JudgeOptions(**grid.judge.model_dump(exclude={"zero_shot_mode"}))
     if run.dataset.zero_shot:
-        options["mode"] = grid.judge.get("zero_shot_mode") or "generative"
+        return options.model_copy(update={"mode": grid.judge.zero_shot_mode or "generative"})
     return options
+
+
+def judge_spec(grid: Grid, run: Run, judge_dir: Path | None) -> JudgeSpec:
+    """The run's judge: its trained adapter in ``judge_dir``, or (zero-shot, ``judge_dir`` None) its recipe's
+    base model."""
+    options = judge_options(grid, run).model_dump()
+    if judge_dir is None:
+        from recipes.config import load_recipe
+
+        base = load_recipe(run.model.recipe, run.model.overrides).model.model_name_or_path
+        return JudgeSpec(kind="hf", base_model=base, **options)
+    return JudgeSpec(kind="hf", adapter=str(judge_dir / "adapter"), **options)
 
 
 def judge_for(grid: Grid, run: Run, judge_dir: Path | None):
     from eval.judges import make_judge
 
-    if judge_dir is None:
-        from recipes.config import load_recipe
-
-        base = load_recipe(run.model.recipe, run.model.overrides).model.model_name_or_path
-        return make_judge({"kind": "hf", "base_model": base, **judge_options(grid, run)})
-    return make_judge({"kind": "hf", "adapter": str(judge_dir / "adapter"), **judge_options(grid, run)})
+    return make_judge(judge_spec(grid, run, judge_dir))
 
 
 def reference_id(kind: str) -> str:
-    return _slug(f"reference__{kind.replace(':', '-')}")
+    return slug(f"reference__{kind.replace(':', '-')}")
 
 
 def reference_cells(grid: Grid, out: Path) -> list[tuple[str, BenchmarkSpec, Path]]:
@@ -370,6 +169,7 @@ def grid_rows(grid: Grid) -> list[GridRow]:
                                    name=None if metadata else judge.name)
         training["task"] = judge.task or training["task"] or "query"
         training["held_out_from"] = sorted({*training["held_out_from"], *judge.trained_on})
+        training["judge_spec"] = judge.identity
         rows.append(GridRow(judge.row_id, training, existing=judge))
     return rows
 
@@ -416,7 +216,7 @@ def run_grid(grid: Grid, out: Path | str, share: JobShare | None = None) -> list
     paths = score_references(grid, out, references)
     for row in rows:
         specs = held_out(grid, row.training)
-        missing = [spec for spec in specs if not _finished(cell_path(out, row.id, spec))]
+        missing = [spec for spec in specs if not _finished(cell_path(out, row.id, spec), row)]
         paths += [cell_path(out, row.id, spec) for spec in specs]
         if not missing:
             log.info("%s: all %d cells finished", row.id, len(specs))
@@ -453,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             references, rows = share_of(grid.sanity_judges, grid_rows(grid), args.cell)
             for row in rows:
                 for spec in held_out(grid, row.training):
-                    state = "done" if _finished(cell_path(Path(args.out), row.id, spec)) else "todo"
+                    state = "done" if _finished(cell_path(Path(args.out), row.id, spec), row) else "todo"
                     print(f"{state}  {row.id}  {spec.key}")
             for kind, spec, path in reference_cells(grid, Path(args.out)):
                 if kind not in references:

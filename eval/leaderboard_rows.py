@@ -68,7 +68,7 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     not_counted: list[str] = field(default_factory=list)  # single-class cells, shown but not in the score
     modality_gain: float | None = None  # mean over cells of BA with the image minus BA with it withheld
-    zero_shot: bool = True  # no train_fraction and untrained (False: an api, guard or callable judge)
+    zero_shot: bool = True  # an untrained model judge; False: trained elsewhere or no model (api, guard, callable)
 
     @property
     def counted(self) -> list[str]:

@@ -1,5 +1,9 @@
-"""Score one judge on one benchmark: load the benchmark's examples, score them through the prediction
-cache, compute metrics, and write a result JSON with provenance.
+"""Score one judge on one or many benchmarks and write one result cell per benchmark, with provenance.
+
+The benchmark's examples are scored through the prediction cache, then the metrics are computed.
+Provenance (the cell's ``training`` block) comes from the adapter's ``judge_metadata.json``, exactly as the
+grid records it (`eval.provenance`); a benchmark among the judge's training sources is still scored, with a
+note, but the leaderboard does not rank the judge there (the grid's hold-out rule, `counts_for`).
 
 `python -m eval.score --benchmark siuo --base-model tiny-llava [--adapter DIR] [--mode fast] --out RESULT.json`
 

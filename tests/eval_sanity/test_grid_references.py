@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eval.grid import GridError, load_grid, main, score_references
+from eval.grid import main, score_references
+from eval.grid_config import GridError, load_grid
 from eval.leaderboard_rows import load_sections
 
 REPO = Path(__file__).resolve().parents[2]
