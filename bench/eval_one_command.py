@@ -4,7 +4,7 @@ per benchmark; then one process against `accelerate launch --num_processes 2`. O
     python bench/eval_one_command.py [--base-model tiny-llava] [--limit 8] [--parallel-limit 64]
 
 Table 1 items: MSSBench and VLSU text-only and FigStep (rendered images), ``--limit`` each (the shared
-copies). Table 2 items: MSSBench text-only, ``--parallel-limit`` items (ranks take chunks of 32 items, so
+copies). Table 2 items: VLSBench text-only, ``--parallel-limit`` items (ranks take chunks of 32 items, so
 64 gives each of 2 ranks one chunk). Every run starts from an empty prediction cache. Each table: wall time,
 CPU (user + sys of the child processes), model loads (processes that build the judge: one per eval.score
 call, one per rank) and whether the cells agree with the table's first run (verdicts per item; the largest
@@ -76,7 +76,7 @@ def main() -> int:
     parser.add_argument("--base-model", default="tiny-llava")
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--out", default="/tmp/bench_one_command")
-    parser.add_argument("--parallel-limit", type=int, default=64, help="table 2: MSSBench items")
+    parser.add_argument("--parallel-limit", type=int, default=64, help="table 2: VLSBench items")
     parser.add_argument("--no-accelerate", action="store_true", help="skip table 2 (1 versus 2 processes)")
     args = parser.parse_args()
 
@@ -104,7 +104,7 @@ def main() -> int:
     accelerate = Path(sys.executable).with_name("accelerate")
     if args.no_accelerate or not accelerate.exists():
         return 0
-    items = ["--benchmark", "mssbench", "--text-only", "--limit", str(args.parallel_limit)]
+    items = ["--benchmark", "vlsbench", "--text-only", "--limit", str(args.parallel_limit)]
     launch = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no"]
     rows = []
