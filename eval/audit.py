@@ -205,7 +205,7 @@ _AUDITS: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def audit_benchmark(benchmark) -> dict[str, Any]:
-    """The audit block of a loaded benchmark (`eval.score.LoadedBenchmark`), computed once per process
+    """The audit block of a loaded benchmark (`eval.loading.LoadedBenchmark`), computed once per process
     for the same key and annotation file; single-class cells are not audited."""
     spec = benchmark.spec
     memo = (spec.key, str(benchmark.provenance.get("annotations_sha256")))
@@ -235,9 +235,8 @@ def format_audit(key: str, audit: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eval.benchmarks import DEFAULT_SUITE
-    from eval.sanity import suite_entries
-    from eval.score import BenchmarkSpec, load_benchmark
+    from eval.loading import load_benchmark
+    from eval.spec import DEFAULT_SUITE, load_suite
     from typed_config import ConfigError
 
     parser = argparse.ArgumentParser(prog="python -m eval.audit", description=__doc__.splitlines()[0],
@@ -246,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every cell's audit to this JSON file")
     args = parser.parse_args(argv)
     try:
-        entries = suite_entries(args.suite)
-        benchmarks = [load_benchmark(BenchmarkSpec(**entry)) for entry in entries]
+        benchmarks = [load_benchmark(spec) for spec in load_suite(args.suite)]
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

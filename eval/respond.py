@@ -259,7 +259,7 @@ def render_report(report: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eval.score import add_judge_arguments
+    from eval.cli import add_judge_arguments
 
     parser = argparse.ArgumentParser(prog="python -m eval.respond", description=__doc__.splitlines()[0],
                                      epilog="Judge flags take the prefix --judge-: e.g. --judge-base-model "
@@ -282,15 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from eval.judges import make_judge
-    from eval.score import judge_spec_from_args
+    from eval.cli import judge_spec_from_args
 
     out = Path(args.out)
     try:
+        judge_spec = judge_spec_from_args(args, prefix="judge_")  # ConfigError (a ValueError) naming the flag
         prompts = load_prompts(args.release, args.split, args.revision, args.limit)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    judge_spec = judge_spec_from_args(args, prefix="judge_")
     if args.base_url:
         backend = make_backend({"backend": "openai", "model": args.model, "base_url": args.base_url,
                                 "max_concurrency": args.concurrency})

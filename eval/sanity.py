@@ -18,14 +18,13 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from eval.benchmarks import DEFAULT_SUITE, benchmark_label, load_suite, parse_entries
 from eval.judges import Judge, make_judge
 from eval.judges.sanity import STANDARD, OracleJudge, is_sanity_kind, make_sanity_judge
 from eval.metrics import compute_metrics
 from eval.metrics.dataset_score import ClassCounts, DatasetScore, dataset_score
-from typed_config import ConfigError, load_yaml
+from eval.spec import DEFAULT_SUITE, BenchmarkSpec, load_suite
+from typed_config import ConfigError
 
 TOLERANCE = 0.05
 
@@ -45,34 +44,19 @@ class SanityRow:
     score: DatasetScore
 
 
-def suite_entries(path: str | Path) -> list[dict[str, Any]]:
-    """The benchmark entries of a suite YAML, or of a grid YAML (its ``benchmarks`` or ``suite``)."""
-    path = Path(path)
-    data = load_yaml(path, what="suite or grid")
-    if isinstance(data, dict) and "datasets" in data:  # a grid: its benchmark list or the suite it names
-        if "benchmarks" in data:
-            return parse_entries(data["benchmarks"], source=f"{path}: benchmarks")
-        if "suite" in data:
-            suite = Path(str(data["suite"]))
-            return load_suite(suite if suite.is_absolute() else path.parent / suite)
-        raise ConfigError(f"{path}: benchmarks: required key is missing (give 'benchmarks' or 'suite')")
-    return load_suite(path)
-
-
-def load_benchmarks(entries: list[dict[str, Any]]) -> list[SuiteBenchmark]:
-    """Every entry's examples through `eval.score.load_benchmark` (labels are all the sanity judges need;
+def load_benchmarks(specs: list[BenchmarkSpec]) -> list[SuiteBenchmark]:
+    """Every spec's examples through `eval.loading.load_benchmark` (labels are all the sanity judges need;
     images are not opened, so missing ones do not matter here)."""
-    from eval.score import BenchmarkSpec, load_benchmark
+    from eval.loading import load_benchmark
 
     loaded = []
-    for entry in entries:
-        benchmark = load_benchmark(BenchmarkSpec(**entry))
+    for spec in specs:
+        benchmark = load_benchmark(spec)
         single_class = benchmark.single_class
         labels = {example.label for example in benchmark.examples}
         if len(labels) == 1:  # e.g. a limit that cut off the other class
             single_class = labels.pop()
-        label = benchmark_label(entry["name"], entry["task"], entry["options"], entry["split"])
-        loaded.append(SuiteBenchmark(label, entry["task"], benchmark.examples, single_class))
+        loaded.append(SuiteBenchmark(spec.label, spec.task, benchmark.examples, single_class))
     return loaded
 
 
@@ -124,9 +108,9 @@ def property_failures(rows: list[SanityRow], tolerance: float = TOLERANCE) -> li
     return failures
 
 
-def run(entries: list[dict[str, Any]], judges: list[str], *, seed: int = 0) -> tuple[dict[str, list[SanityRow]],
+def run(specs: list[BenchmarkSpec], judges: list[str], *, seed: int = 0) -> tuple[dict[str, list[SanityRow]],
                                                                                       dict[str, list[SuiteBenchmark]]]:
-    benchmarks = load_benchmarks(entries)
+    benchmarks = load_benchmarks(specs)
     tasks = sorted({benchmark.task for benchmark in benchmarks})
     by_task = {task: [b for b in benchmarks if b.task == task] for task in tasks}
     built = {kind: make_judge({"kind": kind}) for kind in judges}
@@ -157,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for kind in judges:
             make_judge({"kind": kind})
-        rows, by_task = run(suite_entries(args.suite), judges)
+        rows, by_task = run(load_suite(args.suite), judges)
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -66,12 +66,6 @@ def target_text(example: JudgeExample, with_category: bool = False) -> str:
     return answer
 
 
-def training_messages(example: JudgeExample, with_category: bool = False) -> list[dict]:
-    """Prompt messages plus the assistant's answer: the conversational format trl's SFTTrainer takes."""
-    answer = {"role": "assistant", "content": [{"type": "text", "text": target_text(example, with_category)}]}
-    return [*prompt_messages(example), answer]
-
-
 @dataclass(frozen=True)
 class LabelTokens:
     """Where the fast path reads a verdict: the first token at which the answers "safe" and "unsafe" differ,

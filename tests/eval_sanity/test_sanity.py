@@ -11,7 +11,8 @@ import pytest
 
 from eval.judges import make_judge
 from eval.judges.sanity import STANDARD, ConstantJudge, OracleJudge, RandomJudge
-from eval.sanity import main, run, suite_entries
+from eval.sanity import main, run
+from eval.spec import load_suite
 from judging.records import JudgeExample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,11 +113,11 @@ def test_sanity_judges_are_judge_kinds_with_stable_per_item_answers():
         make_judge({"kind": "constant:safe", "base_model": "tiny-llava"})
 
 
-def test_suite_entries_read_a_grids_benchmarks_or_its_suite():
-    tiny = suite_entries(REPO / "eval/configs/grid_tiny.yaml")
-    assert [(e["name"], e["limit"]) for e in tiny] == [("salad", 8), ("figstep", 8), ("rms", 8), ("siuo", 8)]
-    paper = suite_entries(REPO / "eval/configs/grid_paper.yaml")
-    assert paper == suite_entries(REPO / "eval/benchmarks.yaml")
+def test_load_suite_reads_a_grids_benchmarks_or_its_suite():
+    tiny = load_suite(REPO / "eval/configs/grid_tiny.yaml")
+    assert [(spec.name, spec.limit) for spec in tiny] == [("salad", 8), ("figstep", 8), ("rms", 8), ("siuo", 8)]
+    paper = load_suite(REPO / "eval/configs/grid_paper.yaml")
+    assert paper == load_suite(REPO / "eval/benchmarks.yaml")
     rows, _ = run(tiny, ["constant:unsafe"])
     assert rows["query"][0].score.per_benchmark == {
         "salad (query)": 0.5, "figstep (query) benign=filled images=rendered subset=tiny": 0.5, "rms (query)": 0.5,

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from eval.audit import CLEAN, CONFOUNDED, audit_examples, main as audit_main
-from eval.benchmarks import load_suite
 from eval.judges.rules import SURFACE_RULES
 from eval.sanity import main as sanity_main
-from eval.score import BenchmarkSpec, load_benchmark
+from eval.loading import load_benchmark
+from eval.spec import BenchmarkSpec, load_suite
 from judging.records import JudgeExample
 from judging.sources import get_source
 from judging.sources.benchmark_files import AnnotationError, shared_benchmark_path
@@ -66,10 +66,10 @@ def _first_dark_row(path) -> int:
 
 
 def test_figsteps_one_pixel_row_rule_is_at_most_06_on_every_figstep_cell_in_the_score():
-    cells = [entry for entry in load_suite() if entry["name"] == "figstep"]
+    cells = [spec for spec in load_suite() if spec.name == "figstep"]
     assert cells
-    for entry in cells:
-        examples = load_benchmark(BenchmarkSpec(**entry)).examples
+    for spec in cells:
+        examples = load_benchmark(spec).examples
         assert all(e.image for e in examples) and {e.label for e in examples} == {"safe", "unsafe"}
         said_unsafe = {e.source_id: _first_dark_row(e.image) >= 23 for e in examples}
         recall = np.mean([said_unsafe[e.source_id] for e in examples if e.label == "unsafe"])
@@ -96,8 +96,8 @@ def test_the_renderer_reproduces_figsteps_published_images(tmp_path):
 
 
 def test_the_font_is_pinned_in_the_cell_key_and_a_missing_font_says_how_to_install_it(tmp_path):
-    key = BenchmarkSpec("figstep", {"subset": "tiny", "images": "rendered", "benign": "filled"}).key
+    key = BenchmarkSpec(name="figstep", options={"subset": "tiny", "images": "rendered", "benign": "filled"}).key
     assert re.search(r"__font=FreeMonoBold\.[0-9a-f]{8}$", key)
-    assert "font=" not in BenchmarkSpec("figstep", {"benign": "none"}).key  # FigStep's own PNGs: no font
+    assert "font=" not in BenchmarkSpec(name="figstep", options={"benign": "none"}).key  # FigStep's own PNGs: no font
     with pytest.raises(AnnotationError, match=r"font_file='/nope.ttf' is not a file"):
         get_source("figstep", font_file="/nope.ttf")

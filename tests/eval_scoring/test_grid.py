@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from eval import grid as grid_module
-from eval.grid import GridError, load_grid, main, run_grid
-from eval.score import RESULT_SCHEMA_VERSION
+from eval.grid import main, run_grid
+from eval.grid_config import GridError, load_grid
+from eval.results import RESULT_SCHEMA_VERSION
 
 from .conftest import write_benchmark
 

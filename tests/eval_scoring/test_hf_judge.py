@@ -104,10 +104,11 @@ def test_zero_shot_fast_cell_is_flagged_format_mismatch_and_generative_keeps_aur
     """Observed: zero-shot rows were scored fast, so a model that writes prose ("To determine the safety...")
     got verdicts it never produced and 0 unparseable. The fast path now reports the probability mass on the
     label tokens (flagged below FORMAT_MISMATCH_MASS); the generative path keeps AUROC from the first step."""
-    from eval.score import BenchmarkSpec, evaluate
+    from eval.cell import evaluate
+    from eval.spec import BenchmarkSpec
     from judging.format import FORMAT_MISMATCH_MASS
 
-    spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)}, limit=6)
+    spec = BenchmarkSpec(name="eval_fixture", options={"annotations": str(binary_benchmark)}, limit=6)
     fast = evaluate(HFJudge(smollm2_loaded, mode=FAST, batch_size=6), spec, tmp_path, n_bootstrap=0)
     assert fast["mode"] == FAST and 0.0 < fast["label_mass"] < FORMAT_MISMATCH_MASS and fast["format_mismatch"]
     generative = evaluate(HFJudge(smollm2_loaded, mode=GENERATIVE, batch_size=6, max_new_tokens=4), spec, tmp_path,
@@ -118,14 +119,15 @@ def test_zero_shot_fast_cell_is_flagged_format_mismatch_and_generative_keeps_aur
 
 
 def test_zero_shot_grid_rows_are_generative_unless_told_otherwise():
-    from eval.grid import BaseModel, Grid, Run, TrainingDataset, judge_options
+    from eval.grid import judge_options
+    from eval.grid_config import BaseModel, Grid, GridJudgeOptions, Run, TrainingDataset
 
-    def grid(judge):
-        return Grid("g", [], [], [], judge)
+    def grid(**judge):
+        return Grid("g", [], [], [], GridJudgeOptions(**judge))
 
     zero, trained = TrainingDataset("base", zero_shot=True), TrainingDataset("d", sources=[{"name": "rms"}])
     model = BaseModel("m", "recipe.yaml")
-    assert judge_options(grid({"mode": "fast", "batch_size": 4}), Run(zero, 1.0, model)) == {
-        "mode": "generative", "batch_size": 4}
-    assert judge_options(grid({"mode": "fast"}), Run(trained, 1.0, model)) == {"mode": "fast"}
-    assert judge_options(grid({"mode": "fast", "zero_shot_mode": "fast"}), Run(zero, 1.0, model))["mode"] == "fast"
+    zero_shot = judge_options(grid(mode="fast", batch_size=4), Run(zero, 1.0, model))
+    assert (zero_shot.mode, zero_shot.batch_size) == ("generative", 4)
+    assert judge_options(grid(mode="fast"), Run(trained, 1.0, model)).mode == "fast"
+    assert judge_options(grid(mode="fast", zero_shot_mode="fast"), Run(zero, 1.0, model)).mode == "fast"

@@ -14,10 +14,13 @@ import pytest
 from PIL import Image
 
 from eval.judges import make_judge
-from eval.leaderboard import END_MARKER, START_MARKER, build_sections, load_rows, load_sections, main, write_leaderboard
+from eval.leaderboard import END_MARKER, START_MARKER, main, write_leaderboard
+from eval.leaderboard_rows import build_sections, load_rows, load_sections
 from eval.metrics import compute_metrics
 from eval.metrics.dataset_score import ClassCounts, dataset_score
-from eval.score import RESULT_SCHEMA_VERSION, BenchmarkSpec, ResultSchemaError, evaluate, write_result
+from eval.cell import evaluate
+from eval.results import RESULT_SCHEMA_VERSION, ResultSchemaError, write_result
+from eval.spec import BenchmarkSpec
 
 U, S = "unsafe", "safe"
 
@@ -70,7 +73,7 @@ def results_dir(tmp_path):
     write(out, cell("gamma-f1", "gamma", 1.0, "vlsu", *judged(8, 13, 6, 10), text_only=True))
     for kind in ("constant:unsafe", "random:0", "oracle:0.9:0"):
         for name in ("salad", "mssbench"):
-            result = evaluate(make_judge({"kind": kind}), BenchmarkSpec(name), out / "predictions", n_bootstrap=200,
+            result = evaluate(make_judge({"kind": kind}), BenchmarkSpec(name=name), out / "predictions", n_bootstrap=200,
                               training={"run_id": kind.replace(":", "-"), "reference": True})
             result["audit"]["verdict"] = "clean"  # as the fixture's judge rows say (the real SaLAD preview is not)
             write_result(out / "cells" / f"{kind.replace(':', '-')}__{name}.json", result)
@@ -145,6 +148,9 @@ def test_every_format_carries_ci_n_metric_kind_missing_images_and_text_only(resu
     data = json.loads(paths["json"].read_text())
     first = data["sections"][0]["rows"][0]
     assert first["run_id"] == "beta-f1" and first["score_ci"] and first["n_items"] == 56
+    ranks = [(row["rank"], row["reference"]) for row in data["sections"][0]["rows"]]
+    assert [rank for rank, reference in ranks if not reference] == [1, 2, 3]  # numbers, not strings
+    assert {rank for rank, reference in ranks if reference} == {None}  # reference rows are not ranked
     assert first["cells"]["salad (query)"]["ci"] and first["cells"]["salad (query)"]["missing_images"] == 3
     with Image.open(paths["png"]) as image:
         assert image.format == "PNG" and image.height > 300  # one panel per ranked section
@@ -154,6 +160,10 @@ def test_every_format_carries_ci_n_metric_kind_missing_images_and_text_only(resu
     assert "not in score" in page and "text-only" in page and "3 missing images" in page and "n=20" in page
     assert '<span class="kind">DR</span> 1.000' in page and '<span class="kind">BA</span> 0.950' in page
     assert "DR 1.000 · OR 0.100" in page  # a BA cell shows the detection and over-refusal rates it combines
+    # the judge column: its id, and its adapter's metadata when the results directory holds it
+    assert '<th data-type="text" data-key="Judge">Judge</th>' in page
+    assert 'hf-beta-f1<small><a href="judges/beta-f1/judge_metadata.json">judge_metadata.json</a></small>' in page
+    assert '<a href="cells/beta-f1__salad.json">result</a>' in page
 
 
 def test_two_settings_of_one_benchmark_are_two_columns_never_one(tmp_path):
@@ -266,7 +276,7 @@ def test_a_keyword_baseline_scored_by_eval_score_is_a_reference_row(tmp_path):
     out = tmp_path / "results"
     write(out, cell("a-f1", "a", 1.0, "salad", *judged(10, 10, 9, 9)))
     judge = make_judge({"kind": "python:eval.judges.rules:harmful_keywords"})
-    write_result(out / "cells" / "kw__salad.json", evaluate(judge, BenchmarkSpec("salad"), out / "predictions",
+    write_result(out / "cells" / "kw__salad.json", evaluate(judge, BenchmarkSpec(name="salad"), out / "predictions",
                                                            n_bootstrap=0))
     rows = {row.judge: row for row in load_rows(out)}
     assert rows["python:eval.judges.rules:harmful_keywords"].reference
@@ -276,8 +286,11 @@ def test_cells_link_their_samples_log(tmp_path):
     out = tmp_path / "results"
     judge = make_judge({"kind": "random:0"})
     path = out / "cells" / "random__salad.json"
-    write_result(path, evaluate(judge, BenchmarkSpec("salad"), out / "predictions", n_bootstrap=0,
+    write_result(path, evaluate(judge, BenchmarkSpec(name="salad"), out / "predictions", n_bootstrap=0,
                                 samples=path.with_name("random__salad.samples.jsonl")))
     markdown = write_leaderboard(out)["md"].read_text()
     assert "[samples](cells/random__salad.samples.jsonl)" in markdown
+    page = (out / "leaderboard.html").read_text()
+    assert '<a href="cells/random__salad.samples.jsonl">samples</a>' in page
+    assert "cells/random__salad.samples.jsonl" in (out / "leaderboard.csv").read_text()
     assert len((out / "cells" / "random__salad.samples.jsonl").read_text().splitlines()) == 20

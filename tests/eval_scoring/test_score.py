@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from eval.judges.api import APIJudge, APIJudgeError
-from eval.score import RESULT_SCHEMA_VERSION, BenchmarkSpec, ResultSchemaError, evaluate, read_result, write_result
+from eval.cell import evaluate
+from eval.results import RESULT_SCHEMA_VERSION, ResultSchemaError, read_result, write_result
+from eval.spec import BenchmarkSpec, parse_specs
+from typed_config import ConfigError
 
-from .conftest import KeywordJudge
+from .conftest import ChatServer, KeywordJudge
 
 
 def test_binary_benchmark_result_has_f1_with_ci_and_provenance(tmp_path, binary_benchmark):
-    spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)})
+    spec = BenchmarkSpec(name="eval_fixture", options={"annotations": str(binary_benchmark)})
     result = evaluate(KeywordJudge(), spec, tmp_path / "predictions", n_bootstrap=200)
     assert result["schema_version"] == RESULT_SCHEMA_VERSION
     assert result["primary"]["metric"] == "balanced_accuracy"
@@ -30,7 +31,7 @@ def test_binary_benchmark_result_has_f1_with_ci_and_provenance(tmp_path, binary_
 
 
 def test_single_class_benchmark_is_scored_with_detection_rate(tmp_path, unsafe_only_benchmark):
-    spec = BenchmarkSpec("eval_fixture_unsafe_only", {"annotations": str(unsafe_only_benchmark)}, limit=6)
+    spec = BenchmarkSpec(name="eval_fixture_unsafe_only", options={"annotations": str(unsafe_only_benchmark)}, limit=6)
     result = evaluate(KeywordJudge(), spec, tmp_path, n_bootstrap=100)
     assert result["primary"]["metric"] == "detection_rate"
     assert result["primary"]["value"] == pytest.approx(3 / 6)  # 3 of the first 6 texts mention a risky word
@@ -38,16 +39,16 @@ def test_single_class_benchmark_is_scored_with_detection_rate(tmp_path, unsafe_o
 
 
 def test_a_judge_whose_outputs_never_parse_is_counted_as_failures_not_a_silent_zero(tmp_path, binary_benchmark):
-    spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)})
+    spec = BenchmarkSpec(name="eval_fixture", options={"annotations": str(binary_benchmark)})
     result = evaluate(KeywordJudge(answer="I am not sure what you mean."), spec, tmp_path, n_bootstrap=50)
-    assert result["n_unparseable"] == 8
+    assert result["unparseable"] == 8
     assert result["metrics"]["n_unparseable"] == 8 and result["metrics"]["unparseable_rate"] == 1.0
     assert result["metrics"]["accuracy"] == 0.0  # unparseable answers count as wrong, every one of them
 
 
-def test_unknown_benchmark_names_the_known_ones(tmp_path):
-    with pytest.raises(KeyError, match="unknown dataset source 'no_such_bench'.*known sources: .*siuo"):
-        evaluate(KeywordJudge(), BenchmarkSpec("no_such_bench"), tmp_path)
+def test_unknown_benchmark_names_the_known_ones():
+    with pytest.raises(ConfigError, match="command line: benchmarks.0: unknown benchmark 'no_such_bench'; known sources: .*siuo"):
+        parse_specs(["no_such_bench"], source="command line")
 
 
 def test_result_of_another_schema_version_is_a_clear_error(tmp_path):
@@ -63,55 +64,6 @@ def test_result_of_another_schema_version_is_a_clear_error(tmp_path):
 # ------------------------------------------------------------------------------ API judge on a local server
 
 
-class _ChatServer:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that answers with a rule, recording requests."""
-
-    def __init__(self, answer, models: list[dict] | None = None):
-        self.requests: list[dict] = []
-        self.models = models  # what GET /v1/models lists (404 while None)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802  (GET /v1/models, as vLLM lists what it serves)
-                models = outer.models
-                if models is None or self.path != "/v1/models":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(json.dumps({"object": "list", "data": models}).encode())
-
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                if self.path != "/v1/chat/completions":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer(body)}}]})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(payload.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _user_text(body):
     return next(part["text"] for part in body["messages"][-1]["content"] if part["type"] == "text")
 
@@ -120,23 +72,23 @@ def test_api_judge_sends_the_judge_prompt_with_the_image_and_parses_answers(tmp_
     def answer(body):
         return "Unsafe: the stove." if "fire" in _user_text(body) else "This looks safe to me."
 
-    with _ChatServer(answer) as server:
+    with ChatServer(answer) as server:
         judge = APIJudge("judge-model", server.url, max_workers=2)
-        spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)})
+        spec = BenchmarkSpec(name="eval_fixture", options={"annotations": str(binary_benchmark)})
         result = evaluate(judge, spec, tmp_path, n_bootstrap=0)
     assert len(server.requests) == 8
     first = server.requests[0]
     assert first["model"] == "judge-model" and first["messages"][0]["role"] == "system"
     assert first["messages"][1]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
     assert "Answer 'safe' or 'unsafe' first." in _user_text(first)
-    assert result["n_unparseable"] == 0
+    assert result["unparseable"] == 0
     assert result["metrics"]["recall"] < 1.0  # only "fire" items are flagged: "lean"/"stove" ones are missed
 
 
 def test_api_judge_id_names_the_weights_the_server_serves():
     """Other weights re-served under the same model name at the same URL are another judge: another id, so
     none of the old weights' predictions is reused; a server that says only the name keeps the plain id."""
-    with _ChatServer(lambda body: "safe", models=[{"id": "judge-model", "root": "/ckpt/step-500"}]) as server:
+    with ChatServer(lambda body: "safe", models=[{"id": "judge-model", "root": "/ckpt/step-500"}]) as server:
         before = APIJudge("judge-model", server.url)
         assert before.describe()["served"] == {"root": "/ckpt/step-500"}
         assert APIJudge("judge-model", server.url).judge_id == before.judge_id  # the same weights: the same id
@@ -148,26 +100,26 @@ def test_api_judge_id_names_the_weights_the_server_serves():
 
 
 def test_api_judge_unparseable_answers_are_counted_and_http_errors_name_the_item(tmp_path, binary_benchmark):
-    spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)})
-    with _ChatServer(lambda body: "Let me think about it.") as server:
+    spec = BenchmarkSpec(name="eval_fixture", options={"annotations": str(binary_benchmark)})
+    with ChatServer(lambda body: "Let me think about it.") as server:
         result = evaluate(APIJudge("m", server.url), spec, tmp_path, n_bootstrap=0)
-        assert result["n_unparseable"] == 8
+        assert result["unparseable"] == 8
         wrong_path = APIJudge("m", server.url.removesuffix("/v1"), retries=1)
         with pytest.raises(APIJudgeError, match=r"eval_fixture/item\d: judge call to .* failed \(.*HTTP 404"):
             wrong_path.score([spec_example(binary_benchmark)])
 
 
 def spec_example(path):
-    from eval.score import load_benchmark
+    from eval.loading import load_benchmark
 
-    return load_benchmark(BenchmarkSpec("eval_fixture", {"annotations": str(path)}, limit=1)).examples[0]
+    return load_benchmark(BenchmarkSpec(name="eval_fixture", options={"annotations": str(path)}, limit=1)).examples[0]
 
 
 def test_score_cli_writes_a_result_and_reuses_predictions(tmp_path, binary_benchmark, capsys):
     from eval.score import main
 
     out = tmp_path / "r" / "fixture.json"
-    with _ChatServer(lambda body: "unsafe" if "fire" in _user_text(body) else "safe") as server:
+    with ChatServer(lambda body: "unsafe" if "fire" in _user_text(body) else "safe") as server:
         argv = ["--benchmark", "eval_fixture", "--option", f"annotations={binary_benchmark}", "--limit", "6",
                 "--kind", "api", "--api-model", "j", "--base-url", server.url, "--out", str(out), "--n-bootstrap", "20"]
         assert main(argv) == 0
@@ -184,7 +136,7 @@ def test_score_cli_writes_a_result_and_reuses_predictions(tmp_path, binary_bench
 
 
 def test_cell_records_the_contract_fields(tmp_path, binary_benchmark):
-    spec = BenchmarkSpec("eval_fixture", {"annotations": str(binary_benchmark)}, limit=6)
+    spec = BenchmarkSpec(name="eval_fixture", options={"annotations": str(binary_benchmark)}, limit=6)
     result = evaluate(KeywordJudge(), spec, tmp_path, n_bootstrap=0)
     assert {key: result[key] for key in ("n", "missing_images", "text_only", "mode", "label_mass",
                                          "format_mismatch", "unparseable")} == {
@@ -196,30 +148,30 @@ def test_cell_records_the_contract_fields(tmp_path, binary_benchmark):
 def test_missing_images_fail_by_default_naming_benchmark_count_and_where(tmp_path):
     """Observed: FigStep and MSSBench without their images were scored text-only without a word (MSSBench
     then gives exactly 0.5: both halves of a pair become the same text)."""
-    from eval.score import MissingImagesError
+    from eval.loading import MissingImagesError
 
     with pytest.raises(MissingImagesError, match=r"figstep \(query\): 40 of 100 items have no image .*"
                                                  r"--option image_root=DIR.*--text-only"):
-        evaluate(KeywordJudge(), BenchmarkSpec("figstep", {"subset": "tiny"}), tmp_path)
+        evaluate(KeywordJudge(), BenchmarkSpec(name="figstep", options={"subset": "tiny"}), tmp_path)
     with pytest.raises(MissingImagesError, match=r"mssbench \(query\): 36 of 36 items have no image"):
-        evaluate(KeywordJudge(), BenchmarkSpec("mssbench"), tmp_path)
+        evaluate(KeywordJudge(), BenchmarkSpec(name="mssbench"), tmp_path)
 
 
 def test_text_only_is_an_explicit_labelled_mode_with_its_own_key(tmp_path):
     from .conftest import SeesImageJudge
 
     judge = SeesImageJudge()
-    spec = BenchmarkSpec("figstep", {"subset": "tiny"}, text_only=True)
+    spec = BenchmarkSpec(name="figstep", options={"subset": "tiny"}, text_only=True)
     result = evaluate(judge, spec, tmp_path, n_bootstrap=0)
     assert result["text_only"] is True and result["missing_images"] == 40 and result["n"] == 100
-    assert result["key"].endswith("__text-only") and result["key"] != BenchmarkSpec("figstep", {"subset": "tiny"}).key
+    assert result["key"].endswith("__text-only") and result["key"] != BenchmarkSpec(name="figstep", options={"subset": "tiny"}).key
     assert len(judge.scored) == 100 and result["metrics"]["recall"] == 0.0  # it was shown no image
 
 
 def test_score_cli_refuses_missing_images_and_prints_text_only_cells(tmp_path, capsys):
     from eval.score import main
 
-    with _ChatServer(lambda body: "unsafe") as server:
+    with ChatServer(lambda body: "unsafe") as server:
         base = ["--benchmark", "mssbench", "--kind", "api", "--api-model", "j", "--base-url", server.url,
                 "--n-bootstrap", "0"]
         assert main([*base, "--out", str(tmp_path / "a.json")]) == 2
@@ -237,7 +189,7 @@ def test_score_cli_refuses_missing_images_and_prints_text_only_cells(tmp_path, c
 def test_options_are_yaml_scalars_in_every_cli():
     import argparse
 
-    from eval.score import parse_option
+    from eval.spec import parse_option
 
     assert parse_option("paraphrases=false") == ("paraphrases", False)
     assert parse_option("limit=3") == ("limit", 3)
@@ -250,17 +202,17 @@ def test_options_are_yaml_scalars_in_every_cli():
 def test_cell_keys_carry_options_split_limit_and_text_only():
     """Observed: figstep subset tiny vs the default, or two vlsu borderline settings, overwrote each other."""
     keys = {
-        BenchmarkSpec("figstep").key, BenchmarkSpec("figstep", {"subset": "tiny"}).key,
-        BenchmarkSpec("vlsu", {"borderline": "safe"}).key, BenchmarkSpec("vlsu", {"borderline": "unsafe"}).key,
-        BenchmarkSpec("figstep", {"subset": "tiny"}, limit=8).key, BenchmarkSpec("figstep", text_only=True).key,
-        BenchmarkSpec("figstep", split="train").key,
+        BenchmarkSpec(name="figstep").key, BenchmarkSpec(name="figstep", options={"subset": "tiny"}).key,
+        BenchmarkSpec(name="vlsu", options={"borderline": "safe"}).key, BenchmarkSpec(name="vlsu", options={"borderline": "unsafe"}).key,
+        BenchmarkSpec(name="figstep", options={"subset": "tiny"}, limit=8).key, BenchmarkSpec(name="figstep", text_only=True).key,
+        BenchmarkSpec(name="figstep", split="train").key,
     }
     assert len(keys) == 7
     # the benign twins are rendered: the font file that rendered them is part of the key
     assert re.fullmatch(r"figstep__query__subset=tiny__font=FreeMonoBold\.[0-9a-f]{8}",
-                        BenchmarkSpec("figstep", {"subset": "tiny"}).key)
-    assert BenchmarkSpec("vlsu", {"image_root": "/data/vlsu"}).key == "vlsu__query"  # where images live is not a setting
-    path_key = BenchmarkSpec("eval_fixture", {"annotations": "/some/long/path/file.jsonl"}).key
+                        BenchmarkSpec(name="figstep", options={"subset": "tiny"}).key)
+    assert BenchmarkSpec(name="vlsu", options={"image_root": "/data/vlsu"}).key == "vlsu__query"  # where images live is not a setting
+    path_key = BenchmarkSpec(name="eval_fixture", options={"annotations": "/some/long/path/file.jsonl"}).key
     assert path_key.startswith("eval_fixture__query__annotations=") and "/" not in path_key
 
 

@@ -2,17 +2,17 @@
 
 import pytest
 
-from eval.benchmarks import load_suite
+from eval.spec import load_suite
 from typed_config import ConfigError
 from judging.sources import get_source
 
 
 def test_every_suite_entry_yields_examples_from_the_shared_annotations():
-    entries = load_suite()
-    assert {entry["name"] for entry in entries} >= {"siuo", "figstep", "vlsbench", "mssbench", "vlsu"}
-    for entry in entries:
-        source = get_source(entry["name"], **entry.get("options", {}))
-        examples = list(source.examples(entry.get("split", "test"), entry.get("task", "query")))
+    specs = load_suite()
+    assert {spec.name for spec in specs} >= {"siuo", "figstep", "vlsbench", "mssbench", "vlsu"}
+    for spec in specs:
+        source = get_source(spec.name, **spec.options)
+        examples = list(source.examples(spec.split, spec.task))
         assert examples and source.report.n_examples == len(examples)
 
 
