@@ -8,7 +8,10 @@ gallery of the pairs, the rejected candidates and every reject to OUT/gallery.ht
   python -m generation run CONFIG --shard 3/16 --out runs/v2/shard-03   # one slice; join with `merge`
 
 With --shard I/N only the I-th of N deterministic slices of the input is processed (by hash of each input
-file's bytes) and its outcome is left in OUT/shard/ for `python -m generation merge`.
+file's bytes) and its outcome is left in OUT/shard/ for `python -m generation merge`; with --plan (from
+`python -m generation plan`) the photos merge would drop as duplicates of another shard's are skipped
+before any model call. A rerun that changes nothing (inputs, config, code, what each backend serves, the
+outputs) does nothing (generation/engine/run_stamp.py).
 
 One process writes OUT at a time: a second run into the same --out is refused (exit 2, naming the one
 running). A run that writes no release removes OUT/release left by an earlier run. Exit 1 when the
