@@ -38,7 +38,7 @@ def make_judge(spec: dict[str, Any]) -> Judge:
 
         return APIJudge(**spec)
     from eval.judges.hf import HFJudge
-    from eval.judges.hf_model import load_model
+    from modelcalls.hf_loading import load_model
 
     base_model = spec.pop("base_model", None)
     adapter = spec.pop("adapter", None)
