@@ -117,3 +117,24 @@ def test_image_hash_reads_pixels_and_bytes_not_names(tmp_path, photo_paths):
     assert image_sha256(None) == NO_IMAGE
     red, blue = Image.new("RGB", (4, 4), "red"), Image.new("RGB", (4, 4), "blue")
     assert image_sha256(red) != image_sha256(blue) and image_sha256(red) == image_sha256(red.copy())
+
+
+@pytest.mark.slow
+def test_a_rerun_makes_no_model_call_and_a_retrained_adapter_scores_again(tmp_path, smollm2_loaded, judge_examples):
+    """The local judge's answers go through the one call cache: a rerun of the same cell is served from it
+    without a forward pass; the same model with other adapter weights (another fingerprint) is asked again."""
+    import copy
+
+    from eval.judges.hf import FAST, HFJudge
+
+    judge = HFJudge(smollm2_loaded, mode=FAST, batch_size=4)
+    first = score_cached(judge, judge_examples, tmp_path)
+    assert sum(judge.backend.batches_run) == len(judge_examples)
+    rerun = HFJudge(smollm2_loaded, mode=FAST, batch_size=4)
+    assert [item.prediction for item in score_cached(rerun, judge_examples, tmp_path)] == [i.prediction for i in first]
+    assert rerun.backend.batches_run == []  # no model call
+    retrained = copy.copy(smollm2_loaded)
+    retrained.fingerprint = {**smollm2_loaded.fingerprint, "adapter_sha256": "retrained-weights"}
+    judge = HFJudge(retrained, mode=FAST, batch_size=4)
+    score_cached(judge, judge_examples, tmp_path)
+    assert sum(judge.backend.batches_run) == len(judge_examples)
