@@ -182,7 +182,10 @@ class HFJudge(Judge):
                                               max_new_tokens=self.max_new_tokens), ordered)
             first_steps = (self._run(VerdictScoreCall(self.format, with_image=with_image), ordered)
                            if self.verdict_tokens is not None else [None] * len(texts))
-            predictions = [self._generative_prediction(text, first) for text, first in zip(texts, first_steps)]
+            label_words = ([self.loaded.tokenizer.decode([token]).strip() for token in self.verdict_tokens.ids]
+                           if self.verdict_tokens is not None else [])
+            predictions = [self._generative_prediction(text, first, label_words)
+                           for text, first in zip(texts, first_steps, strict=True)]
         results: list[Prediction | None] = [None] * len(examples)
         for index, prediction in zip(order, predictions, strict=True):
             results[index] = prediction
@@ -202,13 +205,14 @@ class HFJudge(Judge):
         p_unsafe, mass = label_probabilities(choice_logprobs)
         return Prediction(label=UNSAFE if p_unsafe >= 0.5 else SAFE, p_unsafe=p_unsafe, extras={"label_mass": mass})
 
-    def _generative_prediction(self, text: str, first_step: dict[str, float] | None) -> Prediction:
+    def _generative_prediction(self, text: str, first_step: dict[str, float] | None, label_words: list[str]) -> Prediction:
+        """The parsed answer; with the first step's label-token reading and whether the answer starts with a
+        label token's text (``label_words``: the label tokens decoded)."""
         parsed = self.format.parse(text)
         extras = dict(parsed.extras)
         p_unsafe = None
         if first_step is not None:
             p_unsafe, mass = label_probabilities(first_step)
-            label_words = [self.loaded.tokenizer.decode([token]).strip() for token in self.verdict_tokens.ids]
             extras["first_step_p_unsafe"] = p_unsafe
             extras["first_step_label_mass"] = mass
             extras["first_token_is_label"] = any(word and text.lstrip().startswith(word) for word in label_words)
