@@ -5,7 +5,9 @@ benchmarks.
     python -m eval.benchmarks --suite my_suite.yaml --show-missing 5
     python -m eval.benchmarks --benchmark siuo --task response --option image_root=/data/siuo
 
-prints, per entry, the items by label, images found / missing and items excluded by an option; exits 1 when
+    python -m eval.benchmarks fetch [NAMES]                     # download from the Hub (eval.fetch; --help)
+
+The check prints, per entry, the items by label, images found / missing and items excluded by an option; exits 1 when
 an entry cannot be read (its error is printed, the other entries are still checked). Suite entries are
 `eval.spec.BenchmarkSpec`s (`eval.spec.load_suite`): a typo fails with one line naming the file and the key.
 """
@@ -60,8 +62,14 @@ def list_benchmarks() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fetch"]:
+        from eval.fetch import main as fetch
+
+        return fetch(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m eval.benchmarks",
-                                     description="Check a benchmark suite's annotations and images before scoring.")
+                                     description="Check a benchmark suite's annotations and images before scoring.",
+                                     epilog="`python -m eval.benchmarks fetch --help`: download benchmarks from the Hub.")
     parser.add_argument("--suite", type=Path, default=DEFAULT_SUITE, help="suite YAML (default: eval/benchmarks.yaml)")
     parser.add_argument("--benchmark", help="check this one benchmark instead of a suite")
     parser.add_argument("--task", default="query", help="task for --benchmark (query or response)")

@@ -4,8 +4,7 @@ spec they build, and the benchmarks a command line asks for (`requested_specs`).
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
+from eval.judges.spec import JudgeSpec, parse_judge_spec
 from eval.spec import DEFAULT_SUITE, BenchmarkSpec, load_suite, parse_specs
 
 
@@ -20,7 +19,7 @@ def add_judge_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> No
     parser.add_argument(f"{p}adapter", help="LoRA adapter directory from the recipes (judge_metadata.json is read)")
     parser.add_argument(f"{p}mode", default=None, choices=("fast", "generative"),
                         help="HF scoring path (default: fast with --adapter, generative for a zero-shot base model)")
-    parser.add_argument(f"{p}batch-size", type=int, default=8)
+    parser.add_argument(f"{p}batch-size", type=int, default=None, help="items per forward pass (default 8)")
     parser.add_argument(f"{p}max-new-tokens", type=int, default=None, help="generative path: tokens to generate")
     parser.add_argument(f"{p}load-in-4bit", action="store_true", help="load the base model in 4-bit (GPU)")
     parser.add_argument(f"{p}api-model", help="api judge: model name at the endpoint")
@@ -28,26 +27,15 @@ def add_judge_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> No
     parser.add_argument(f"{p}policy-file", help="llavaguard: the policy text to prompt with")
 
 
-def judge_spec_from_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+def judge_spec_from_args(args: argparse.Namespace, prefix: str = "") -> JudgeSpec:
+    """The typed judge spec the judge flags give (``ConfigError`` naming the flag's key when one is wrong)."""
     get = lambda name: getattr(args, f"{prefix}{name}".replace("-", "_"))  # noqa: E731
-    kind = get("kind")
-    if kind == "api":
-        if not get("api-model") or not get("base-url"):
-            raise SystemExit("an api judge needs --api-model and --base-url")
-        return {"kind": "api", "model": get("api-model"), "base_url": get("base-url")}
-    spec: dict[str, Any] = {"kind": kind, "base_model": get("base-model"), "adapter": get("adapter"),
-                            "batch_size": get("batch-size"), "load_in_4bit": get("load-in-4bit")}
-    if get("mode"):
-        spec["mode"] = get("mode")
-    elif kind == "hf":  # a zero-shot base model writes prose first: read what it writes, not two logits
-        spec["mode"] = "fast" if spec["adapter"] else "generative"
-    if get("max-new-tokens"):
-        spec["max_new_tokens"] = get("max-new-tokens")
-    if kind == "llavaguard" and get("policy-file"):
-        spec["policy_file"] = get("policy-file")
-    if kind == "hf" and not spec["base_model"] and not spec["adapter"]:
-        raise SystemExit("give --base-model (and optionally --adapter)")
-    return spec
+    given = {"kind": get("kind"), "base_model": get("base-model"), "adapter": get("adapter"), "mode": get("mode"),
+             "batch_size": get("batch-size"), "max_new_tokens": get("max-new-tokens"),
+             "load_in_4bit": get("load-in-4bit"), "model": get("api-model"), "base_url": get("base-url"),
+             "policy_file": get("policy-file")}
+    return parse_judge_spec({key: value for key, value in given.items() if value is not None},
+                            source="command line")
 
 
 def requested_specs(args: argparse.Namespace) -> list[BenchmarkSpec]:

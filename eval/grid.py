@@ -7,9 +7,12 @@ recipe, with the dataset's sources and fraction as overrides), then scores it on
 judge's task except the dataset's own training sources (held-out evaluation), writing one result JSON per
 cell. Finished cells (a readable result file) are skipped on rerun; finished judges are not retrained; a
 half-trained judge resumes from its last checkpoint; predictions resume from the prediction cache. The
-grid's ``sanity_judges`` (default: constant:unsafe, constant:safe, random:0, oracle:0.9:0) are scored on every
-benchmark as the leaderboard's reference rows. The grid file is a typed config (`GridSpec`): a bad key or
-value is one line naming the file and the key (`GridError`; the command exits 2).
+grid's ``judges`` (existing judges: an adapter folder or Hub id, a base model zero-shot, an API endpoint, a
+guard model, a callable judge) are scored beside the trained ones, with the provenance their adapter's
+metadata records and the same hold-out rule (`eval.provenance`), and its ``sanity_judges`` (default:
+constant:unsafe, constant:safe, random:0, oracle:0.9:0) are scored on every benchmark as the leaderboard's
+reference rows. The grid file is a typed config (`eval.grid_config.GridSpec`, read by `load_grid`): a bad key
+or value is one line naming the file and the key (`GridError`; the command exits 2).
 
 Layout of RESULTS_DIR: ``grid.yaml`` (the config used), ``judges/<run>/`` (adapter + judge_metadata.json),
 ``predictions/`` (per-item cache), ``cells/<run>__<benchmark key>.json`` (results; the key carries task,
@@ -21,233 +24,45 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
-
-from eval.judges.sanity import STANDARD as SANITY_STANDARD
-from eval.samples import samples_path
 from eval.cell import evaluate
+from eval.grid_config import ExistingJudge, Grid, GridError, Run, load_grid, runs, slug
+from eval.judges.spec import JudgeOptions, JudgeSpec
 from eval.loading import MissingImagesError
+from eval.provenance import counts_for, training_record
 from eval.results import ResultSchemaError, read_result, write_result
-from eval.spec import BenchmarkSpec, load_suite
-from typed_config import ConfigError, StrictModel, load_yaml, parse_config
-
-# reference rows of every grid: the sanity judges and the keyword baselines a real judge must beat
-REFERENCE_STANDARD = (*SANITY_STANDARD, "python:eval.judges.rules:harmful_keywords",
-                      "python:eval.judges.rules:refusal_phrases")
+from eval.samples import samples_path
+from eval.spec import BenchmarkSpec
 
 log = logging.getLogger("eval.grid")
-ZERO_SHOT = "zero-shot"
 
 
-class GridError(ConfigError):
-    pass
+def held_out(grid: Grid, training: dict[str, Any]) -> list[BenchmarkSpec]:
+    """Benchmarks a judge with this ``training`` block is scored on (`eval.provenance.counts_for`: its task,
+    none of its training sources), the rule the leaderboard applies to cells eval.score wrote."""
+    return [spec for spec in grid.benchmarks if counts_for(spec.name, spec.task, training)]
 
 
-@dataclass(frozen=True)
-class TrainingDataset:
-    """A training dataset: recipe ``data.sources`` entries, and the train fractions to run (scale experiment).
-    ``zero_shot: true`` instead gives the untrained base model as a baseline row."""
-
-    name: str
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    train_fractions: list[float] = field(default_factory=lambda: [1.0])
-    task: str = "query"
-    zero_shot: bool = False
-
-    @property
-    def source_names(self) -> set[str]:
-        return {source["name"] for source in self.sources}
+def cell_path(out: Path, row_id: str, spec: BenchmarkSpec) -> Path:
+    return out / "cells" / f"{row_id}__{spec.key}.json"
 
 
-@dataclass(frozen=True)
-class BaseModel:
-    name: str
-    recipe: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Grid:
-    name: str
-    datasets: list[TrainingDataset]
-    models: list[BaseModel]
-    benchmarks: list[BenchmarkSpec]
-    judge: dict[str, Any]
-    n_bootstrap: int = 1000
-    seed: int = 0
-    path: Path | None = None
-    sanity_judges: list[str] = field(default_factory=lambda: list(REFERENCE_STANDARD))  # reference rows
-
-
-@dataclass(frozen=True)
-class Run:
-    """One judge to obtain: a dataset at one train fraction on one base model."""
-
-    dataset: TrainingDataset
-    fraction: float
-    model: BaseModel
-
-    @property
-    def id(self) -> str:
-        if self.dataset.zero_shot:
-            return _slug(f"{ZERO_SHOT}__{self.model.name}")
-        return _slug(f"{self.dataset.name}__{self.model.name}__f{self.fraction:g}")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.@=-]+", "-", text)
-
-
-class DatasetSpec(StrictModel):
-    name: str
-    sources: list[dict[str, Any]] = Field(default_factory=list)
-    train_fractions: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
-    task: Literal["query", "response"] = "query"
-    zero_shot: bool = False
-
-    @field_validator("sources")
-    @classmethod
-    def _known_sources(cls, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from judging.sources import SOURCES
-
-        for index, source in enumerate(sources):
-            if not isinstance(source.get("name"), str):
-                raise ValueError(f"sources[{index}] needs a 'name' (a registered source)")
-            if source["name"] not in SOURCES:
-                raise ValueError(f"sources[{index}]: unknown source {source['name']!r}; known: {', '.join(sorted(SOURCES))}")
-        return sources
-
-    @field_validator("train_fractions")
-    @classmethod
-    def _fractions(cls, fractions: list[float]) -> list[float]:
-        if not all(0 < fraction <= 1 for fraction in fractions):
-            raise ValueError(f"train fractions must be in (0, 1], got {fractions}")
-        return fractions
-
-    @model_validator(mode="after")
-    def _sources_or_zero_shot(self) -> DatasetSpec:
-        if not self.zero_shot and not self.sources:
-            raise ValueError("give 'sources' (recipe data.sources entries) or 'zero_shot: true'")
-        return self
-
-
-class ModelSpec(StrictModel):
-    name: str | None = None
-    recipe: str
-    overrides: dict[str, Any] = Field(default_factory=dict)
-
-
-class JudgeOptions(StrictModel):
-    """HF judge options for every cell of a grid (`eval.judges.make_judge` keys)."""
-
-    mode: Literal["fast", "generative"] | None = None
-    zero_shot_mode: Literal["fast", "generative"] | None = None
-    batch_size: PositiveInt | None = None
-    max_new_tokens: PositiveInt | None = None
-    load_in_4bit: bool | None = None
-
-
-class GridSpec(StrictModel):
-    """A grid YAML (docs/eval.md, "The grid"): datasets x models x benchmarks, plus the sanity judges scored
-    on every benchmark as reference rows (default: all four; ``[]`` for none)."""
-
-    name: str | None = None
-    datasets: list[DatasetSpec] = Field(min_length=1)
-    models: list[ModelSpec] = Field(min_length=1)
-    benchmarks: list[BenchmarkSpec] | None = Field(default=None, min_length=1)
-    suite: str | None = None
-    judge: JudgeOptions = Field(default_factory=JudgeOptions)
-    n_bootstrap: NonNegativeInt = 1000
-    seed: int = 0
-    sanity_judges: list[str] = Field(default_factory=lambda: list(REFERENCE_STANDARD))
-    modality_gain: bool = True  # also score every multimodal cell with the image withheld
-
-    @field_validator("sanity_judges")
-    @classmethod
-    def _sanity_kinds(cls, kinds: list[str]) -> list[str]:
-        from eval.judges import make_judge
-
-        for kind in kinds:
-            make_judge({"kind": kind})  # ValueError naming the kind and the forms allowed
-        return kinds
-
-    @model_validator(mode="after")
-    def _benchmarks_or_suite(self) -> GridSpec:
-        if (self.benchmarks is None) == (self.suite is None):
-            raise ValueError("give either 'benchmarks' (a list of suite entries) or 'suite: <benchmarks.yaml>'")
-        return self
-
-
-def _resolve_recipe(recipe: str, grid_path: Path, where: str) -> str:
-    path = Path(recipe)
-    if not path.is_absolute():
-        candidates = [Path.cwd() / path, grid_path.parent / path, Path(__file__).resolve().parents[1] / path]
-        path = next((c for c in candidates if c.is_file()), candidates[0])
-    if not path.is_file():
-        raise GridError(f"{where}: recipe {recipe!r} not found (looked relative to the working directory, the "
-                        "grid file and the repository)")
-    return str(path)
-
-
-def load_grid(path: str | Path) -> Grid:
-    """Read and check a grid YAML (`GridSpec`): every key, source name, task and recipe path, before anything is
-    loaded. Errors are one line per problem naming the file and the key (`GridError`, exit 2)."""
-    path = Path(path)
-    try:
-        data = load_yaml(path, what="grid file")
-        if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
-            data = {**data, "benchmarks": [{"name": e} if isinstance(e, str) else e for e in data["benchmarks"]]}
-        spec = parse_config(GridSpec, data, source=str(path))
-        benchmarks = (list(spec.benchmarks) if spec.benchmarks is not None else
-                      load_suite(Path(spec.suite) if Path(spec.suite).is_absolute() else path.parent / spec.suite))
-    except ConfigError as error:
-        raise GridError(str(error)) from None
-    datasets = [TrainingDataset(d.name, list(d.sources), list(d.train_fractions), d.task, d.zero_shot)
-                for d in spec.datasets]
-    models = []
-    for index, model in enumerate(spec.models):
-        recipe = _resolve_recipe(model.recipe, path, f"{path}: models.{index}.recipe")
-        models.append(BaseModel(model.name or Path(recipe).parent.name, recipe, dict(model.overrides)))
-    if spec.modality_gain:  # the image withheld: the leaderboard shows full minus text-only per cell
-        keys = {benchmark.key for benchmark in benchmarks}
-        benchmarks += [twin for benchmark in list(benchmarks) if not benchmark.text_only
-                       and (twin := benchmark.model_copy(update={"text_only": True})).key not in keys]
-    judge = spec.judge.model_dump(exclude_none=True)
-    return Grid(spec.name or path.stem, datasets, models, benchmarks, judge, spec.n_bootstrap, spec.seed, path,
-                list(spec.sanity_judges))
-
-
-def runs(grid: Grid) -> list[Run]:
-    found = []
-    for dataset in grid.datasets:
-        for model in grid.models:
-            for fraction in [1.0] if dataset.zero_shot else dataset.train_fractions:
-                found.append(Run(dataset, fraction, model))
-    return found
-
-
-def held_out(grid: Grid, run: Run) -> list[BenchmarkSpec]:
-    """Benchmarks a run's judge is scored on: same task, not one of its own training sources."""
-    return [spec for spec in grid.benchmarks
-            if spec.task == run.dataset.task and spec.name not in run.dataset.source_names]
-
-
-def cell_path(out: Path, run: Run, spec: BenchmarkSpec) -> Path:
-    return out / "cells" / f"{run.id}__{spec.key}.json"
-
-
-def _finished(path: Path) -> bool:
-    """A cell is finished when its result file exists and reads (another schema version is an error)."""
+def _finished(path: Path, row: GridRow | None = None) -> bool:
+    """A cell is finished when its result file exists and reads (another schema version is an error). The
+    cell of a ``judges:`` entry must have been scored by the judge the entry now gives (`GridError` if not)."""
     if not path.exists():
         return False
-    read_result(path)
+    result = read_result(path)
+    if row is not None and row.existing is not None:
+        recorded = (result.get("training") or {}).get("judge_spec")
+        if recorded is not None and recorded != row.training["judge_spec"]:  # None: written before cells recorded it
+            raise GridError(f"{path}: scored by judge {recorded}, but judges entry {row.existing.name!r} now gives "
+                            f"{row.training['judge_spec']}; give the new judge its own name, or delete cells/{row.id}__*")
     return True
 
 
@@ -263,35 +78,43 @@ def obtain_judge_dir(run: Run, out: Path) -> Path:
     resume = judge_dir.is_dir() and any(judge_dir.glob("checkpoint-*"))
     if judge_dir.is_dir() and not resume:
         shutil.rmtree(judge_dir)  # a run that died before its first checkpoint: nothing to keep
-    overrides = {**run.model.overrides, "data.sources": run.dataset.sources,
+    overrides = {**run.model.overrides, "data.name": run.dataset.name, "data.sources": run.dataset.sources,
                  "data.train_fraction": run.fraction, "data.task": run.dataset.task, "training.output_dir": str(judge_dir)}
     log.info("%s: training (%s)", run.id, "resuming" if resume else "from scratch")
     train(run.model.recipe, overrides, resume=resume)
     return judge_dir
 
 
-def judge_options(grid: Grid, run: Run) -> dict[str, Any]:
-    """The HF judge options of a run. Zero-shot rows are scored generatively unless ``judge.zero_shot_mode``
-    says otherwise: an untrained model writes prose first, and reading two logits would invent verdicts."""
-    options = {key: value for key, value in grid.judge.items() if key != "zero_shot_mode" and value is not None}
+def judge_options(grid: Grid, run: Run) -> JudgeOptions:
+    """The HF judge options of a run (the grid's ``judge:``). Zero-shot rows are scored generatively unless
+    ``judge.zero_shot_mode`` says otherwise: an untrained model writes prose first, and reading two logits would
+    invent verdicts."""
+    options = JudgeOptions(**grid.judge.model_dump(exclude={"zero_shot_mode"}))
     if run.dataset.zero_shot:
-        options["mode"] = grid.judge.get("zero_shot_mode") or "generative"
+        return options.model_copy(update={"mode": grid.judge.zero_shot_mode or "generative"})
     return options
+
+
+def judge_spec(grid: Grid, run: Run, judge_dir: Path | None) -> JudgeSpec:
+    """The run's judge: its trained adapter in ``judge_dir``, or (zero-shot, ``judge_dir`` None) its recipe's
+    base model."""
+    options = judge_options(grid, run).model_dump()
+    if judge_dir is None:
+        from recipes.config import load_recipe
+
+        base = load_recipe(run.model.recipe, run.model.overrides).model.model_name_or_path
+        return JudgeSpec(kind="hf", base_model=base, **options)
+    return JudgeSpec(kind="hf", adapter=str(judge_dir / "adapter"), **options)
 
 
 def judge_for(grid: Grid, run: Run, judge_dir: Path | None):
     from eval.judges import make_judge
 
-    if judge_dir is None:
-        from recipes.config import load_recipe
-
-        base = load_recipe(run.model.recipe, run.model.overrides).model.model_name_or_path
-        return make_judge({"kind": "hf", "base_model": base, **judge_options(grid, run)})
-    return make_judge({"kind": "hf", "adapter": str(judge_dir / "adapter"), **judge_options(grid, run)})
+    return make_judge(judge_spec(grid, run, judge_dir))
 
 
 def reference_id(kind: str) -> str:
-    return _slug(f"reference__{kind.replace(':', '-')}")
+    return slug(f"reference__{kind.replace(':', '-')}")
 
 
 def reference_cells(grid: Grid, out: Path) -> list[tuple[str, BenchmarkSpec, Path]]:
@@ -319,12 +142,60 @@ def score_references(grid: Grid, out: Path) -> list[Path]:
     return paths
 
 
+@dataclass(frozen=True)
+class GridRow:
+    """One judge of the grid to score: its row id (cell file prefix), its ``training`` block before the judge
+    is built (what `held_out` reads) and how to obtain the judge and the full block."""
+
+    id: str
+    training: dict[str, Any]
+    run: Run | None = None  # a judge the grid trains (or a base model zero-shot)
+    existing: ExistingJudge | None = None  # a judge the grid only scores
+
+
+def grid_rows(grid: Grid) -> list[GridRow]:
+    """Trained and zero-shot runs first, in `runs` order, then the existing judges in file order."""
+    from modelcalls.judge_metadata import read_adapter_metadata
+
+    rows = [GridRow(run.id, {"task": run.dataset.task, "held_out_from": sorted(run.dataset.source_names)}, run=run)
+            for run in runs(grid)]
+    for judge in grid.judges:
+        metadata = read_adapter_metadata(judge.adapter) if judge.adapter else {}
+        training = training_record(metadata, kind=judge.kind, base_model=judge.base_model or judge.model,
+                                   name=None if metadata else judge.name)
+        training["task"] = judge.task or training["task"] or "query"
+        training["held_out_from"] = sorted({*training["held_out_from"], *judge.trained_on})
+        training["judge_spec"] = judge.identity
+        rows.append(GridRow(judge.row_id, training, existing=judge))
+    return rows
+
+
+def obtain_judge(grid: Grid, row: GridRow, out: Path):
+    """(judge, adapter metadata, full training block) of a row: trains a run's judge when needed."""
+    from eval.judges import make_judge
+    from modelcalls.judge_metadata import find_adapter_metadata
+
+    extra = {"run_id": row.id, "grid": grid.name}
+    if row.existing is not None:
+        judge = make_judge(row.existing.judge_spec)
+        found = find_adapter_metadata(row.existing.adapter) if row.existing.adapter else None
+        return judge, getattr(getattr(judge, "loaded", None), "adapter_metadata", {}), {
+            **row.training, **extra, "judge_dir": str(found.parent) if found else None}
+    run = row.run
+    judge_dir = None if run.dataset.zero_shot else obtain_judge_dir(run, out)
+    judge = judge_for(grid, run, judge_dir)
+    metadata = getattr(getattr(judge, "loaded", None), "adapter_metadata", {})
+    training = training_record(metadata, kind="hf", name=run.dataset.name, **extra, model=run.model.name,
+                               recipe=run.model.recipe, judge_dir=str(judge_dir) if judge_dir else None)
+    return judge, metadata, {**training, **row.training, "train_fraction": None if run.dataset.zero_shot else run.fraction}
+
+
 def check_benchmark_images(grid: Grid) -> None:
     """Fail before any training when a benchmark a judge will be scored on lacks its images (and is not
     marked ``text_only``): the same `MissingImagesError` eval.score raises, minutes earlier."""
     from eval.loading import check_images, load_benchmark
 
-    needed = {spec.key: spec for run in runs(grid) for spec in held_out(grid, run) if not spec.text_only}
+    needed = {spec.key: spec for row in grid_rows(grid) for spec in held_out(grid, row.training) if not spec.text_only}
     for spec in needed.values():
         check_images(load_benchmark(spec))
 
@@ -337,27 +208,20 @@ def run_grid(grid: Grid, out: Path | str) -> list[Path]:
         shutil.copyfile(grid.path, out / "grid.yaml")
     check_benchmark_images(grid)
     paths = score_references(grid, out)
-    for run in runs(grid):
-        specs = held_out(grid, run)
-        missing = [spec for spec in specs if not _finished(cell_path(out, run, spec))]
-        paths += [cell_path(out, run, spec) for spec in specs]
+    for row in grid_rows(grid):
+        specs = held_out(grid, row.training)
+        missing = [spec for spec in specs if not _finished(cell_path(out, row.id, spec), row)]
+        paths += [cell_path(out, row.id, spec) for spec in specs]
         if not missing:
-            log.info("%s: all %d cells finished", run.id, len(specs))
+            log.info("%s: all %d cells finished", row.id, len(specs))
             continue
-        judge_dir = None if run.dataset.zero_shot else obtain_judge_dir(run, out)
-        judge = judge_for(grid, run, judge_dir)
-        metadata = getattr(getattr(judge, "loaded", None), "adapter_metadata", {})
-        training = {"dataset": run.dataset.name, "zero_shot": run.dataset.zero_shot,
-                    "train_fraction": None if run.dataset.zero_shot else run.fraction,
-                    "model": run.model.name, "recipe": run.model.recipe, "run_id": run.id,
-                    "judge_dir": str(judge_dir) if judge_dir else None,
-                    "held_out_from": sorted(run.dataset.source_names), "grid": grid.name}
+        judge, metadata, training = obtain_judge(grid, row, out)
         for spec in missing:
-            log.info("%s: scoring %s (%s)", run.id, spec.name, spec.task)
+            log.info("%s: scoring %s (%s)", row.id, spec.name, spec.task)
+            path = cell_path(out, row.id, spec)
             result = evaluate(judge, spec, out / "predictions", judge_metadata=metadata, training=training,
-                              n_bootstrap=grid.n_bootstrap, seed=grid.seed,
-                              samples=samples_path(cell_path(out, run, spec)))
-            write_result(cell_path(out, run, spec), result)
+                              n_bootstrap=grid.n_bootstrap, seed=grid.seed, samples=samples_path(path))
+            write_result(path, result)
         del judge
     return paths
 
@@ -377,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         grid = load_grid(args.grid)
         if args.dry_run:
-            for run in runs(grid):
-                for spec in held_out(grid, run):
-                    state = "done" if _finished(cell_path(Path(args.out), run, spec)) else "todo"
-                    print(f"{state}  {run.id}  {spec.key}")
+            for row in grid_rows(grid):
+                for spec in held_out(grid, row.training):
+                    state = "done" if _finished(cell_path(Path(args.out), row.id, spec), row) else "todo"
+                    print(f"{state}  {row.id}  {spec.key}")
             for kind, spec, path in reference_cells(grid, Path(args.out)):
                 print(f"{'done' if _finished(path) else 'todo'}  {reference_id(kind)}  {spec.key}")
             return 0

@@ -19,6 +19,9 @@ What it refuses to do, so that it cannot mislead (docs/eval.md, "Leaderboard"):
 * narrow a score's CI with a degenerate cell CI: the score's interval comes from the class counts
   (`eval.metrics.dataset_score`), not from the cells' percentile intervals.
 
+A cell on one of its judge's own training sources (``training.held_out_from``, recorded from the adapter's
+metadata by eval.score and eval.grid alike) is left out, as the grid never scores it (`eval.provenance`).
+
 Reference rows (sanity judges: ``constant:*``, ``random:*``, ``oracle:*``) are shown in every section whose
 benchmarks they were scored on, with their score over that section's benchmarks: the floor (0.5) and a known
 ceiling next to the real judges. Fields of the cell contract that a cell lacks (older results) are shown as
@@ -41,6 +44,7 @@ from eval.audit import CONFOUNDED
 from eval.spec import benchmark_label
 from eval.judges.sanity import is_sanity_kind
 from eval.metrics.dataset_score import ClassCounts, dataset_score
+from eval.provenance import counts_for
 from eval.results import read_result
 
 START_MARKER = "<!-- rms-leaderboard:start -->"
@@ -99,6 +103,7 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     not_counted: list[str] = field(default_factory=list)  # single-class cells, shown but not in the score
     modality_gain: float | None = None  # mean over cells of BA with the image minus BA with it withheld
+    zero_shot: bool = True  # an untrained model judge; False: trained elsewhere or no model (api, guard, callable)
 
     @property
     def counted(self) -> list[str]:
@@ -216,7 +221,7 @@ def dataset_row(run_id: str, results: list[tuple[str, dict]], results_dir: Path)
         modes=sorted({cell.mode for cell in cells.values() if cell.mode}),
         judge_metadata=metadata, cells=cells,
         not_counted=sorted(key for key, cell in cells.items() if not cell.counted and cell.twin_of is None),
-        modality_gain=modality_gain,
+        modality_gain=modality_gain, zero_shot=training.get("zero_shot", True),
     )
     return score_row(row)
 
@@ -254,7 +259,10 @@ def load_rows(results_dir: Path | str) -> list[Row]:
     groups: dict[str, list[tuple[str, dict]]] = {}
     for file in files:
         result = read_result(file)  # schema_version checked here
-        run_id = (result.get("training") or {}).get("run_id") or result["judge"]["id"]
+        training, benchmark = result.get("training") or {}, result["benchmark"]
+        if not counts_for(benchmark["name"], benchmark["task"], training):
+            continue  # one of the judge's training sources (eval.score warned): held out, as the grid does
+        run_id = training.get("run_id") or result["judge"]["id"]
         groups.setdefault(run_id, []).append((os.path.relpath(file, results_dir), result))
     return _sorted([dataset_row(run_id, results, results_dir) for run_id, results in groups.items()])
 
@@ -285,7 +293,9 @@ def _fmt_ci(ci: list[float] | None) -> str:
 def _fraction(row: Row) -> str:
     if row.reference:
         return "reference"
-    return "zero-shot" if row.train_fraction is None else f"{row.train_fraction:g}"
+    if row.train_fraction is not None:
+        return f"{row.train_fraction:g}"
+    return "zero-shot" if row.zero_shot else "n/a"
 
 
 def section_title(section: Section) -> str:

@@ -57,6 +57,7 @@ def load_benchmark(spec: BenchmarkSpec) -> LoadedBenchmark:
         "limit": spec.limit,
         "options": dict(spec.options),
         "revision": getattr(images, "revision", None) or spec.options.get("revision"),
+        "hub_dataset": getattr(images, "repo_id", None),  # where the images came from (hub_dataset or a fetch)
         "annotations": str(annotations) if annotations else None,
         "annotations_sha256": _file_sha256(annotations) if annotations and Path(annotations).is_file() else None,
         "n_items": len(examples),

@@ -11,7 +11,7 @@ of the same cell makes no model call.
 
 File: ``<cache_dir>/calls.sqlite`` (`CACHE_FILE`), shared by every judge and benchmark scored into that
 folder (and by `eval.respond`'s answers). Predictions are committed after every chunk of ``chunk_size``
-items, so an interrupted evaluation resumes and only scores what is missing; several processes on one
+items (each source and task chunked on its own, in order), so an interrupted evaluation resumes and only scores what is missing; several processes on one
 machine (data-parallel ranks) can share the file.
 """
 
@@ -93,16 +93,20 @@ def score_cached(
         missing = [index for index, result in enumerate(results) if result is None]
         if missing:
             log.info("%s: %d cached, scoring %d", cache.path, len(examples) - len(missing), len(missing))
-        for start in range(0, len(missing), chunk_size):
-            chunk = missing[start : start + chunk_size]
-            predictions = judge.score([examples[index] for index in chunk])
-            if len(predictions) != len(chunk):
-                raise RuntimeError(f"judge {judge_id} returned {len(predictions)} predictions for {len(chunk)} items")
-            for index, prediction in zip(chunk, predictions, strict=True):
-                answer = ChatResponse(json.dumps(prediction.to_dict(), ensure_ascii=False))
-                cache.put(keys[index], answer, call_name=f"judge:{judge.name}", model=judge_id)
-                results[index] = prediction
-            cache.flush()  # a chunk scored is a chunk kept, whatever happens next
-            if progress:
-                progress(sum(result is not None for result in results), len(examples))
+        groups: dict[tuple[str, str], list[int]] = {}  # each (source, task) in chunks of its own, in order
+        for index in missing:
+            groups.setdefault((examples[index].source, examples[index].task), []).append(index)
+        for group in groups.values():
+            for start in range(0, len(group), chunk_size):
+                chunk = group[start : start + chunk_size]
+                predictions = judge.score([examples[index] for index in chunk])
+                if len(predictions) != len(chunk):
+                    raise RuntimeError(f"judge {judge_id} returned {len(predictions)} predictions for {len(chunk)} items")
+                for index, prediction in zip(chunk, predictions, strict=True):
+                    answer = ChatResponse(json.dumps(prediction.to_dict(), ensure_ascii=False))
+                    cache.put(keys[index], answer, call_name=f"judge:{judge.name}", model=judge_id)
+                    results[index] = prediction
+                cache.flush()  # a chunk scored is a chunk kept, whatever happens next
+                if progress:
+                    progress(sum(result is not None for result in results), len(examples))
     return [ScoredItem(example, prediction) for example, prediction in zip(examples, results, strict=True)]

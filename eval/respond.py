@@ -263,11 +263,11 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     try:
+        judge_spec = judge_spec_from_args(args, prefix="judge_")  # ConfigError (a ValueError) naming the flag
         prompts = load_prompts(args.release, args.split, args.revision, args.limit)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    judge_spec = judge_spec_from_args(args, prefix="judge_")
     if args.base_url:
         backend = make_backend({"backend": "openai", "model": args.model, "base_url": args.base_url,
                                 "max_concurrency": args.concurrency})

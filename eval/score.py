@@ -1,5 +1,9 @@
-"""Score one judge on one benchmark: load the benchmark's examples, score them through the prediction
-cache, compute metrics, and write a result JSON with provenance.
+"""Score one judge on one or many benchmarks and write one result cell per benchmark, with provenance.
+
+The benchmark's examples are scored through the prediction cache, then the metrics are computed.
+Provenance (the cell's ``training`` block) comes from the adapter's ``judge_metadata.json``, exactly as the
+grid records it (`eval.provenance`); a benchmark among the judge's training sources is still scored, with a
+note, but the leaderboard does not rank the judge there (the grid's hold-out rule, `counts_for`).
 
 `python -m eval.score --benchmark siuo --base-model tiny-llava [--adapter DIR] [--mode fast] --out RESULT.json`
 
@@ -23,7 +27,9 @@ from pathlib import Path
 from eval.benchmarks import list_benchmarks
 from eval.cell import evaluate
 from eval.cli import add_judge_arguments, judge_spec_from_args, requested_specs
+from eval.judges.spec import JudgeSpec
 from eval.loading import check_images, load_benchmark
+from eval.provenance import counts_for, training_record
 from eval.results import format_cell_line, write_result
 from eval.spec import parse_option
 from typed_config import ConfigError
@@ -67,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         specs = requested_specs(args)
         benchmarks = [load_benchmark(spec) for spec in specs]
-        judge = make_judge(judge_spec_from_args(args))
+        judge_spec = judge_spec_from_args(args)
+        judge = make_judge(judge_spec)
         if getattr(judge, "reads_images", True):  # before any scoring: every missing image at once
             for benchmark in benchmarks:
                 check_images(benchmark)
@@ -79,10 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     cache_dir = Path(args.cache_dir) if args.cache_dir else (out.parent if single else out) / "predictions"
     from eval.samples import samples_path
 
+    metadata, training = judge_provenance(judge, judge_spec)
     for spec in specs:
+        if not counts_for(spec.name, spec.task, training):
+            print(f"note: {spec.key}: this judge was trained on {spec.name} ({training['task']}); the leaderboard "
+                  "does not rank it there (held out, as in the grid)", file=sys.stderr)
         path = out if single else out / "cells" / f"{spec.key}.json"
         result = evaluate(judge, spec, cache_dir, n_bootstrap=args.n_bootstrap, samples=samples_path(path),
-                          judge_metadata=getattr(getattr(judge, "loaded", None), "adapter_metadata", None))
+                          judge_metadata=metadata, training=training)
         write_result(path, result)
         print(format_cell_line(result, path))
         if result["format_mismatch"]:
@@ -90,6 +101,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result['label_mass']}, {result['unparseable']} unparseable); its verdicts here are not its "
                   "answers. Score it with --mode generative, or train it on the judge format.", file=sys.stderr)
     return 0
+
+
+def judge_provenance(judge, judge_spec: JudgeSpec) -> tuple[dict, dict]:
+    """(adapter metadata, training block) of a judge: what it was trained on, from its adapter's
+    ``judge_metadata.json``, exactly as the grid records it (`eval.provenance`)."""
+    from modelcalls.judge_metadata import find_adapter_metadata
+
+    metadata = getattr(getattr(judge, "loaded", None), "adapter_metadata", None) or {}
+    found = find_adapter_metadata(judge_spec.adapter) if judge_spec.adapter else None
+    training = training_record(metadata, kind=judge_spec.kind, base_model=judge_spec.base_model or judge_spec.model,
+                               judge_dir=str(found.parent) if found else None)
+    return metadata, training
 
 
 if __name__ == "__main__":

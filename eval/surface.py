@@ -19,6 +19,7 @@ style features; every feature is a float, one fixed-length vector per example.
 
 from __future__ import annotations
 
+import io
 import hashlib
 import re
 from pathlib import Path
@@ -112,17 +113,22 @@ IMAGE_NAMES = (["width", "height", "aspect", "log_pixels", "png", "jpeg", "other
 
 
 def image_style(image: Any) -> list[float] | None:
-    """Style features of an image (a path or a PIL image); None when there is no image to read."""
+    """Style features of an image (a path, encoded bytes, a datasets ``{"bytes", "path"}`` dict or a PIL image);
+    None when there is no image to read."""
     if image is None:
         return None
     from PIL import Image
 
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            return None
-        n_bytes = path.stat().st_size
-        with Image.open(path) as opened:
+    if isinstance(image, dict):  # datasets' Image feature without decoding (the RMS release's rows)
+        return image_style(image.get("bytes") or image.get("path"))
+    if isinstance(image, (str, Path, bytes, bytearray)):
+        if isinstance(image, (bytes, bytearray)):
+            n_bytes, source = len(image), io.BytesIO(image)
+        else:
+            if not Path(image).is_file():
+                return None
+            n_bytes, source = Path(image).stat().st_size, Path(image)
+        with Image.open(source) as opened:
             file_format = opened.format or ""
             gray = np.asarray(opened.convert("L"), dtype=np.float32) / 255.0
     else:

@@ -1,5 +1,5 @@
 """The recipes' ``judge_metadata.json``: what a trained adapter records about itself (base model, training
-data, hold-outs), read from the adapter folder or the run folder above it."""
+data, hold-outs), read from the adapter folder, the run folder above it or the adapter's Hub repo."""
 
 from __future__ import annotations
 
@@ -10,10 +10,24 @@ from typing import Any
 JUDGE_METADATA = "judge_metadata.json"
 
 
+def find_adapter_metadata(adapter: str | Path) -> Path | None:
+    """The recipes' ``judge_metadata.json`` of an adapter: in its folder or the run folder above it, or in
+    the adapter's Hub repo when ``adapter`` is a repo id (None when there is none: trained elsewhere)."""
+    local = Path(adapter)
+    if local.exists():
+        return next((c for c in (local / JUDGE_METADATA, local.parent / JUDGE_METADATA) if c.is_file()), None)
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(str(adapter), JUDGE_METADATA))
+    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError):
+        return None
+
+
 def read_adapter_metadata(adapter: str | Path) -> dict[str, Any]:
-    """The recipes' ``judge_metadata.json`` in the adapter folder or the run folder above it ({} if none)."""
-    candidates = [Path(adapter) / JUDGE_METADATA, Path(adapter).parent / JUDGE_METADATA]
-    path = next((candidate for candidate in candidates if candidate.is_file()), None)
+    """The adapter's ``judge_metadata.json`` (`find_adapter_metadata`) parsed ({} if none)."""
+    path = find_adapter_metadata(adapter)
     if path is None:
         return {}
     try:

@@ -61,6 +61,7 @@ class SourceSpec(StrictModel):
 
 
 class DataConfig(StrictModel):
+    name: str | None = None  # the training data's name on a leaderboard (default: its source names joined by +)
     task: Literal["query", "response"] = "query"
     sources: list[SourceSpec] = Field(min_length=1)
     with_category: bool = False  # append "Category: <c>" to unsafe targets

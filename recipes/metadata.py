@@ -52,6 +52,7 @@ def build_metadata(recipe: Recipe, data: TrainingData, *, final_loss: float | No
         "recipe_path": recipe.path,
         "recipe": recipe.to_dict(),
         "data": {
+            "name": recipe.data.name or "+".join(sorted({source.name for source in recipe.data.sources})),
             "n_train_examples": len(data.examples),
             "label_counts": data.label_counts,
             "sources": [

@@ -13,6 +13,9 @@ SHARED = Path(os.environ.get("RMS_SHARED", REPO_ROOT.parent / "shared")).resolve
 # The Hub is unreachable here and in CI: never let a test wait on it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Benchmarks a developer fetched (`python -m eval.benchmarks fetch`) must not change what tests read: sources
+# look for fetched copies in a folder that never exists (tests/eval_sources/test_fetch.py sets its own).
+os.environ["RMS_BENCHMARKS_DIR"] = str(REPO_ROOT / "tests" / "no-fetched-benchmarks")
 
 
 @pytest.fixture(scope="session")

@@ -90,12 +90,8 @@ class OracleJudge(SanityJudge):
         return predictions
 
 
-def make_sanity_judge(kind: str, **ignored: Any) -> SanityJudge:
-    """The sanity judge a kind string names. Judge options meant for model judges (batch size, mode, ...) are
-    accepted and ignored when empty; a model (base_model, adapter) given to a sanity judge is an error."""
-    given = sorted(key for key in ("base_model", "adapter", "model", "base_url") if ignored.get(key))
-    if given:
-        raise ValueError(f"judge kind {kind!r} is a sanity judge and takes no {', '.join(given)}")
+def make_sanity_judge(kind: str) -> SanityJudge:
+    """The sanity judge a kind string names (`eval.judges.make_judge` refuses model options given to one)."""
     name, _, rest = kind.partition(":")
     parts = rest.split(":") if rest else []
     try:

@@ -189,8 +189,9 @@ class BenchmarkReport:
 class BenchmarkSource(Source):
     """A benchmark read from its published annotation files, images from a folder or a Hub dataset repo.
 
-    Options: ``annotations`` (file or folder; default the shared copy), ``image_root`` or ``hub_dataset``
-    (+ ``revision``). Subclasses set ``shared_annotations`` (path parts under ``shared/benchmarks``) and
+    Options: ``annotations`` (file or folder; default the fetched copy, else the shared copy), ``image_root``
+    or ``hub_dataset`` (+ ``revision``); with none of the three, a fetched copy (`judging.sources.fetched`)
+    gives annotations and images. Subclasses set ``shared_annotations`` (path parts under ``shared/benchmarks``) and
     ``annotation_file`` (the file name looked for inside an ``annotations`` folder), and implement
     ``_examples(task)``.
     """
@@ -200,11 +201,23 @@ class BenchmarkSource(Source):
 
     def __init__(self, annotations: str | os.PathLike | None = None, image_root: str | os.PathLike | None = None,
                  hub_dataset: str | None = None, revision: str | None = None, hub_endpoint: str | None = None):
+        from judging.sources.fetched import fetched_copy, uses_fetched_copy
+
+        fetched = fetched_copy(self.name) if uses_fetched_copy(
+            {"annotations": annotations, "image_root": image_root, "hub_dataset": hub_dataset}) else None
         default = shared_benchmark_path(*self.shared_annotations) if self.shared_annotations else None
-        self.annotations = resolve_annotations(self.name, annotations, default, self.annotation_file)
-        self.images = image_store(self.name, image_root, hub_dataset, revision, hub_endpoint,
-                                  self.default_image_root())
+        self.annotations = resolve_annotations(self.name, annotations, fetched.annotations if fetched else default,
+                                               self.annotation_file)
+        self.images = fetched.images() if fetched else image_store(self.name, image_root, hub_dataset, revision,
+                                                                   hub_endpoint, self.default_image_root())
         self.report = BenchmarkReport()
+
+    @classmethod
+    def key_parts(cls, options: dict) -> list[str]:
+        """``rev=<commit>`` when the source reads a fetched copy (`judging.sources.fetched`)."""
+        from judging.sources.fetched import fetched_key_parts
+
+        return fetched_key_parts(cls.name, options)
 
     def default_image_root(self) -> Path | None:
         """Where images are looked for when neither image_root nor hub_dataset is given (None: nowhere)."""

@@ -30,6 +30,15 @@ NONE = "none"
 VLGUARD = "vlguard"
 
 
+def benign_key_parts(options: dict[str, Any]) -> list[str]:
+    """``["vlguard-rev=<commit>"]`` when a cell's VLGuard counterpart items come from a fetched copy."""
+    from judging.sources.fetched import fetched_key_parts
+
+    if options.get("benign") != VLGUARD:
+        return []
+    return [f"{VLGUARD}-{part}" for part in fetched_key_parts(VLGUARD, dict(options.get("benign_options") or {}))]
+
+
 def vlguard_benign(source: str, report: BenchmarkReport, options: dict[str, Any] | None) -> Iterator[JudgeExample]:
     """VLGuard's test safe-image + safe-instruction items, relabelled as part of ``source``'s cell; their
     image counts and exclusions are added to ``report``."""

@@ -152,12 +152,13 @@ class FigStep(BenchmarkSource):
     @classmethod
     def key_parts(cls, options: dict) -> list[str]:
         """The font of rendered images joins the cell key (``font=FreeMonoBold.30b4b987``)."""
+        fetched = super().key_parts(options)
         if options.get("benign", FIGSTEP_BENIGN) == NONE and options.get("images", PUBLISHED) == PUBLISHED:
-            return []
+            return fetched
         try:
-            return [f"font={font_tag(find_font(options.get('font_file')))}"]
+            return fetched + [f"font={font_tag(find_font(options.get('font_file')))}"]
         except AnnotationError:
-            return ["font=missing"]
+            return fetched + ["font=missing"]
 
     def default_image_root(self) -> Path | None:
         """The images folder next to the CSV: ``data/images/<subset>/`` beside it (the shared copy) or

@@ -27,7 +27,7 @@ from typing import Any
 
 from judging.records import QUERY, RESPONSE, Task
 from judging.sources.benchmark_files import AnnotationError, BenchmarkSource, load_json_list, require
-from judging.sources.counterparts import NONE, VLGUARD, check_choice, interleave, vlguard_benign
+from judging.sources.counterparts import NONE, VLGUARD, benign_key_parts, check_choice, interleave, vlguard_benign
 from judging.sources.registry import register_source
 from rms_dataset import SAFE, UNSAFE
 
@@ -50,6 +50,10 @@ class SIUO(BenchmarkSource):
         self.benign_options = dict(benign_options or {})
         self.unsafe_responses = check_choice("siuo", "unsafe_responses", unsafe_responses, (MCQA, NONE))
         super().__init__(**options)
+
+    @classmethod
+    def key_parts(cls, options: dict) -> list[str]:
+        return super().key_parts(options) + benign_key_parts(options)
 
     def single_class_for(self, task: Task) -> str | None:
         if task == RESPONSE:

@@ -95,6 +95,12 @@ class VLGuard(Source):
             raise ValueError("vlguard: give image_root or hub_dataset, not both")
         if revision is not None and hub_dataset is None:
             raise ValueError(f"vlguard: revision={revision!r} needs hub_dataset (e.g. {HUB_DATASET!r})")
+        from judging.sources.fetched import fetched_copy, uses_fetched_copy
+
+        fetched = fetched_copy(self.name) if uses_fetched_copy(
+            {"annotations": annotations, "image_root": image_root, "hub_dataset": hub_dataset}) else None
+        if fetched is not None:  # `python -m eval.benchmarks fetch vlguard`: its folder holds the JSONs and images
+            annotations, image_root, revision = fetched.folder, fetched.image_root, fetched.revision
         self.annotations_dir = resolve_annotations(self.name, annotations, shared_benchmark_path("VLGuard"), None)
         if not self.annotations_dir.is_dir():
             raise AnnotationError(f"vlguard: annotations={str(annotations)!r} must be the folder holding train.json "
@@ -105,7 +111,14 @@ class VLGuard(Source):
         self.image_root = Path(image_root).expanduser() if image_root is not None else None
         self.hub_dataset = hub_dataset
         self.revision = revision
+        self.images = fetched.images() if fetched is not None else None  # a fetched copy's repo and commit (provenance)
         self.report = BenchmarkReport()
+
+    @classmethod
+    def key_parts(cls, options: dict) -> list[str]:
+        from judging.sources.fetched import fetched_key_parts
+
+        return fetched_key_parts(cls.name, options)
 
     def single_class_for(self, task: Task) -> str | None:
         return SAFE if task == RESPONSE else None

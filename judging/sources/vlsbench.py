@@ -20,7 +20,7 @@ from typing import Any
 
 from judging.records import QUERY, Task
 from judging.sources.benchmark_files import BenchmarkSource, load_json_list, require
-from judging.sources.counterparts import NONE, VLGUARD, check_choice, interleave, vlguard_benign
+from judging.sources.counterparts import NONE, VLGUARD, benign_key_parts, check_choice, interleave, vlguard_benign
 from judging.sources.registry import register_source
 from rms_dataset import UNSAFE
 
@@ -37,6 +37,10 @@ class VLSBench(BenchmarkSource):
         self.benign = check_choice("vlsbench", "benign", benign, (VLGUARD, NONE))
         self.benign_options = dict(benign_options or {})
         super().__init__(**options)
+
+    @classmethod
+    def key_parts(cls, options: dict) -> list[str]:
+        return super().key_parts(options) + benign_key_parts(options)
 
     def single_class_for(self, task: Task) -> str | None:
         return None if self.benign == VLGUARD else UNSAFE

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eval.grid import GridError, load_grid, main, score_references
+from eval.grid import main, score_references
+from eval.grid_config import GridError, load_grid
 from eval.leaderboard import load_sections
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +67,7 @@ def test_a_keyword_baseline_is_a_reference_row_scored_only_on_its_task(tmp_path)
     ({"judge": {"mode": "fastest"}}, "judge.mode: Input should be 'fast' or 'generative'"),
     ({"benchmarks": [{"name": "salad", "limit": 0}]}, "benchmarks.0.limit: Input should be greater than 0"),
     ({"suite": "x.yaml"}, "(top level): give either 'benchmarks' (a list of suite entries) or 'suite: <benchmarks.yaml>'"),
-    ({"modles": []}, "modles: unknown key; allowed keys: benchmarks, datasets, judge, modality_gain, models, "
+    ({"modles": []}, "modles: unknown key; allowed keys: benchmarks, datasets, judge, judges, modality_gain, models, "
                      "n_bootstrap, name, sanity_judges, seed, suite"),
 ])
 def test_a_bad_grid_is_one_line_naming_the_key_and_exits_2(tmp_path, capsys, changes, message):

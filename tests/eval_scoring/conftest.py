@@ -52,6 +52,8 @@ def smollm2_loaded():
 # --------------------------------------------------------------------------------- a tiny file-backed benchmark
 
 import json  # noqa: E402
+import threading  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -141,3 +143,52 @@ class SeesImageJudge(KeywordJudge):
     def score(self, examples):
         self.scored += [example.source_id for example in examples]
         return [Prediction(label=UNSAFE if example.image is not None else SAFE) for example in examples]
+
+
+class ChatServer:
+    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that answers with a rule, recording requests."""
+
+    def __init__(self, answer, models: list[dict] | None = None):
+        self.requests: list[dict] = []
+        self.models = models  # what GET /v1/models lists (404 while None)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802  (GET /v1/models, as vLLM lists what it serves)
+                models = outer.models
+                if models is None or self.path != "/v1/models":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps({"object": "list", "data": models}).encode())
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                if self.path != "/v1/chat/completions":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer(body)}}]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from eval import grid as grid_module
-from eval.grid import GridError, load_grid, main, run_grid
+from eval.grid import main, run_grid
+from eval.grid_config import GridError, load_grid
 from eval.predictions import CACHE_FILE
 from eval.results import RESULT_SCHEMA_VERSION
 

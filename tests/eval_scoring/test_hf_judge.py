@@ -119,14 +119,15 @@ def test_zero_shot_fast_cell_is_flagged_format_mismatch_and_generative_keeps_aur
 
 
 def test_zero_shot_grid_rows_are_generative_unless_told_otherwise():
-    from eval.grid import BaseModel, Grid, Run, TrainingDataset, judge_options
+    from eval.grid import judge_options
+    from eval.grid_config import BaseModel, Grid, GridJudgeOptions, Run, TrainingDataset
 
-    def grid(judge):
-        return Grid("g", [], [], [], judge)
+    def grid(**judge):
+        return Grid("g", [], [], [], GridJudgeOptions(**judge))
 
     zero, trained = TrainingDataset("base", zero_shot=True), TrainingDataset("d", sources=[{"name": "rms"}])
     model = BaseModel("m", "recipe.yaml")
-    assert judge_options(grid({"mode": "fast", "batch_size": 4}), Run(zero, 1.0, model)) == {
-        "mode": "generative", "batch_size": 4}
-    assert judge_options(grid({"mode": "fast"}), Run(trained, 1.0, model)) == {"mode": "fast"}
-    assert judge_options(grid({"mode": "fast", "zero_shot_mode": "fast"}), Run(zero, 1.0, model))["mode"] == "fast"
+    zero_shot = judge_options(grid(mode="fast", batch_size=4), Run(zero, 1.0, model))
+    assert (zero_shot.mode, zero_shot.batch_size) == ("generative", 4)
+    assert judge_options(grid(mode="fast"), Run(trained, 1.0, model)).mode == "fast"
+    assert judge_options(grid(mode="fast", zero_shot_mode="fast"), Run(zero, 1.0, model)).mode == "fast"

@@ -26,7 +26,8 @@ from modelcalls.base import message_text
 from modelcalls.scripted_backend import ScriptedBackend
 
 from .conftest import KeywordJudge
-from .test_score import _ChatServer, _user_text
+from .conftest import ChatServer
+from .test_score import _user_text
 
 
 def test_refusal_answers_are_read_from_the_judges_words():
@@ -136,7 +137,7 @@ def test_cli_with_an_api_model_and_an_api_judge(tmp_path, sample_release):
             return "I cannot help with that."
         return "I'm sorry to hear that. Here is how to do it carefully: ..."
 
-    with _ChatServer(answer) as server:
+    with ChatServer(answer) as server:
         argv = ["--model", "served-model", "--base-url", server.url, "--release", str(sample_release), "--limit", "3",
                 "--out", str(tmp_path / "run"), "--judge-kind", "api", "--judge-api-model", "judge",
                 "--judge-base-url", server.url]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,7 +14,7 @@ from eval.results import RESULT_SCHEMA_VERSION, ResultSchemaError, read_result, 
 from eval.spec import BenchmarkSpec, parse_specs
 from typed_config import ConfigError
 
-from .conftest import KeywordJudge
+from .conftest import ChatServer, KeywordJudge
 
 
 def test_binary_benchmark_result_has_f1_with_ci_and_provenance(tmp_path, binary_benchmark):
@@ -67,55 +65,6 @@ def test_result_of_another_schema_version_is_a_clear_error(tmp_path):
 # ------------------------------------------------------------------------------ API judge on a local server
 
 
-class _ChatServer:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that answers with a rule, recording requests."""
-
-    def __init__(self, answer, models: list[dict] | None = None):
-        self.requests: list[dict] = []
-        self.models = models  # what GET /v1/models lists (404 while None)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802  (GET /v1/models, as vLLM lists what it serves)
-                models = outer.models
-                if models is None or self.path != "/v1/models":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(json.dumps({"object": "list", "data": models}).encode())
-
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                if self.path != "/v1/chat/completions":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer(body)}}]})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(payload.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _user_text(body):
     return next(part["text"] for part in body["messages"][-1]["content"] if part["type"] == "text")
 
@@ -124,7 +73,7 @@ def test_api_judge_sends_the_judge_prompt_with_the_image_and_parses_answers(tmp_
     def answer(body):
         return "Unsafe: the stove." if "fire" in _user_text(body) else "This looks safe to me."
 
-    with _ChatServer(answer) as server:
+    with ChatServer(answer) as server:
         judge = APIJudge("judge-model", server.url, max_workers=2)
         spec = BenchmarkSpec(name="eval_fixture", options={"annotations": str(binary_benchmark)})
         result = evaluate(judge, spec, tmp_path, n_bootstrap=0)
@@ -140,7 +89,7 @@ def test_api_judge_sends_the_judge_prompt_with_the_image_and_parses_answers(tmp_
 def test_api_judge_id_names_the_weights_the_server_serves():
     """Other weights re-served under the same model name at the same URL are another judge: another id, so
     none of the old weights' predictions is reused; a server that says only the name keeps the plain id."""
-    with _ChatServer(lambda body: "safe", models=[{"id": "judge-model", "root": "/ckpt/step-500"}]) as server:
+    with ChatServer(lambda body: "safe", models=[{"id": "judge-model", "root": "/ckpt/step-500"}]) as server:
         before = APIJudge("judge-model", server.url)
         assert before.describe()["served"] == {"root": "/ckpt/step-500"}
         assert APIJudge("judge-model", server.url).judge_id == before.judge_id  # the same weights: the same id
@@ -153,7 +102,7 @@ def test_api_judge_id_names_the_weights_the_server_serves():
 
 def test_api_judge_unparseable_answers_are_counted_and_http_errors_name_the_item(tmp_path, binary_benchmark):
     spec = BenchmarkSpec(name="eval_fixture", options={"annotations": str(binary_benchmark)})
-    with _ChatServer(lambda body: "Let me think about it.") as server:
+    with ChatServer(lambda body: "Let me think about it.") as server:
         result = evaluate(APIJudge("m", server.url), spec, tmp_path, n_bootstrap=0)
         assert result["unparseable"] == 8
         wrong_path = APIJudge("m", server.url.removesuffix("/v1"), retries=1)
@@ -171,7 +120,7 @@ def test_score_cli_writes_a_result_and_reuses_predictions(tmp_path, binary_bench
     from eval.score import main
 
     out = tmp_path / "r" / "fixture.json"
-    with _ChatServer(lambda body: "unsafe" if "fire" in _user_text(body) else "safe") as server:
+    with ChatServer(lambda body: "unsafe" if "fire" in _user_text(body) else "safe") as server:
         argv = ["--benchmark", "eval_fixture", "--option", f"annotations={binary_benchmark}", "--limit", "6",
                 "--kind", "api", "--api-model", "j", "--base-url", server.url, "--out", str(out), "--n-bootstrap", "20"]
         assert main(argv) == 0
@@ -223,7 +172,7 @@ def test_text_only_is_an_explicit_labelled_mode_with_its_own_key(tmp_path):
 def test_score_cli_refuses_missing_images_and_prints_text_only_cells(tmp_path, capsys):
     from eval.score import main
 
-    with _ChatServer(lambda body: "unsafe") as server:
+    with ChatServer(lambda body: "unsafe") as server:
         base = ["--benchmark", "mssbench", "--kind", "api", "--api-model", "j", "--base-url", server.url,
                 "--n-bootstrap", "0"]
         assert main([*base, "--out", str(tmp_path / "a.json")]) == 2

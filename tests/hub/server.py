@@ -30,8 +30,10 @@ Endpoints (``{type}`` is ``models`` / ``datasets`` / ``spaces``; the file URLs h
     HEAD|GET /[{type}/]{ns}/{name}/resolve/{rev}/{path}     X-Repo-Commit, ETag, Content-Length, Range
 
 Auth: write endpoints need ``Authorization: Bearer <token>`` with a token given to :class:`HubServer`
-(401 otherwise); private repos are invisible (404 RepoNotFound) without one. Gating is stored and reported
-but does not restrict downloads. ``fail_next("tag")`` (or any repo API action) makes the next such call
+(401 otherwise); private repos are invisible (404 RepoNotFound) without one. Gating is stored and reported;
+with ``enforce_gating=True`` file downloads of a gated repo answer like the Hub (401 ``GatedRepo`` without a
+token, 403 for a user who has not been given access with ``grant(repo_id, user)``), otherwise it does not
+restrict downloads. ``fail_next("tag")`` (or any repo API action) makes the next such call
 fail with a 500, to test recovery. ``supports_gating=False`` makes the settings endpoint answer 404 for
 ``gated``, like a server without that feature. Not served: pull requests, branches API, commit listing,
 deletion of repos, xet storage (run clients with ``HF_HUB_DISABLE_XET=1``; they then use LFS).
@@ -562,6 +564,15 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._send_json({})
 
     def _resolve(self, repo: Repo, revision: str, path: str, head: bool):
+        hub = self.server.hub
+        if repo.gated and hub.enforce_gating:
+            user = self._user()
+            if user is None:
+                raise HubError(401, f"Access to dataset {repo.repo_id} is restricted. You must have access to it "
+                                    "and be authenticated to access it. Please log in.", "GatedRepo")
+            if not self._is_member(user, repo) and user not in hub.granted.get(repo.repo_id, set()):
+                raise HubError(403, f"Access to dataset {repo.repo_id} is restricted and you are not in the "
+                                    "authorized list.", "GatedRepo")
         commit = repo.resolve(revision)
         stored = commit.files.get(path)
         if stored is None:
@@ -605,8 +616,11 @@ class HubServer:
     """The server on 127.0.0.1 (free port by default), run in a background thread; a context manager."""
 
     def __init__(self, root: Path | str, *, tokens: dict[str, str] | None = None,
-                 orgs: dict[str, list[str]] | None = None, port: int = 0, supports_gating: bool = True):
+                 orgs: dict[str, list[str]] | None = None, port: int = 0, supports_gating: bool = True,
+                 enforce_gating: bool = False):
         self.store = HubStore(Path(root))
+        self.enforce_gating = enforce_gating
+        self.granted: dict[str, set[str]] = {}
         self.tokens = dict(tokens or {})
         self.orgs = {user: list(names) for user, names in (orgs or {}).items()}
         self.supports_gating = supports_gating
@@ -642,6 +656,10 @@ class HubServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def grant(self, repo_id: str, user: str) -> None:
+        """Give ``user`` access to the gated repo ``repo_id`` (as accepting its terms does on the Hub)."""
+        self.granted.setdefault(repo_id, set()).add(user)
 
     def fail_next(self, action: str) -> None:
         """Answer the next repo API call `action` ("commit", "tag", "preupload", ...) with a 500, once."""
