@@ -11,8 +11,8 @@ of the same cell makes no model call.
 
 File: ``<cache_dir>/calls.sqlite`` (`CACHE_FILE`), shared by every judge and benchmark scored into that
 folder (and by `eval.respond`'s answers). Predictions are committed after every chunk of ``chunk_size``
-items (each source and task chunked on its own, in order), so an interrupted evaluation resumes and only scores what is missing; several processes on one
-machine (data-parallel ranks) can share the file.
+items (each source and task chunked on its own, in order), so an interrupted evaluation resumes and only
+scores what is missing; several processes on one machine (data-parallel ranks) can share the file.
 """
 
 from __future__ import annotations
