@@ -11,11 +11,12 @@ from typing import Any
 
 from eval.audit import audit_benchmark
 from eval.judges.base import Judge
-from eval.loading import check_images, load_benchmark
+from eval.loading import LoadedBenchmark, check_images, load_benchmark
 from eval.predictions import ScoredItem, score_cached
 from eval.results import RESULT_SCHEMA_VERSION
 from eval.spec import BenchmarkSpec
 from judging.format import FORMAT_MISMATCH_MASS
+from judging.records import JudgeExample
 
 F1 = "f1"
 BALANCED_ACCURACY = "balanced_accuracy"  # the per-benchmark value of the dataset score (docs/eval.md)
@@ -61,12 +62,7 @@ def evaluate(
     """Score `judge` on the benchmark (resuming from the prediction cache) and return the result record;
     with ``samples`` (a path), also write the per-sample log there (`eval.samples`). Raises
     `MissingImagesError` when images are missing and the spec is not text-only."""
-    benchmark = load_benchmark(spec)
-    if getattr(judge, "reads_images", True):  # sanity judges (eval/judges/sanity.py) never look at an image
-        check_images(benchmark)
-    examples = benchmark.examples
-    if spec.text_only:
-        examples = [replace(example, image=None) for example in examples]
+    benchmark, examples = cell_examples(judge, spec)
     items = score_cached(judge, examples, cache_dir)
     if samples is not None:
         from eval.samples import write_samples
@@ -101,6 +97,18 @@ def evaluate(
         "audit": audit_benchmark(benchmark),  # eval.audit: a confounded cell never enters the dataset score
         "samples": Path(samples).name if samples is not None else None,
     }
+
+
+def cell_examples(judge: Judge, spec: BenchmarkSpec) -> tuple[LoadedBenchmark, list[JudgeExample]]:
+    """The benchmark and the examples a cell scores (without images when text-only). Raises
+    `MissingImagesError` when images are missing, the spec is not text-only and the judge reads images."""
+    benchmark = load_benchmark(spec)
+    if getattr(judge, "reads_images", True):  # sanity judges (eval/judges/sanity.py) never look at an image
+        check_images(benchmark)
+    examples = benchmark.examples
+    if spec.text_only:
+        examples = [replace(example, image=None) for example in examples]
+    return benchmark, examples
 
 
 def mean_label_mass(items: list[ScoredItem]) -> float | None:

@@ -49,8 +49,8 @@ def requested_specs(args: argparse.Namespace) -> list[BenchmarkSpec]:
     if args.benchmarks:
         names = [name.strip() for name in args.benchmarks.split(",") if name.strip()]
         chosen = [spec for spec in specs if spec.name in names]
-        chosen += parse_specs([{"name": name, "task": args.task} for name in names
-                               if name not in {spec.name for spec in chosen}], source="--benchmarks")
+        others = [{"name": name, "task": args.task} for name in names if name not in {spec.name for spec in chosen}]
+        chosen += parse_specs(others, source="--benchmarks") if others else []
         specs = chosen
     return [spec.model_copy(update={"limit": args.limit or spec.limit, "text_only": args.text_only or spec.text_only})
             for spec in specs]

@@ -1,6 +1,6 @@
 """The dataset-evaluation grid: training datasets x base models (recipes) x benchmarks.
 
-`python -m eval.grid GRID.yaml --out RESULTS_DIR`
+`python -m eval.grid GRID.yaml --out RESULTS_DIR [--cell I/N]`  (``--cell``: job I of N, `eval.grid_jobs`)
 
 For every (dataset, train_fraction, model) the grid trains a judge with `recipes.train.train` (the model's
 recipe, with the dataset's sources and fraction as overrides), then scores it on every benchmark of the
@@ -32,6 +32,7 @@ from typing import Any
 
 from eval.cell import evaluate
 from eval.grid_config import ExistingJudge, Grid, GridError, Run, load_grid, runs, slug
+from eval.grid_jobs import JobShare, parse_job_share, share_of
 from eval.judges.spec import JudgeOptions, JudgeSpec
 from eval.loading import MissingImagesError
 from eval.provenance import counts_for, training_record
@@ -126,12 +127,15 @@ def reference_cells(grid: Grid, out: Path) -> list[tuple[str, BenchmarkSpec, Pat
             for kind in grid.sanity_judges for spec in grid.benchmarks if spec.task in tasks[kind]]
 
 
-def score_references(grid: Grid, out: Path) -> list[Path]:
-    """The sanity judges' cells (seconds: no model, no images read): the leaderboard's reference rows."""
+def score_references(grid: Grid, out: Path, kinds: list[str] | None = None) -> list[Path]:
+    """The sanity judges' cells (seconds: no model, no images read): the leaderboard's reference rows
+    (only those of ``kinds`` when given)."""
     from eval.judges import make_judge
 
     paths = []
     for kind, spec, path in reference_cells(grid, out):
+        if kinds is not None and kind not in kinds:
+            continue
         paths.append(path)
         if _finished(path):
             continue
@@ -200,15 +204,17 @@ def check_benchmark_images(grid: Grid) -> None:
         check_images(load_benchmark(spec))
 
 
-def run_grid(grid: Grid, out: Path | str) -> list[Path]:
-    """Train and score every missing cell; returns the result paths of all cells (old and new)."""
+def run_grid(grid: Grid, out: Path | str, share: JobShare | None = None) -> list[Path]:
+    """Train and score every missing cell (of this job's rows with a `JobShare`, `eval.grid_jobs`); returns
+    the result paths of those cells (old and new)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if grid.path is not None:
         shutil.copyfile(grid.path, out / "grid.yaml")
     check_benchmark_images(grid)
-    paths = score_references(grid, out)
-    for row in grid_rows(grid):
+    references, rows = share_of(grid.sanity_judges, grid_rows(grid), share)
+    paths = score_references(grid, out, references)
+    for row in rows:
         specs = held_out(grid, row.training)
         missing = [spec for spec in specs if not _finished(cell_path(out, row.id, spec), row)]
         paths += [cell_path(out, row.id, spec) for spec in specs]
@@ -232,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("grid", help="grid YAML (datasets x models x benchmarks), e.g. eval/configs/grid_tiny.yaml")
     parser.add_argument("--out", required=True, help="results directory (reruns skip finished cells)")
     parser.add_argument("--dry-run", action="store_true", help="check the grid and list its cells; train nothing")
+    parser.add_argument("--cell", type=parse_job_share, metavar="I/N",
+                        help="run only job I of N: the rows (judges, with all their cells) numbered k with "
+                             "k %% N == I; N jobs into one --out merge into one leaderboard (docs/eval.md)")
     return parser
 
 
@@ -241,18 +250,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         grid = load_grid(args.grid)
         if args.dry_run:
-            for row in grid_rows(grid):
+            references, rows = share_of(grid.sanity_judges, grid_rows(grid), args.cell)
+            for row in rows:
                 for spec in held_out(grid, row.training):
                     state = "done" if _finished(cell_path(Path(args.out), row.id, spec), row) else "todo"
                     print(f"{state}  {row.id}  {spec.key}")
             for kind, spec, path in reference_cells(grid, Path(args.out)):
+                if kind not in references:
+                    continue
                 print(f"{'done' if _finished(path) else 'todo'}  {reference_id(kind)}  {spec.key}")
             return 0
-        paths = run_grid(grid, args.out)
+        paths = run_grid(grid, args.out, args.cell)
     except (GridError, ResultSchemaError, MissingImagesError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{len(paths)} cells in {args.out}/cells; next: python -m eval.leaderboard {args.out}")
+    job = f" (job {args.cell})" if args.cell else ""
+    print(f"{len(paths)} cells{job} in {args.out}/cells; next: python -m eval.leaderboard {args.out}")
     return 0
 
 

@@ -13,6 +13,9 @@ refuses any other version with a clear error. Every cell carries ``n`` (items sc
 null otherwise), ``format_mismatch`` and ``unparseable`` next to ``primary`` and ``metrics``. The *primary*
 value is the balanced accuracy, or the detection rate for single-class benchmarks: see docs/eval.md.
 
+Data-parallel: under `accelerate launch --num_processes N -m eval.score ...` each process scores a slice of
+every benchmark and rank 0 writes the cells, identical to one process (`eval.parallel`).
+
 Images: a multimodal benchmark whose images are missing is an error (`MissingImagesError`, naming the
 benchmark, how many are missing and where to put them), never a silent text-only score; ``--text-only``
 scores every item without its image and labels the cell (and its key) text-only.
@@ -25,10 +28,11 @@ import sys
 from pathlib import Path
 
 from eval.benchmarks import list_benchmarks
-from eval.cell import evaluate
+from eval.cell import cell_examples, evaluate
 from eval.cli import add_judge_arguments, judge_spec_from_args, requested_specs
 from eval.judges.spec import JudgeSpec
 from eval.loading import check_images, load_benchmark
+from eval.parallel import GatheredJudge, finish, launched_ranks, score_slice
 from eval.provenance import counts_for, training_record
 from eval.results import format_cell_line, write_result
 from eval.spec import parse_option
@@ -87,12 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     from eval.samples import samples_path
 
     metadata, training = judge_provenance(judge, judge_spec)
+    ranks = launched_ranks()  # accelerate launch: every rank scores a slice, rank 0 writes (eval/parallel.py)
     for spec in specs:
+        cell_judge = judge
+        if ranks is not None:
+            gathered = score_slice(judge, cell_examples(judge, spec)[1], cache_dir, ranks)
+            if gathered is None:
+                continue
+            cell_judge = GatheredJudge(judge, gathered)
         if not counts_for(spec.name, spec.task, training):
             print(f"note: {spec.key}: this judge was trained on {spec.name} ({training['task']}); the leaderboard "
                   "does not rank it there (held out, as in the grid)", file=sys.stderr)
         path = out if single else out / "cells" / f"{spec.key}.json"
-        result = evaluate(judge, spec, cache_dir, n_bootstrap=args.n_bootstrap, samples=samples_path(path),
+        result = evaluate(cell_judge, spec, cache_dir, n_bootstrap=args.n_bootstrap, samples=samples_path(path),
                           judge_metadata=metadata, training=training)
         write_result(path, result)
         print(format_cell_line(result, path))
@@ -100,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {spec.key}: format mismatch: the judge does not answer with a verdict first (label mass "
                   f"{result['label_mass']}, {result['unparseable']} unparseable); its verdicts here are not its "
                   "answers. Score it with --mode generative, or train it on the judge format.", file=sys.stderr)
+    finish(ranks)
     return 0
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from eval.grid import main, score_references
 from eval.grid_config import GridError, load_grid
-from eval.leaderboard import load_sections
+from eval.leaderboard_rows import load_sections
 
 REPO = Path(__file__).resolve().parents[2]
 

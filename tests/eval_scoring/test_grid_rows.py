@@ -11,7 +11,8 @@ import yaml
 
 from eval.grid import run_grid
 from eval.grid_config import GridError, load_grid
-from eval.leaderboard import load_rows, write_leaderboard
+from eval.leaderboard import write_leaderboard
+from eval.leaderboard_rows import load_rows
 
 from .conftest import ChatServer, write_benchmark
 

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from eval.judges import make_judge
-from eval.leaderboard import END_MARKER, START_MARKER, build_sections, load_rows, load_sections, main, write_leaderboard
+from eval.leaderboard import END_MARKER, START_MARKER, main, write_leaderboard
+from eval.leaderboard_rows import build_sections, load_rows, load_sections
 from eval.metrics import compute_metrics
 from eval.metrics.dataset_score import ClassCounts, dataset_score
 from eval.cell import evaluate
@@ -147,6 +148,9 @@ def test_every_format_carries_ci_n_metric_kind_missing_images_and_text_only(resu
     data = json.loads(paths["json"].read_text())
     first = data["sections"][0]["rows"][0]
     assert first["run_id"] == "beta-f1" and first["score_ci"] and first["n_items"] == 56
+    ranks = [(row["rank"], row["reference"]) for row in data["sections"][0]["rows"]]
+    assert [rank for rank, reference in ranks if not reference] == [1, 2, 3]  # numbers, not strings
+    assert {rank for rank, reference in ranks if reference} == {None}  # reference rows are not ranked
     assert first["cells"]["salad (query)"]["ci"] and first["cells"]["salad (query)"]["missing_images"] == 3
     with Image.open(paths["png"]) as image:
         assert image.format == "PNG" and image.height > 300  # one panel per ranked section
@@ -156,6 +160,10 @@ def test_every_format_carries_ci_n_metric_kind_missing_images_and_text_only(resu
     assert "not in score" in page and "text-only" in page and "3 missing images" in page and "n=20" in page
     assert '<span class="kind">DR</span> 1.000' in page and '<span class="kind">BA</span> 0.950' in page
     assert "DR 1.000 · OR 0.100" in page  # a BA cell shows the detection and over-refusal rates it combines
+    # the judge column: its id, and its adapter's metadata when the results directory holds it
+    assert '<th data-type="text" data-key="Judge">Judge</th>' in page
+    assert 'hf-beta-f1<small><a href="judges/beta-f1/judge_metadata.json">judge_metadata.json</a></small>' in page
+    assert '<a href="cells/beta-f1__salad.json">result</a>' in page
 
 
 def test_two_settings_of_one_benchmark_are_two_columns_never_one(tmp_path):
@@ -282,4 +290,7 @@ def test_cells_link_their_samples_log(tmp_path):
                                 samples=path.with_name("random__salad.samples.jsonl")))
     markdown = write_leaderboard(out)["md"].read_text()
     assert "[samples](cells/random__salad.samples.jsonl)" in markdown
+    page = (out / "leaderboard.html").read_text()
+    assert '<a href="cells/random__salad.samples.jsonl">samples</a>' in page
+    assert "cells/random__salad.samples.jsonl" in (out / "leaderboard.csv").read_text()
     assert len((out / "cells" / "random__salad.samples.jsonl").read_text().splitlines()) == 20
