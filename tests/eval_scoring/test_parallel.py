@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +36,13 @@ def score(out: Path, launcher: list[str], args: list[str]) -> subprocess.Complet
 
 def files(root: Path) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*"))
-            if path.is_file() and "ranks" not in path.parts}
+            if path.is_file() and "ranks" not in path.parts and not path.name.endswith(("-wal", "-shm"))}
+
+
+def cached_answers(path: Path) -> list[tuple]:
+    """The answers of a call cache file, without the time each was written."""
+    with closing(sqlite3.connect(path)) as db:
+        return sorted(db.execute("SELECT key, call_name, model, text FROM calls").fetchall())
 
 
 def assert_same_cells(one: Path, two: Path) -> None:
@@ -45,7 +53,9 @@ def assert_same_cells(one: Path, two: Path) -> None:
             a, b = json.loads(single[name]), json.loads(launched[name])
             a.pop("created_at"), b.pop("created_at")
             assert a == b, name
-        else:  # samples.jsonl and the prediction cache: byte for byte
+        elif name.endswith(".sqlite"):  # the call cache: the same answers under the same keys
+            assert cached_answers(one / name) == cached_answers(two / name), name
+        else:  # samples.jsonl: byte for byte
             assert single[name] == launched[name], name
 
 
