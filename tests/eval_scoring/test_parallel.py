@@ -69,8 +69,8 @@ def test_two_cpu_processes_write_the_cells_of_one_process(tmp_path):
     assert len([name for name in files(tmp_path / "one") if name.endswith(".samples.jsonl")]) == 2
     assert two.stdout.count("mssbench__query__limit=40:") == 1  # only rank 0 writes and reports
     # each rank scored its own chunks (mssbench: 32 + 8 items) and kept them in its own cache
-    rank_caches = sorted(path.parent.parent.name for path in (tmp_path / "two").rglob("ranks/*/*/mssbench__query.jsonl"))
-    assert rank_caches == ["0-of-2", "1-of-2"]
+    rank_caches = {path.parent.name: cached_answers(path) for path in (tmp_path / "two").rglob("ranks/*/calls.sqlite")}
+    assert sorted(rank_caches) == ["0-of-2", "1-of-2"] and all(rank_caches.values())
 
 
 @pytest.mark.slow
