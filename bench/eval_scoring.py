@@ -36,7 +36,7 @@ def main() -> int:
     import torch
 
     from eval.judges.hf import FAST, GENERATIVE, HFJudge
-    from eval.judges.hf_model import load_model
+    from modelcalls.hf_loading import load_model
     from judging.format import FORMAT_MISMATCH_MASS
     from judging.sources.registry import get_source
 

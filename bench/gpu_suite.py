@@ -924,7 +924,7 @@ def _one_judge_input(processor, args_release: str):
 def run_scoring(report: Report, args, size: str, checkpoint: Path, adapter: Path | None, machine: Machine) -> None:
     """Fast path vs per-item generate vs batched generate on the same judge and items (public entry points)."""
     from eval.judges.hf import HFJudge
-    from eval.judges.hf_model import load_model
+    from modelcalls.hf_loading import load_model
     from judging.sources import get_source
 
     table = f"scoring {size}"
@@ -1012,7 +1012,7 @@ def fast_path_utilisation(loaded, examples, items_per_s: float, machine: Machine
     """Forward matmul FLOPs of the fast path (2 x params x tokens) per second over the measured bf16 rate."""
     if not machine.peak_flops:
         return None
-    from eval.judges.hf_model import render_prompt
+    from modelcalls.hf_tokens import render_chat as render_prompt
     from recipes.data import load_image
     from judging.format import prompt_messages
 

@@ -159,7 +159,7 @@ class GridRow:
 
 def grid_rows(grid: Grid) -> list[GridRow]:
     """Trained and zero-shot runs first, in `runs` order, then the existing judges in file order."""
-    from modelcalls.transformers_backend import read_adapter_metadata
+    from modelcalls.judge_metadata import read_adapter_metadata
 
     rows = [GridRow(run.id, {"task": run.dataset.task, "held_out_from": sorted(run.dataset.source_names)}, run=run)
             for run in runs(grid)]
@@ -177,7 +177,7 @@ def grid_rows(grid: Grid) -> list[GridRow]:
 def obtain_judge(grid: Grid, row: GridRow, out: Path):
     """(judge, adapter metadata, full training block) of a row: trains a run's judge when needed."""
     from eval.judges import make_judge
-    from modelcalls.transformers_backend import find_adapter_metadata
+    from modelcalls.judge_metadata import find_adapter_metadata
 
     extra = {"run_id": row.id, "grid": grid.name}
     if row.existing is not None:

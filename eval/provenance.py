@@ -2,7 +2,7 @@
 
 A trained judge's provenance is its adapter's ``judge_metadata.json`` (written by ``recipes.train``; read from
 the adapter folder or the run folder above it, or from the Hub for an adapter repo id:
-`modelcalls.transformers_backend.find_adapter_metadata`): the training data's
+`modelcalls.judge_metadata.find_adapter_metadata`): the training data's
 name and sources, the task, the base model and the train fraction. `training_record` turns it into the
 ``training`` block of every result cell, so ``eval.score`` and ``eval.grid`` write the same provenance, and
 `counts_for` is the hold-out rule both use: a judge is ranked only on benchmarks of its task that were not

@@ -14,10 +14,12 @@
   95% Wilson interval over the parsed answers; unparseable judge answers are counted and reported, never
   in a rate's denominator.
 
-Caches, both content-addressed: answers in ``DIR/responses.jsonl`` keyed by the model, the endpoint, the
-generation parameters and the request content (text + image bytes' hash), so another release, length or
-server is answered afresh; verdicts in ``DIR/predictions`` keyed by the judge fingerprint and the answer
-text (`eval.predictions`), so a regenerated answer is judged again. An interrupted run resumes.
+One cache, content-addressed (`eval.predictions.CACHE_FILE` in ``DIR/cache``, the one call cache): answers keyed
+by the answering model (its endpoint, or the local weights' fingerprint), the generation parameters and the
+request content (text + image bytes' hash), so another release, length, server or checkpoint is answered
+afresh; verdicts keyed by the judge fingerprint and the answer text (`eval.predictions`), so a regenerated
+answer is judged again. An interrupted run resumes; a rerun makes no model call. ``DIR/responses.jsonl``
+records the answers (written whole at the end; it is a record, not read back).
 """
 
 from __future__ import annotations
@@ -32,20 +34,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from atomic_files import write_atomic
 from eval.judges.api import jpeg_bytes
 from eval.judges.base import Judge
 from eval.judges.images import load_image
-from eval.predictions import score_cached
+from eval.predictions import call_cache, score_cached
 from judging.format import REFUSAL, REFUSAL_FORMAT
 from judging.records import JudgeExample
-from modelcalls import ChatRequest, ChatResponse, ModelCall, make_backend, run_calls_sync
+from modelcalls import CallCache, ChatRequest, ChatResponse, ModelCall, make_backend, run_calls_sync
 from modelcalls.base import Backend, image_part
-from modelcalls.cache import cache_key
 from rms_dataset import SAFE, UNSAFE
 
 RISKY = "pair"
 TWIN = "twin"
 LOCAL_ENDPOINT = "local:transformers"
+CACHE_DIR = "cache"
 Z95 = 1.959963984540054
 
 
@@ -60,7 +63,6 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Answer:
-    key: str  # content address: model, endpoint, generation parameters, request text + image hash
     model: str
     endpoint: str
     pair_id: str
@@ -114,55 +116,30 @@ class RespondCall(ModelCall[Prompt, str]):
         return response.text
 
 
-def answer_key(call: RespondCall, backend: Backend, endpoint: str, prompt: Prompt) -> str:
-    return cache_key(model=f"{backend.model}@{endpoint}", call_name=call.name, template_version=call.template_version,
-                     request=call.request(prompt))
+def answering_model(backend: Backend, endpoint: str) -> str:
+    """The answering model in cache keys: its name and endpoint, and the fingerprint of the weights when the
+    backend knows them (a local model: another checkpoint under the same name is answered afresh)."""
+    identity = getattr(backend, "identity", None)
+    model_id = f"{backend.model}@{endpoint}"
+    if identity:
+        model_id += "#" + hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return model_id
 
 
-def read_answers(path: Path) -> dict[str, Answer]:
-    done: dict[str, Answer] = {}
-    if not path.exists():
-        return done
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            answer = Answer(**json.loads(line))
-        except (json.JSONDecodeError, TypeError) as error:
-            raise ValueError(f"{path}:{number}: not a response record of this version ({error}); delete that line "
-                             "or the file (those prompts are answered again)") from error
-        done[answer.key] = answer
-    return done
-
-
-def cached_answers(backend: Backend, prompts: list[Prompt], path: Path, *, endpoint: str, max_tokens: int = 256,
+def cached_answers(backend: Backend, prompts: list[Prompt], cache: CallCache, *, endpoint: str, max_tokens: int = 256,
                    concurrency: int = 8) -> list[Answer]:
-    """Answers to ``prompts``, reusing those in ``path`` whose content key matches; new answers are appended
-    as each one arrives. A call that fails after the backend's retries is an error naming the pair."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Answers to ``prompts`` through the call cache: only what it lacks is asked, and each new answer is kept
+    as it arrives. A call that fails after the backend's retries is an error naming the pair."""
     call = RespondCall(max_tokens, send_images=backend.supports_images)
-    keys = [answer_key(call, backend, endpoint, prompt) for prompt in prompts]
-    done = read_answers(path)
-    missing = [index for index, key in enumerate(keys) if key not in done]
-    with open(path, "a", encoding="utf-8") as handle:
-        def keep(position: int, result) -> None:
-            index = missing[position]
-            if result.ok:
-                prompt = prompts[index]
-                answer = Answer(keys[index], backend.model, endpoint, prompt.pair_id, prompt.variant, max_tokens,
-                                result.output)
-                done[answer.key] = answer
-                handle.write(json.dumps(asdict(answer), ensure_ascii=False) + "\n")
-                handle.flush()
-
-        results = run_calls_sync(call, [prompts[i] for i in missing], backend, cache=None, concurrency=concurrency,
-                                 on_result=keep)
-    for index, result in zip(missing, results, strict=True):
+    results = run_calls_sync(call, prompts, backend, cache=cache, concurrency=concurrency,
+                             model_id=answering_model(backend, endpoint))
+    answers = []
+    for prompt, result in zip(prompts, results, strict=True):
         if not result.ok:
-            prompt = prompts[index]
             raise RuntimeError(f"pair {prompt.pair_id} ({prompt.variant}): {backend.model} at {endpoint} failed "
-                               f"({result.error}); the answers so far are kept in {path}")
-    return [done[key] for key in keys]
+                               f"({result.error}); the answers so far are kept in {cache.path}")
+        answers.append(Answer(backend.model, endpoint, prompt.pair_id, prompt.variant, max_tokens, result.output))
+    return answers
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -274,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="only the first N pairs")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="response length")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (local: the batch size)")
-    parser.add_argument("--out", required=True, help="output dir: responses.jsonl, predictions/, report.{json,md}")
+    parser.add_argument("--out", required=True, help="output dir: cache/ (answers and verdicts), responses.jsonl, report.{json,md}")
     add_judge_arguments(parser, prefix="judge-")
     return parser
 
@@ -298,12 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         backend = make_backend({"backend": "transformers", "model": args.model, "batch_size": args.concurrency})
         endpoint = LOCAL_ENDPOINT
-    answers = cached_answers(backend, prompts, out / "responses.jsonl", endpoint=endpoint,
-                             max_tokens=args.max_new_tokens, concurrency=args.concurrency)
-    report = build_report(args.model, make_judge(judge_spec), prompts, answers, out / "predictions",
+    with call_cache(out / CACHE_DIR) as cache:
+        answers = cached_answers(backend, prompts, cache, endpoint=endpoint, max_tokens=args.max_new_tokens,
+                                 concurrency=args.concurrency)
+    write_atomic(out / "responses.jsonl", "".join(json.dumps(asdict(answer), ensure_ascii=False) + "\n"
+                                                  for answer in answers))
+    report = build_report(args.model, make_judge(judge_spec), prompts, answers, out / CACHE_DIR,
                           images_sent=backend.supports_images)
-    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    (out / "report.md").write_text(render_report(report), encoding="utf-8")
+    write_atomic(out / "report.json", json.dumps(report, indent=2))
+    write_atomic(out / "report.md", render_report(report))
     print(render_report(report))
     return 0
 

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 def judge_provenance(judge, judge_spec: JudgeSpec) -> tuple[dict, dict]:
     """(adapter metadata, training block) of a judge: what it was trained on, from its adapter's
     ``judge_metadata.json``, exactly as the grid records it (`eval.provenance`)."""
-    from modelcalls.transformers_backend import find_adapter_metadata
+    from modelcalls.judge_metadata import find_adapter_metadata
 
     metadata = getattr(getattr(judge, "loaded", None), "adapter_metadata", None) or {}
     found = find_adapter_metadata(judge_spec.adapter) if judge_spec.adapter else None

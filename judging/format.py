@@ -99,7 +99,7 @@ def verdict_token_ids(tokenizer, chat_template=None, *, messages: list[dict] | N
     the generative path) when the generation prompt is not a token prefix of the rendered answers or the
     labels never diverge.
     """
-    from modelcalls.transformers_backend import answer_tokens, flat_messages
+    from modelcalls.hf_tokens import answer_tokens, flat_messages
 
     owner = chat_template if chat_template is not None else tokenizer
     messages = messages if messages is not None else prompt_messages(PROBE_EXAMPLE)

@@ -6,7 +6,8 @@
   ``cache_merge``: join the caches of several shards (``python -m modelcalls.cache_merge``).
 * ``json_parse``: ``parse_json`` tolerant extraction of a JSON value from model text.
 * Backends: ``openai_backend`` (any OpenAI-compatible server, or several replicas of it: ``replicas``),
-  ``transformers_backend`` (in-process),
+  ``transformers_backend`` (in-process; its loading, weight fingerprints, adapter metadata, token utilities
+  and batching in ``hf_loading``, ``hf_fingerprint``, ``judge_metadata``, ``hf_tokens``, ``hf_batching``),
   ``scripted_backend`` (canned answers and injected failures, for tests).
 """
 

@@ -173,7 +173,7 @@ class _Prepared:
     done: CallResult | None = None
 
 
-def _prepare(call: ModelCall, index: int, item, backend: Backend, cache: CallCache | None) -> _Prepared:
+def _prepare(call: ModelCall, index: int, item, model_id: str, cache: CallCache | None) -> _Prepared:
     try:
         request = call.request(item)
         if not request.name:
@@ -183,18 +183,18 @@ def _prepare(call: ModelCall, index: int, item, backend: Backend, cache: CallCac
     if cache is None:
         return _Prepared(index, item, request)
     try:
-        key = cache.key(model=backend.model, call_name=call.name, template_version=call.template_version, request=request)
+        key = cache.key(model=model_id, call_name=call.name, template_version=call.template_version, request=request)
     except ValueError as error:  # e.g. an image part whose data URL is not base64
         return _Prepared(index, item, done=CallResult(item, None, f"request() built a bad request: {error}", _NO_USAGE, False, 0, 0))
     return _Prepared(index, item, request, key)
 
 
-def _prepared_feed(call: ModelCall, items: list, backend: Backend, cache: CallCache | None,
+def _prepared_feed(call: ModelCall, items: list, model_id: str, cache: CallCache | None,
                    chunk: int) -> Iterator[_Prepared]:
     """The items in order, prepared ``chunk`` at a time: one cache lookup per chunk (``get_many``) instead
     of one query per item. Consumed by the workers of one ``run_calls`` (one thread, so never re-entered)."""
     for start in range(0, len(items), chunk):
-        batch = [_prepare(call, index, items[index], backend, cache)
+        batch = [_prepare(call, index, items[index], model_id, cache)
                  for index in range(start, min(start + chunk, len(items)))]
         if cache is not None:
             hits = cache.get_many([p.key for p in batch if p.key is not None])
@@ -203,7 +203,8 @@ def _prepared_feed(call: ModelCall, items: list, backend: Backend, cache: CallCa
         yield from batch
 
 
-async def _run_one(call: ModelCall, prepared: _Prepared, backend: Backend, cache: CallCache | None) -> CallResult:
+async def _run_one(call: ModelCall, prepared: _Prepared, backend: Backend, cache: CallCache | None,
+                   model_id: str) -> CallResult:
     if prepared.done is not None:
         return prepared.done
     item, request, key = prepared.item, prepared.request, prepared.key
@@ -244,7 +245,7 @@ async def _run_one(call: ModelCall, prepared: _Prepared, backend: Backend, cache
             # Stored under the first request's key, so a rerun is served this accepted answer directly;
             # committed with its batch (group commit), at the latest when the run ends.
             try:
-                cache.put(key, response, call_name=call.name, model=backend.model)
+                cache.put(key, response, call_name=call.name, model=model_id)
             except sqlite3.Error as error:  # keep the answer; only a rerun pays for it again
                 log.warning("%s: could not cache an answer of %r (%s)", cache.path, call.name, error)
         return CallResult(item, output, None, usage, False, attempts, model_calls)
@@ -262,6 +263,7 @@ async def run_calls(
     concurrency: int,
     progress: Progress | None = None,
     on_result: Callable[[int, CallResult[In, Out]], None] | None = None,
+    model_id: str | None = None,
 ) -> list[CallResult[In, Out]]:
     """Run ``call`` on every item with at most ``concurrency`` calls in flight; results in input order.
 
@@ -271,6 +273,8 @@ async def run_calls(
     which bounds both the items held in memory and what a server refusing everything is sent).
 
     ``on_result(index, result)`` is called as each item finishes (e.g. to append it to a JSONL file).
+    ``model_id`` names the model in cache keys (default ``backend.model``): give what identifies the
+    answering weights when the name alone does not (an endpoint, a weights fingerprint).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -280,7 +284,8 @@ async def run_calls(
         )
     items = list(items)
     results: list[CallResult | None] = [None] * len(items)
-    feed = _prepared_feed(call, items, backend, cache, chunk=min(max(concurrency, _MIN_LOOKUP_CHUNK), _MAX_LOOKUP_CHUNK))
+    model_id = backend.model if model_id is None else model_id
+    feed = _prepared_feed(call, items, model_id, cache, chunk=min(max(concurrency, _MIN_LOOKUP_CHUNK), _MAX_LOOKUP_CHUNK))
 
     slots = asyncio.Semaphore(concurrency)
     workers: list[asyncio.Task] = []
@@ -305,7 +310,7 @@ async def run_calls(
         retry_wait.set(wait_without_slot)  # in this worker's context only
         for prepared in feed:
             async with slots:
-                result = await _run_one(call, prepared, backend, cache)
+                result = await _run_one(call, prepared, backend, cache, model_id)
             results[prepared.index] = result
             if progress is not None:
                 progress.update(result)
@@ -341,6 +346,7 @@ def run_calls_sync(
     progress: Progress | None = None,
     on_result: Callable[[int, CallResult[In, Out]], None] | None = None,
     close_backend: bool = True,
+    model_id: str | None = None,
 ) -> list[CallResult[In, Out]]:
     """``run_calls`` for synchronous code (not from inside a running loop), on the event loop
     ``modelcalls.event_loop.run`` chooses (uvloop when installed).
@@ -352,7 +358,8 @@ def run_calls_sync(
     async def main():
         try:
             return await run_calls(
-                call, items, backend, cache=cache, concurrency=concurrency, progress=progress, on_result=on_result
+                call, items, backend, cache=cache, concurrency=concurrency, progress=progress, on_result=on_result,
+                model_id=model_id,
             )
         finally:
             if close_backend:

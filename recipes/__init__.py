@@ -8,6 +8,6 @@ targets, meta-device checks), ``tiny`` (``--tiny``: small random models of those
 (``judge_metadata.json``).
 """
 
-from modelcalls.transformers_backend import quiet_bitsandbytes_kernel_notice
+from modelcalls.hf_loading import quiet_bitsandbytes_kernel_notice
 
 quiet_bitsandbytes_kernel_notice()  # before trl and peft import bitsandbytes (see that function)

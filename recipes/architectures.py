@@ -5,7 +5,7 @@ processor, the image placeholder token and the special tokens the tokenizer must
 and the answer quirks of the chat template, the LoRA targets of the language model and the vision modules
 LoRA leaves alone, the real checkpoint's chat template (``recipes/templates/``) and a small configuration of
 the same classes for ``--tiny``. Recipes (`recipes.train`, `recipes.model`), the judge's loader
-(`modelcalls.transformers_backend.load_model` through `load_processor`) and `recipes.tiny` all read it.
+(`modelcalls.hf_loading.load_model` through `load_processor`) and `recipes.tiny` all read it.
 
 A model's full config comes from its local directory, from `KNOWN_CONFIGS` (public base models, so recipes
 are checkable offline), or from the Hub; the model is then instantiated on the ``meta`` device (no memory, no

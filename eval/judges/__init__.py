@@ -39,7 +39,7 @@ def make_judge(spec: JudgeSpec | dict[str, Any]) -> Judge:
         return APIJudge(spec.model, spec.base_url, api_key_env=spec.api_key_env,
                         **({"max_tokens": spec.max_new_tokens} if spec.max_new_tokens else {}))
     from eval.judges.hf import HFJudge
-    from eval.judges.hf_model import load_model
+    from modelcalls.hf_loading import load_model
 
     base_model = spec.base_model
     if spec.kind == "llama-guard":

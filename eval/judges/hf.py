@@ -1,39 +1,37 @@
-"""The HF judge: a local transformers (V)LM, optionally with a LoRA adapter from the recipes.
+"""The HF judge: a local transformers (V)LM, optionally with a LoRA adapter from the recipes, asked through
+the one model-call layer: its prompt and its verdict reading are `ModelCall`s run on a `TransformersBackend`.
 
 Two scoring paths over the same prompt (`judging.format.prompt_messages`, or a guard model's own format):
 
-* ``fast``: one batched forward pass; the verdict is read at the last position from the two label tokens
-  (`judging.format.verdict_token_ids`: the first tokens where "safe" and "unsafe" differ when the model's
-  own chat template renders them as the answer): p_unsafe = P(unsafe) / (P(safe) + P(unsafe)). Each
+* ``fast`` (`VerdictScoreCall`): a choice-scoring request, answered by the backend in one batched forward
+  pass: the log-probabilities of the two label tokens at the last position, where the model's own chat
+  template writes "safe" and "unsafe" as the answer: p_unsafe = P(unsafe) / (P(safe) + P(unsafe)). Each
   prediction also records ``label_mass`` = P(safe) + P(unsafe) over the whole vocabulary: a cell whose mean
   mass is below `judging.format.FORMAT_MISMATCH_MASS` is flagged ``format_mismatch`` (the model does not
   answer verdict-first, so the ratio is not its verdict). Only valid for verdict-first judges.
-* ``generative``: ``generate()`` then a tolerant parse; unparseable outputs get ``label=None`` and are
-  counted. ``p_unsafe`` is the label-token ratio at the step where the verdict would start (the first
-  step), so AUROC is still measured.
+* ``generative`` (`VerdictTextCall`): greedy generation, then the format's tolerant parse; unparseable
+  outputs get ``label=None`` and are counted. ``p_unsafe`` is the label-token ratio at the step where the
+  verdict would start (the fast path's reading of the same prompt), so AUROC is still measured.
 
-Batches are grouped by prompt length (sorted, batched, order restored) with left padding, on the shared
-plumbing of `modelcalls.transformers_backend`.
+Items are sent in order of prompt length, so the backend's batches (up to ``batch_size``, left-padded)
+group prompts of similar length; predictions come back in the examples' order.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from eval.judges.base import Judge, Prediction
-from eval.judges.hf_model import (
-    LoadedModel,
-    encode,
-    last_position_logits,
-    length_grouped_batches,
-    load_model,
-    prompt_lengths,
-    render_prompt,
-)
-from eval.judges.images import load_image
+from eval.judges.images import image_bytes
 from judging.format import PROBE_EXAMPLE, RMS_FORMAT, VERDICT_LABELS, JudgeFormat, LabelTokens, verdict_token_ids
 from judging.records import JudgeExample
-from modelcalls.transformers_backend import append_tokens
+from modelcalls import ChatRequest, ChatResponse, ModelCall, run_calls_sync
+from modelcalls.base import image_part
+from modelcalls.hf_loading import LoadedModel
+from modelcalls.hf_tokens import length_grouped_batches, prompt_lengths, render_chat
+from modelcalls.transformers_backend import TransformersBackend
 from rms_dataset import SAFE, UNSAFE
 
 FAST = "fast"
@@ -41,16 +39,69 @@ GENERATIVE = "generative"
 MODES = (FAST, GENERATIVE)
 
 
-def label_probabilities(logits, tokens: LabelTokens) -> tuple[list[float], list[float]]:
-    """(p_unsafe, label mass) per row of next-token logits: p_unsafe = P(unsafe) / (P(safe) + P(unsafe)),
-    mass = P(safe) + P(unsafe) over the whole vocabulary (computed in log space)."""
-    import torch
+def label_probabilities(choice_logprobs: dict[str, float]) -> tuple[float, float]:
+    """(p_unsafe, label mass) from the two label tokens' log-probabilities: p_unsafe = P(unsafe) /
+    (P(safe) + P(unsafe)), mass = P(safe) + P(unsafe) over the whole vocabulary."""
+    safe, unsafe = choice_logprobs[SAFE], choice_logprobs[UNSAFE]
+    return 1.0 / (1.0 + math.exp(safe - unsafe)), math.exp(safe) + math.exp(unsafe)
 
-    logits = logits.float()
-    pair = logits[:, list(tokens.ids)]
-    p_unsafe = torch.sigmoid(pair[:, 1] - pair[:, 0])
-    mass = torch.exp(torch.logsumexp(pair, dim=-1) - torch.logsumexp(logits, dim=-1))
-    return p_unsafe.tolist(), mass.tolist()
+
+def request_messages(judge_format: JudgeFormat, example: JudgeExample, *, with_image: bool) -> tuple[dict, ...]:
+    """The format's messages with the image part carrying the example's image (a VLM), or left out (a
+    text-only model reads the text parts)."""
+    messages = []
+    for message in judge_format.build_messages(example):
+        content = message["content"]
+        if not isinstance(content, str):
+            parts = []
+            for part in content:
+                if part.get("type") != "image":
+                    parts.append(part)
+                elif with_image:
+                    where = f"{example.source}/{example.source_id}"
+                    parts.append(image_part(image_bytes(example.image, where=where), "image/png"))
+            content = parts
+        messages.append({**message, "content": content})
+    return tuple(messages)
+
+
+class VerdictScoreCall(ModelCall[JudgeExample, dict[str, float]]):
+    """The label tokens' log-probabilities after the judge prompt (choice scoring, one forward pass)."""
+
+    name = "judge-score"
+    template_version = "judge-score-v1"
+    max_parse_retries = 0
+
+    def __init__(self, judge_format: JudgeFormat, *, with_image: bool):
+        self.format = judge_format
+        self.with_image = with_image
+
+    def request(self, example: JudgeExample) -> ChatRequest:
+        return ChatRequest(messages=request_messages(self.format, example, with_image=self.with_image),
+                           choices=VERDICT_LABELS, max_tokens=1)
+
+    def parse(self, example: JudgeExample, response: ChatResponse) -> dict[str, float]:
+        return json.loads(response.text)["choice_logprobs"]
+
+
+class VerdictTextCall(ModelCall[JudgeExample, str]):
+    """The judge's greedy answer, read by the format's parser (an unparseable answer is data, not retried)."""
+
+    name = "judge-generate"
+    template_version = "judge-generate-v1"
+    max_parse_retries = 0
+
+    def __init__(self, judge_format: JudgeFormat, *, with_image: bool, max_new_tokens: int):
+        self.format = judge_format
+        self.with_image = with_image
+        self.max_new_tokens = max_new_tokens
+
+    def request(self, example: JudgeExample) -> ChatRequest:
+        return ChatRequest(messages=request_messages(self.format, example, with_image=self.with_image),
+                           temperature=0.0, max_tokens=self.max_new_tokens)
+
+    def parse(self, example: JudgeExample, response: ChatResponse) -> str:
+        return response.text
 
 
 class HFJudge(Judge):
@@ -70,6 +121,7 @@ class HFJudge(Judge):
         if mode == FAST and not judge_format.supports_fast:
             raise ValueError(f"the {judge_format.name} format cannot be read in one forward pass; use mode 'generative'")
         self.loaded = loaded
+        self.backend = TransformersBackend.from_loaded(loaded, batch_size=batch_size)
         self.mode = mode
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
@@ -89,11 +141,6 @@ class HFJudge(Judge):
             if required:
                 raise
             return None
-
-    @classmethod
-    def from_pretrained(cls, base_model: str | None = None, adapter: str | None = None, *, load_in_4bit: bool = False,
-                        **options: Any) -> HFJudge:
-        return cls(load_model(base_model, adapter, load_in_4bit=load_in_4bit), **options)
 
     def describe(self) -> dict[str, Any]:
         tokens = self.verdict_tokens
@@ -117,59 +164,56 @@ class HFJudge(Judge):
                        judge_format=judge_format)
 
     def rendered_prompt(self, example: JudgeExample) -> str:
-        return render_prompt(self.loaded, self.format.build_messages(example))
+        return render_chat(self.loaded, self.format.build_messages(example))
 
     # -- scoring -----------------------------------------------------------------------------------------
     def score(self, examples: list[JudgeExample]) -> list[Prediction]:
         if not examples:
             return []
-        prompts = [self.rendered_prompt(example) for example in examples]
+        lengths = prompt_lengths(self.loaded.tokenizer, [self.rendered_prompt(example) for example in examples])
+        order = [index for batch in length_grouped_batches(lengths, self.batch_size) for index in batch]
+        ordered = [examples[index] for index in order]
+        with_image = self.loaded.is_multimodal
+        if self.mode == FAST:
+            scored = self._run(VerdictScoreCall(self.format, with_image=with_image), ordered)
+            predictions = [self._fast_prediction(logprobs) for logprobs in scored]
+        else:
+            texts = self._run(VerdictTextCall(self.format, with_image=with_image,
+                                              max_new_tokens=self.max_new_tokens), ordered)
+            first_steps = (self._run(VerdictScoreCall(self.format, with_image=with_image), ordered)
+                           if self.verdict_tokens is not None else [None] * len(texts))
+            label_words = ([self.loaded.tokenizer.decode([token]).strip() for token in self.verdict_tokens.ids]
+                           if self.verdict_tokens is not None else [])
+            predictions = [self._generative_prediction(text, first, label_words)
+                           for text, first in zip(texts, first_steps, strict=True)]
         results: list[Prediction | None] = [None] * len(examples)
-        for indices in length_grouped_batches(prompt_lengths(self.loaded, prompts), self.batch_size):
-            images = [
-                load_image(examples[i].image, where=f"{examples[i].source}/{examples[i].source_id}")
-                if self.loaded.is_multimodal else None
-                for i in indices
-            ]
-            batch = encode(self.loaded, [prompts[i] for i in indices], images)
-            scored = self._score_fast(batch) if self.mode == FAST else self._score_generative(batch)
-            for index, prediction in zip(indices, scored, strict=True):
-                results[index] = prediction
+        for index, prediction in zip(order, predictions, strict=True):
+            results[index] = prediction
         return results  # type: ignore[return-value]
 
-    def _score_fast(self, batch) -> list[Prediction]:
-        batch = append_tokens(batch, self.verdict_tokens.prefix_ids)
-        p_unsafe, mass = label_probabilities(last_position_logits(self.loaded, batch), self.verdict_tokens)
-        return [Prediction(label=UNSAFE if p >= 0.5 else SAFE, p_unsafe=p, extras={"label_mass": m})
-                for p, m in zip(p_unsafe, mass, strict=True)]
+    def _run(self, call: ModelCall, examples: list[JudgeExample]) -> list:
+        """The call's outputs in order; the first item that failed is an error naming it."""
+        results = run_calls_sync(call, examples, self.backend, cache=None, concurrency=self.batch_size)
+        for example, result in zip(examples, results, strict=True):
+            if not result.ok:
+                raise RuntimeError(f"{example.source}/{example.source_id}: judge {self.loaded.base_model} "
+                                   f"failed: {result.error}")
+        return [result.output for result in results]
 
-    def _score_generative(self, batch) -> list[Prediction]:
-        import torch
+    @staticmethod
+    def _fast_prediction(choice_logprobs: dict[str, float]) -> Prediction:
+        p_unsafe, mass = label_probabilities(choice_logprobs)
+        return Prediction(label=UNSAFE if p_unsafe >= 0.5 else SAFE, p_unsafe=p_unsafe, extras={"label_mass": mass})
 
-        tokenizer = self.loaded.tokenizer
-        with self.loaded.lock, torch.inference_mode():
-            output = self.loaded.model.generate(
-                **batch, max_new_tokens=self.max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                top_k=None, output_scores=True, return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
-            )
-        new_tokens = output.sequences[:, batch["input_ids"].shape[1]:]
-        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        tokens = self.verdict_tokens
-        step = len(tokens.prefix_ids) if tokens is not None else 0
-        if tokens is not None and step < len(output.scores):
-            first_p, first_mass = label_probabilities(output.scores[step], tokens)
-        else:
-            first_p = first_mass = [None] * len(texts)
-        predictions = []
-        for row, (text, generated) in enumerate(zip(texts, new_tokens.tolist(), strict=True)):
-            parsed = self.format.parse(text)
-            extras = {**parsed.extras, "first_token_id": generated[0]}
-            p_unsafe = None
-            # The verdict position is read only when generation really wrote the shared prefix before it.
-            if first_p[row] is not None and generated[:step] == list(tokens.prefix_ids):
-                p_unsafe = first_p[row]
-                extras["first_step_p_unsafe"] = p_unsafe
-                extras["first_step_label_mass"] = first_mass[row]
-                extras["first_token_is_label"] = len(generated) > step and generated[step] in tokens.ids
-            predictions.append(Prediction(label=parsed.label, p_unsafe=p_unsafe, raw_text=text, extras=extras))
-        return predictions
+    def _generative_prediction(self, text: str, first_step: dict[str, float] | None, label_words: list[str]) -> Prediction:
+        """The parsed answer; with the first step's label-token reading and whether the answer starts with a
+        label token's text (``label_words``: the label tokens decoded)."""
+        parsed = self.format.parse(text)
+        extras = dict(parsed.extras)
+        p_unsafe = None
+        if first_step is not None:
+            p_unsafe, mass = label_probabilities(first_step)
+            extras["first_step_p_unsafe"] = p_unsafe
+            extras["first_step_label_mass"] = mass
+            extras["first_token_is_label"] = any(word and text.lstrip().startswith(word) for word in label_words)
+        return Prediction(label=parsed.label, p_unsafe=p_unsafe, raw_text=text, extras=extras)

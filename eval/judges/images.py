@@ -57,3 +57,20 @@ def image_sha256(image: Any) -> str:
     if key not in _FILE_DIGESTS:
         _FILE_DIGESTS[key] = hashlib.sha256(path.read_bytes()).hexdigest()
     return _FILE_DIGESTS[key]
+
+
+def image_bytes(image: Any, *, where: str = "") -> bytes:
+    """The encoded bytes of an example's image, for a model request: a file's or a datasets dict's own bytes
+    as stored, a PIL image as lossless PNG (the model sees exactly the pixels `load_image` gives)."""
+    if isinstance(image, dict):
+        return image["bytes"] if image.get("bytes") else image_bytes(image.get("path"), where=where)
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image)
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+        return buffer.getvalue()
+    path = Path(image)
+    if not path.exists():
+        raise FileNotFoundError(f"{where}: image file {path} does not exist; fix the benchmark's image folder option")
+    return path.read_bytes()

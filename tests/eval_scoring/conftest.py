@@ -37,14 +37,14 @@ def judge_examples(photo_paths):
 
 @pytest.fixture(scope="session")
 def tiny_llava_loaded():
-    from modelcalls.transformers_backend import shared_model
+    from modelcalls.hf_loading import shared_model
 
     return shared_model("tiny-llava")  # the same copy a TransformersBackend of tiny-llava uses
 
 
 @pytest.fixture(scope="session")
 def smollm2_loaded():
-    from modelcalls.transformers_backend import shared_model
+    from modelcalls.hf_loading import shared_model
 
     return shared_model("smollm2")
 

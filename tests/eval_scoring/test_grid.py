@@ -4,6 +4,8 @@ scored on held-out benchmarks; reruns skip what is finished."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 
 import pytest
 import yaml
@@ -11,9 +13,16 @@ import yaml
 from eval import grid as grid_module
 from eval.grid import main, run_grid
 from eval.grid_config import GridError, load_grid
+from eval.predictions import CACHE_FILE
 from eval.results import RESULT_SCHEMA_VERSION
 
 from .conftest import write_benchmark
+
+
+def cached_answers(cache_dir):
+    """Every answer in the folder's call cache with the time it was written (a rescore rewrites it)."""
+    with closing(sqlite3.connect(cache_dir / CACHE_FILE)) as db:
+        return sorted(db.execute("SELECT key, text, created FROM calls").fetchall())
 
 
 def _write_grid(tmp_path, repo_root, benchmark_file, **changes):
@@ -69,11 +78,11 @@ def test_grid_trains_scores_held_out_benchmarks_and_resumes(tmp_path, repo_root,
     # A lost cell is rescored from the prediction cache, with the trained judge reused (no training).
     monkeypatch.undo()
     monkeypatch.setattr("recipes.train.train", refuse)
-    before = {p: p.read_text() for p in (out / "predictions").rglob("*.jsonl")}
+    before = cached_answers(out / "predictions")
     paths[0].unlink()
     run_grid(grid, out)
     assert json.loads(paths[0].read_text())["primary"] == result["primary"]
-    assert {p: p.read_text() for p in (out / "predictions").rglob("*.jsonl")} == before
+    assert cached_answers(out / "predictions") == before  # every prediction read from the cache, none made again
 
 
 def test_grid_config_errors_name_file_and_entry(tmp_path, repo_root, photo_paths, capsys):

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from eval.judges.hf import FAST, GENERATIVE, HFJudge
-from eval.judges.hf_model import length_grouped_batches
+from modelcalls.hf_tokens import length_grouped_batches
 from rms_dataset import SAFE, UNSAFE
 
 

@@ -13,7 +13,7 @@ import math
 import pytest
 
 from judging.format import verdict_token_ids
-from modelcalls.transformers_backend import answer_tokens
+from modelcalls.hf_tokens import answer_tokens
 
 LLAVA_15 = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }} {% elif m['role'] == 'user' %}"
             "USER: {{ m['content'] }} {% else %}ASSISTANT: {{ m['content'] }}</s>{% endif %}{% endfor %}"
@@ -123,7 +123,7 @@ def test_fast_path_reads_the_template_tokens_and_reports_label_mass(smollm2_load
     import torch
 
     from eval.judges.hf import FAST, HFJudge
-    from eval.judges.hf_model import render_prompt
+    from modelcalls.hf_tokens import render_chat as render_prompt
 
     loaded = copy.copy(smollm2_loaded)
     loaded.tokenizer = loaded.processor = with_template(smollm2_loaded.tokenizer, LLAVA_15)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +36,13 @@ def score(out: Path, launcher: list[str], args: list[str]) -> subprocess.Complet
 
 def files(root: Path) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*"))
-            if path.is_file() and "ranks" not in path.parts}
+            if path.is_file() and "ranks" not in path.parts and not path.name.endswith(("-wal", "-shm"))}
+
+
+def cached_answers(path: Path) -> list[tuple]:
+    """The answers of a call cache file, without the time each was written."""
+    with closing(sqlite3.connect(path)) as db:
+        return sorted(db.execute("SELECT key, call_name, model, text FROM calls").fetchall())
 
 
 def assert_same_cells(one: Path, two: Path) -> None:
@@ -45,7 +53,9 @@ def assert_same_cells(one: Path, two: Path) -> None:
             a, b = json.loads(single[name]), json.loads(launched[name])
             a.pop("created_at"), b.pop("created_at")
             assert a == b, name
-        else:  # samples.jsonl and the prediction cache: byte for byte
+        elif name.endswith(".sqlite"):  # the call cache: the same answers under the same keys
+            assert cached_answers(one / name) == cached_answers(two / name), name
+        else:  # samples.jsonl: byte for byte
             assert single[name] == launched[name], name
 
 
@@ -59,8 +69,8 @@ def test_two_cpu_processes_write_the_cells_of_one_process(tmp_path):
     assert len([name for name in files(tmp_path / "one") if name.endswith(".samples.jsonl")]) == 2
     assert two.stdout.count("mssbench__query__limit=40:") == 1  # only rank 0 writes and reports
     # each rank scored its own chunks (mssbench: 32 + 8 items) and kept them in its own cache
-    rank_caches = sorted(path.parent.parent.name for path in (tmp_path / "two").rglob("ranks/*/*/mssbench__query.jsonl"))
-    assert rank_caches == ["0-of-2", "1-of-2"]
+    rank_caches = {path.parent.name: cached_answers(path) for path in (tmp_path / "two").rglob("ranks/*/calls.sqlite")}
+    assert sorted(rank_caches) == ["0-of-2", "1-of-2"] and all(rank_caches.values())
 
 
 @pytest.mark.slow

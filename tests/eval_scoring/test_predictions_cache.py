@@ -1,12 +1,10 @@
-"""Predictions are written per item as they are scored, and an interrupted evaluation resumes."""
+"""Predictions go into the one call cache as they are scored, and an interrupted evaluation resumes."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from eval.predictions import predictions_path, read_predictions, score_cached
+from eval.predictions import CACHE_FILE, call_cache, score_cached
 
 from .conftest import KeywordJudge, SeesImageJudge
 
@@ -18,10 +16,8 @@ def test_second_run_scores_nothing_and_returns_the_same_predictions(tmp_path, ju
     second = score_cached(again, judge_examples, tmp_path)
     assert again.scored == []
     assert [item.prediction for item in second] == [item.prediction for item in first]
-    path = predictions_path(tmp_path, judge.judge_id, "fixture", "query")
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert {(line["source_id"], line["task"], line["judge_id"]) for line in lines} == {
-        (example.source_id, "query", judge.judge_id) for example in judge_examples}
+    with call_cache(tmp_path) as cache:  # one answer per item, in the one cache file of the folder
+        assert len(cache) == len(judge_examples) and cache.path == tmp_path / CACHE_FILE
 
 
 def test_interrupted_run_resumes_with_only_the_missing_items(tmp_path, judge_examples):
@@ -39,24 +35,6 @@ def test_interrupted_run_resumes_with_only_the_missing_items(tmp_path, judge_exa
     assert resumed.scored == [example.source_id for example in judge_examples[2:]]
     assert [item.example.source_id for item in items] == [example.source_id for example in judge_examples]
     assert all(item.prediction.label is not None for item in items)
-
-
-def test_truncated_last_line_is_rescored_and_corrupt_middle_line_is_an_error(tmp_path, judge_examples):
-    judge = KeywordJudge()
-    score_cached(judge, judge_examples, tmp_path)
-    path = predictions_path(tmp_path, judge.judge_id, "fixture", "query")
-    text = path.read_text()
-    path.write_text(text[: len(text) - 20])  # the process died while writing the last record
-    resumed = KeywordJudge()
-    score_cached(resumed, judge_examples, tmp_path)
-    assert resumed.scored == [judge_examples[-1].source_id]
-    assert len(read_predictions(path, judge.judge_id)) == len(judge_examples)
-
-    lines = path.read_text().splitlines()
-    lines[1] = lines[1][:10]
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r":2: not valid JSON"):
-        score_cached(KeywordJudge(), judge_examples, tmp_path)
 
 
 def test_duplicate_ids_are_refused(tmp_path, judge_examples):
@@ -128,18 +106,6 @@ def test_judge_fingerprint_changes_invalidate(tmp_path, judge_examples):
     assert other.scored == [example.source_id for example in judge_examples]
 
 
-def test_a_cache_line_without_a_content_key_is_not_reused(tmp_path, judge_examples):
-    """Predictions written before keys were content-addressed are re-scored, never trusted."""
-    judge = KeywordJudge()
-    score_cached(judge, judge_examples, tmp_path)
-    path = predictions_path(tmp_path, judge.judge_id, "fixture", "query")
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    path.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "key"}) + "\n" for line in lines))
-    again = KeywordJudge()
-    score_cached(again, judge_examples, tmp_path)
-    assert len(again.scored) == len(judge_examples)
-
-
 def test_image_hash_reads_pixels_and_bytes_not_names(tmp_path, photo_paths):
     from PIL import Image
 
@@ -151,3 +117,24 @@ def test_image_hash_reads_pixels_and_bytes_not_names(tmp_path, photo_paths):
     assert image_sha256(None) == NO_IMAGE
     red, blue = Image.new("RGB", (4, 4), "red"), Image.new("RGB", (4, 4), "blue")
     assert image_sha256(red) != image_sha256(blue) and image_sha256(red) == image_sha256(red.copy())
+
+
+@pytest.mark.slow
+def test_a_rerun_makes_no_model_call_and_a_retrained_adapter_scores_again(tmp_path, smollm2_loaded, judge_examples):
+    """The local judge's answers go through the one call cache: a rerun of the same cell is served from it
+    without a forward pass; the same model with other adapter weights (another fingerprint) is asked again."""
+    import copy
+
+    from eval.judges.hf import FAST, HFJudge
+
+    judge = HFJudge(smollm2_loaded, mode=FAST, batch_size=4)
+    first = score_cached(judge, judge_examples, tmp_path)
+    assert sum(judge.backend.batches_run) == len(judge_examples)
+    rerun = HFJudge(smollm2_loaded, mode=FAST, batch_size=4)
+    assert [item.prediction for item in score_cached(rerun, judge_examples, tmp_path)] == [i.prediction for i in first]
+    assert rerun.backend.batches_run == []  # no model call
+    retrained = copy.copy(smollm2_loaded)
+    retrained.fingerprint = {**smollm2_loaded.fingerprint, "adapter_sha256": "retrained-weights"}
+    judge = HFJudge(retrained, mode=FAST, batch_size=4)
+    score_cached(judge, judge_examples, tmp_path)
+    assert sum(judge.backend.batches_run) == len(judge_examples)

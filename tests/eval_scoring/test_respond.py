@@ -21,6 +21,7 @@ from eval.respond import (
     proportion,
 )
 from judging.format import ANSWER, REFUSAL, parse_refusal
+from modelcalls import CallCache
 from modelcalls.base import message_text
 from modelcalls.scripted_backend import ScriptedBackend
 
@@ -58,11 +59,11 @@ def test_answers_are_keyed_by_model_endpoint_parameters_and_content(tmp_path, sa
     """Observed: answers were keyed by (model, pair, variant), so another endpoint, another max_new_tokens or
     another release's text for the same pair id reused old answers."""
     prompts = load_prompts(str(sample_release), "test", limit=2)
-    path = tmp_path / "responses.jsonl"
+    cache = CallCache(tmp_path / "calls.sqlite")
 
     def answered(backend, prompts, **kwargs):
         before = backend.calls
-        answers = cached_answers(backend, prompts, path, **kwargs)
+        answers = cached_answers(backend, prompts, cache, **kwargs)
         return answers, backend.calls - before
 
     backend = ScriptedBackend(model="m", respond=lambda r: f"answer to {message_text(r.messages[-1])[:20]}")
@@ -83,7 +84,7 @@ def test_a_regenerated_answer_is_judged_again(tmp_path, sample_release):
     """Observed: verdicts were keyed by "pair:variant", so a regenerated answer inherited the old verdict."""
     prompts = load_prompts(str(sample_release), "test", limit=2)
     backend = ScriptedBackend(model="m", respond=lambda r: "first answer")
-    answers = cached_answers(backend, prompts, tmp_path / "a.jsonl", endpoint="x", max_tokens=8)
+    answers = cached_answers(backend, prompts, CallCache(tmp_path / "a.sqlite"), endpoint="x", max_tokens=8)
     judge = KeywordJudge()
     score_cached(judge, _examples("m", "responses", prompts, answers), tmp_path / "pred")
     regenerated = [replace(a, response="a new answer") for a in answers]
@@ -99,13 +100,12 @@ def test_local_model_answers_are_cached_and_judged_per_category(tmp_path, sample
     prompts = load_prompts(str(sample_release), "test", limit=1)
     backend = TransformersBackend("tiny-llava", batch_size=4)  # the same loaded copy as the judge's
     assert backend.hf_model is tiny_llava_loaded.model
-    answers = cached_answers(backend, prompts, tmp_path / "responses.jsonl", endpoint=LOCAL_ENDPOINT, max_tokens=6)
+    cache = CallCache(tmp_path / "calls.sqlite")
+    answers = cached_answers(backend, prompts, cache, endpoint=LOCAL_ENDPOINT, max_tokens=6)
     assert len(answers) == len(prompts) and all(isinstance(a.response, str) for a in answers)
     assert backend.batches_run == [len(prompts)]  # one left-padded batch
-
-    no_more = ScriptedBackend(model="tiny-llava", respond=lambda r: pytest.fail("answered again; it was cached"))
-    assert cached_answers(no_more, prompts, tmp_path / "responses.jsonl", endpoint=LOCAL_ENDPOINT,
-                          max_tokens=6) == answers
+    assert cached_answers(backend, prompts, cache, endpoint=LOCAL_ENDPOINT, max_tokens=6) == answers
+    assert backend.batches_run == [len(prompts)]  # the rerun was served by the cache: no model call
 
     judge = HFJudge(tiny_llava_loaded, mode=FAST, max_new_tokens=2)  # the refusal question: the verdict word first
     report = build_report("tiny-llava", judge, prompts, answers, tmp_path / "pred")

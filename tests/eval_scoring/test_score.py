@@ -9,6 +9,7 @@ import pytest
 
 from eval.judges.api import APIJudge, APIJudgeError
 from eval.cell import evaluate
+from eval.predictions import CACHE_FILE
 from eval.results import RESULT_SCHEMA_VERSION, ResultSchemaError, read_result, write_result
 from eval.spec import BenchmarkSpec, parse_specs
 from typed_config import ConfigError
@@ -127,7 +128,7 @@ def test_score_cli_writes_a_result_and_reuses_predictions(tmp_path, binary_bench
         assert len(server.requests) == 6  # the second run read every prediction from the cache
     result = read_result(out)
     assert result["benchmark"]["n_items"] == 6 and result["benchmark"]["limit"] == 6
-    assert (tmp_path / "r" / "predictions" / result["judge"]["id"] / "eval_fixture__query.jsonl").is_file()
+    assert (tmp_path / "r" / "predictions" / CACHE_FILE).is_file()  # the one call cache of the folder
     line = capsys.readouterr().out
     assert "balanced_accuracy = " in line and "n=6, missing images 0, unparseable 0 (generative)" in line
 

@@ -12,7 +12,7 @@ import pytest
 from generation.engine.config import REPO_ROOT, RunConfig
 from generation.run import run
 from generation.steps import gates
-from modelcalls.transformers_backend import shared_model
+from modelcalls.hf_loading import shared_model
 
 pytestmark = pytest.mark.slow
 

@@ -150,7 +150,7 @@ def test_weights_fingerprint_follows_the_adapter_bytes_not_its_path(tmp_path):
     folder reused the old adapter's cached predictions. The fingerprint hashes the adapter files."""
     from types import SimpleNamespace
 
-    from modelcalls.transformers_backend import model_fingerprint
+    from modelcalls.hf_fingerprint import model_fingerprint
 
     base = tmp_path / "base"
     base.mkdir()
@@ -174,7 +174,7 @@ def test_weights_fingerprint_follows_the_adapter_bytes_not_its_path(tmp_path):
 
 def test_judges_and_backends_share_one_loaded_copy_and_its_fingerprint(smollm2_backend):
     from eval.judges.hf import GENERATIVE, HFJudge
-    from modelcalls.transformers_backend import shared_model
+    from modelcalls.hf_loading import shared_model
 
     loaded = shared_model("smollm2")
     assert loaded is smollm2_backend.loaded

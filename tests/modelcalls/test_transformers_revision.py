@@ -9,7 +9,7 @@ from huggingface_hub import HfApi
 from huggingface_hub import constants as hf_constants
 
 from modelcalls import ChatRequest, make_backend, run_calls_sync
-from modelcalls.transformers_backend import shared_model
+from modelcalls.hf_loading import shared_model
 from tests.hub.server import HubServer
 
 from .helpers import EchoCall
