@@ -28,6 +28,7 @@ from pathlib import Path
 from atomic_files import write_atomic
 from judging.sources.fetched import MANIFEST, benchmarks_dir, read_manifest
 from judging.sources.published import PUBLISHED, Publication, load_publications
+from rms_dataset import file_sha256
 from typed_config import ConfigError
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -64,14 +65,6 @@ class Fetched:
                 f"{len(self.verified)} already present and verified -> {self.folder}")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def git_blob_id(path: Path) -> str:
     data = path.read_bytes()
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -87,7 +80,7 @@ class RepoFile:
     whence: str  # where the expected value comes from, for the error message
 
     def matches(self, local: Path) -> bool:
-        return (sha256_of(local) if self.kind == "sha256" else git_blob_id(local)) == self.expected
+        return (file_sha256(local) if self.kind == "sha256" else git_blob_id(local)) == self.expected
 
 
 def fetch_benchmark(name: str, publication: Publication, root: Path, *, endpoint: str | None = None,
@@ -121,7 +114,7 @@ def fetch_benchmark(name: str, publication: Publication, root: Path, *, endpoint
                                  "download is corrupt or the file changed upstream: fetch again, and if it persists "
                                  "check the repo before changing the pin")
             result.downloaded.append(repo_file.path)
-        hashes[repo_file.path] = sha256_of(local)
+        hashes[repo_file.path] = file_sha256(local)
     for archive in publication.image_archives:
         _extract(folder / archive, hashes[archive], manifest, folder)
     write_atomic(folder / MANIFEST, json.dumps({
@@ -140,7 +133,7 @@ def _complete(manifest: dict | None, folder: Path, publication: Publication) -> 
     files = manifest.get("files") or {}
     for path, digest in files.items():
         local = folder / path
-        if not local.is_file() or sha256_of(local) != publication.sha256.get(path, digest):
+        if not local.is_file() or file_sha256(local) != publication.sha256.get(path, digest):
             return False
     return bool(files)
 
