@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,8 +80,14 @@ def read_shard(run_dir: str | Path) -> ShardData:
 
 @dataclass
 class BaseRelease:
+    """A previous release's rows (config -> split -> rows) with each photo given by path: `load_base_release`
+    streams the parquet shards a row group at a time and writes each photo once into ``photos_dir`` (a
+    scratch folder removed with this object), so no photo's bytes are held; the writer reads them back when
+    it writes the row group."""
+
     rows: dict[str, dict[str, list[dict]]] = field(default_factory=dict)  # config -> split -> rows
     hashes: list[tuple[str, int]] = field(default_factory=list)  # (image_id, dhash)
+    photos_dir: Path | None = None
 
     @property
     def pairs(self) -> list[dict]:
@@ -91,6 +98,10 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
     """A previous release (local dir or Hub dataset repo id) whose rows the new version keeps."""
     if not path_or_repo:
         return BaseRelease()
+    import shutil
+    import tempfile
+    import weakref
+
     import pyarrow.parquet as pq
     from PIL import Image
 
@@ -103,17 +114,36 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
     if problems:
         raise ConfigError(f"--base-release {path_or_repo}: not a release that validates (" + "; ".join(str(p) for p in problems[:3])
                           + "); give a release directory written by `run` or `merge`, or a Hub dataset id")
-    base = BaseRelease()
-    seen = set()
+    base = BaseRelease(photos_dir=Path(tempfile.mkdtemp(prefix="rms-base-release-photos-")))
+    weakref.finalize(base, shutil.rmtree, base.photos_dir, True)
+    hashed = set()
     for config in rms.SOURCE_CONFIGS:  # the writer derives preference again
         for split, paths in rms.find_shards(str(root), config).items():
+            kept = base.rows.setdefault(config, {}).setdefault(split, [])
             for path in paths:
-                base.rows.setdefault(config, {}).setdefault(split, []).extend(pq.read_table(path).to_pylist())
-    for row in base.pairs:
-        if row["image_id"] not in seen:
-            seen.add(row["image_id"])
-            base.hashes.append((row["image_id"], dhash(Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB"))))
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=256):  # one batch's photos in memory
+                    for row in batch.to_pylist():
+                        image = row.get("image") or {}
+                        if config == rms.PAIRS and image.get("bytes") and row["image_id"] not in hashed:
+                            hashed.add(row["image_id"])
+                            base.hashes.append((row["image_id"],
+                                                dhash(Image.open(io.BytesIO(image["bytes"])).convert("RGB"))))
+                        kept.append(_photo_by_path(row, base.photos_dir))
     return base
+
+
+def _photo_by_path(row: dict, photos_dir: Path) -> dict:
+    """``row`` with its photo written once to ``photos_dir/<image_id>/<name>`` and given by that path (the name
+    is kept, so the release writer writes the row as it was)."""
+    image = row.get("image") or {}
+    if not image.get("bytes"):
+        return row
+    name = os.path.basename(image.get("path") or f"{row['image_id']}.jpg")
+    photo = photos_dir / row["image_id"] / name
+    if not photo.exists():
+        photo.parent.mkdir(exist_ok=True)
+        photo.write_bytes(image["bytes"])
+    return {**row, "image": {"bytes": None, "path": str(photo)}}
 
 
 @dataclass

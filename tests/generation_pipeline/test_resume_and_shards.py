@@ -113,6 +113,24 @@ def test_new_version_keeps_base_release_rows_and_skips_known_images(photo_folder
     assert old_pairs < new_pairs and len(new_pairs - old_pairs) == report["new_pairs"] == 1
     rejects = [json.loads(l) for l in new["rejects"].splitlines()]
     assert sum("base release" in r["reason"] for r in rejects) == 3
+    for key, rows in base.items():  # every base row, photo bytes and name included, is written as it was
+        if key not in ("rejects", "taxonomy") and key[0] in rms.SOURCE_CONFIGS:
+            kept = {row["id"]: row for row in new[key]}
+            assert rows and all(kept[row["id"]] == row for row in rows)
+
+
+def test_a_base_release_is_read_with_its_photos_by_path_and_its_scratch_folder_goes(photo_folder, make_config,
+                                                                                      tmp_path):
+    from generation.release.finalize import load_base_release
+
+    run(make_config(photo_folder(DESCRIPTIONS[:3], name="v1")), tmp_path / "v1", show_progress=False)
+    base = load_base_release(str(tmp_path / "v1" / "release"))
+    rows = [row for config in base.rows.values() for split in config.values() for row in split]
+    assert rows and all(row["image"]["bytes"] is None and Path(row["image"]["path"]).is_file() for row in rows)
+    assert len(base.hashes) == len({row["image_id"] for row in base.pairs})
+    scratch = base.photos_dir
+    del base, rows
+    assert not scratch.exists()
 
 
 KILL_IN_COMMIT = """
