@@ -81,7 +81,7 @@ def read_shard(run_dir: str | Path) -> ShardData:
 @dataclass
 class BaseRelease:
     """A previous release's rows (config -> split -> rows) with each photo given by path: `load_base_release`
-    streams the parquet shards a row group at a time and writes each photo once into ``photos_dir`` (a
+    reads the parquet shards a row group at a time and writes each photo once into ``photos_dir`` (a
     scratch folder removed with this object), so no photo's bytes are held; the writer reads them back when
     it writes the row group."""
 
@@ -121,8 +121,9 @@ def load_base_release(path_or_repo: str | None) -> BaseRelease:
         for split, paths in rms.find_shards(str(root), config).items():
             kept = base.rows.setdefault(config, {}).setdefault(split, [])
             for path in paths:
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=256):  # one batch's photos in memory
-                    for row in batch.to_pylist():
+                parquet = pq.ParquetFile(path)
+                for group in range(parquet.num_row_groups):  # one row group's photos in memory (100 rows)
+                    for row in parquet.read_row_group(group).to_pylist():
                         image = row.get("image") or {}
                         if config == rms.PAIRS and image.get("bytes") and row["image_id"] not in hashed:
                             hashed.add(row["image_id"])
