@@ -58,11 +58,13 @@ def evaluate(
     n_bootstrap: int = 1000,
     seed: int = 0,
     samples: Path | str | None = None,
+    benchmark: LoadedBenchmark | None = None,
 ) -> dict[str, Any]:
     """Score `judge` on the benchmark (resuming from the prediction cache) and return the result record;
-    with ``samples`` (a path), also write the per-sample log there (`eval.samples`). Raises
-    `MissingImagesError` when images are missing and the spec is not text-only."""
-    benchmark, examples = cell_examples(judge, spec)
+    with ``samples`` (a path), also write the per-sample log there (`eval.samples`); ``benchmark``: the
+    spec's examples when the caller has loaded them already. Raises `MissingImagesError` when images are
+    missing and the spec is not text-only."""
+    benchmark, examples = cell_examples(judge, spec, benchmark)
     items = score_cached(judge, examples, cache_dir)
     if samples is not None:
         from eval.samples import write_samples
@@ -99,10 +101,11 @@ def evaluate(
     }
 
 
-def cell_examples(judge: Judge, spec: BenchmarkSpec) -> tuple[LoadedBenchmark, list[JudgeExample]]:
-    """The benchmark and the examples a cell scores (without images when text-only). Raises
-    `MissingImagesError` when images are missing, the spec is not text-only and the judge reads images."""
-    benchmark = load_benchmark(spec)
+def cell_examples(judge: Judge, spec: BenchmarkSpec, benchmark: LoadedBenchmark | None = None,
+                  ) -> tuple[LoadedBenchmark, list[JudgeExample]]:
+    """The benchmark (loaded unless given) and the examples a cell scores (without images when text-only).
+    Raises `MissingImagesError` when images are missing, the spec is not text-only and the judge reads images."""
+    benchmark = benchmark or load_benchmark(spec)
     if getattr(judge, "reads_images", True):  # sanity judges (eval/judges/sanity.py) never look at an image
         check_images(benchmark)
     examples = benchmark.examples

@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 
     metadata, training = judge_provenance(judge, judge_spec)
     ranks = launched_ranks()  # accelerate launch: every rank scores a slice, rank 0 writes (eval/parallel.py)
-    for spec in specs:
+    for spec, benchmark in zip(specs, benchmarks, strict=True):  # each benchmark loaded once, above
         cell_judge = judge
         if ranks is not None:
-            gathered = score_slice(judge, cell_examples(judge, spec)[1], cache_dir, ranks)
+            gathered = score_slice(judge, cell_examples(judge, spec, benchmark)[1], cache_dir, ranks)
             if gathered is None:
                 continue
             cell_judge = GatheredJudge(judge, gathered)
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                   "does not rank it there (held out, as in the grid)", file=sys.stderr)
         path = out if single else out / "cells" / f"{spec.key}.json"
         result = evaluate(cell_judge, spec, cache_dir, n_bootstrap=args.n_bootstrap, samples=samples_path(path),
-                          judge_metadata=metadata, training=training)
+                          judge_metadata=metadata, training=training, benchmark=benchmark)
         write_result(path, result)
         print(format_cell_line(result, path))
         if result["format_mismatch"]:
